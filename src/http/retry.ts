@@ -1,0 +1,58 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RetriableRemoteError } from '../errors.js';
+
+export interface RetryPolicy {
+  /** Retries after the first attempt. */
+  retries: number;
+  /** First backoff delay; doubles each attempt. */
+  baseDelayMs: number;
+  /** Cap for one delay (also caps Retry-After). */
+  maxDelayMs: number;
+}
+
+export interface RetryHooks {
+  onRetry?: (error: RetriableRemoteError, attempt: number, delayMs: number) => void;
+  signal?: AbortSignal;
+}
+
+/** Exponential backoff with jitter: base * 2^attempt, scaled by a random factor in [0.5, 1]. */
+export function backoffDelay(policy: RetryPolicy, attempt: number, retryAfterMs?: number): number {
+  const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+  const jittered = exp * (0.5 + Math.random() * 0.5);
+  const wanted = retryAfterMs !== undefined ? Math.max(retryAfterMs, jittered) : jittered;
+  return Math.min(policy.maxDelayMs, Math.round(wanted));
+}
+
+/**
+ * Runs `fn` until it succeeds, throws something that is not a RetriableRemoteError, or the retries run out
+ * (then the last RetriableRemoteError is thrown, its message saying how many attempts were made).
+ */
+export async function withRetry<T>(fn: (attempt: number) => Promise<T>, policy: RetryPolicy, hooks: RetryHooks = {}): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn(attempt);
+    } catch (err) {
+      if (!(err instanceof RetriableRemoteError)) throw err;
+      if (attempt >= policy.retries) {
+        throw new RetriableRemoteError(err.code, `${err.message} (gave up after ${attempt + 1} attempts)`, {
+          ...(err.status !== undefined ? { status: err.status } : {}),
+          cause: err,
+        });
+      }
+      const delay = backoffDelay(policy, attempt, err.retryAfterMs);
+      hooks.onRetry?.(err, attempt + 1, delay);
+      await sleep(delay, undefined, hooks.signal ? { signal: hooks.signal } : undefined);
+    }
+  }
+}
+
+/** Parses a Retry-After header (seconds or an HTTP date) into ms. */
+export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (!v) return undefined;
+  const secs = Number(v);
+  if (Number.isFinite(secs) && secs >= 0) return secs * 1000;
+  const at = Date.parse(v);
+  if (Number.isFinite(at)) return Math.max(0, at - now);
+  return undefined;
+}
