@@ -1,0 +1,282 @@
+/**
+ * Client of Amplitude's Export API (`GET /api/2/export`, specs/amplitude.md). It downloads one window of
+ * upload hours to a temp file (an export can be 4 GB: never in memory), checks that the file is a zip,
+ * and classifies every failure: retriable (429, 5xx but 504, network, a 200 that is not a zip), fatal
+ * (403: credentials or region), empty (404) or too large (400, 504: the caller halves the window).
+ */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Got, Response } from 'got';
+import yauzl from 'yauzl';
+import { AmpFmeError, FatalRemoteError, RetriableRemoteError } from '../errors.js';
+import { asNetworkError, bodySnippet } from '../http/client.js';
+import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
+import { silentLogger, type Logger } from '../log/logger.js';
+import type { Region } from '../config/types.js';
+import { describeWindow, formatHour, halveWindow, windowHours, type HourWindow } from './hours.js';
+
+/** A downloaded export on disk. Call `dispose()` when done: it removes the file. */
+export interface ExportArchive {
+  path: string;
+  bytes: number;
+  dispose(): Promise<void>;
+}
+
+export interface ExportClientOptions {
+  /** From `createHttp`, with the long export inactivity timeout (`http.exportTimeoutMs`). */
+  http: Got;
+  /** `exportBaseUrl(config.amplitude)`, without a trailing slash. */
+  baseUrl: string;
+  apiKey: string;
+  secretKey: string;
+  retry: RetryPolicy;
+  logger?: Logger;
+  /** Where downloads are spooled; `os.tmpdir()` by default. */
+  tmpDir?: string;
+  /** The configured region, named in the 403 message. */
+  region?: Region;
+}
+
+/** The Export API answered 400 or 504 for this window: it holds too much data for one request. */
+export class ExportWindowTooLargeError extends AmpFmeError {
+  readonly status: number;
+  readonly window: HourWindow;
+  constructor(window: HourWindow, status: number, detail: string) {
+    super('EXPORT_WINDOW_TOO_LARGE', `Amplitude export of ${describeWindow(window)} answered ${status} (too much data for one request)${detail ? `: ${detail}` : ''}`);
+    this.status = status;
+    this.window = window;
+  }
+}
+
+const ZIP_LOCAL_HEADER = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
+const ZIP_EMPTY_ARCHIVE = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+// Amplitude's 404 for a range without data (specs/amplitude.md).
+const NO_DATA_RE = /raw data files were not found/i;
+// Error bodies are small; a non-200 body longer than this is cut (it is only used in messages).
+const MAX_ERROR_BODY = 64 * 1024;
+
+async function readHead(file: string, n: number): Promise<Buffer> {
+  const fh = await open(file, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Opens the zip and walks its central directory: a truncated download fails here, not mid-pipeline. */
+async function checkZip(file: string): Promise<number> {
+  const zip = await yauzl.openPromise(file, { lazyEntries: true, autoClose: false });
+  try {
+    let count = 0;
+    for await (const entry of zip.eachEntry()) {
+      if (!entry.fileName.endsWith('/')) count++;
+    }
+    return count;
+  } finally {
+    zip.close();
+  }
+}
+
+async function readErrorBody(stream: AsyncIterable<unknown>): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const b = chunk as Buffer;
+    if (size < MAX_ERROR_BODY) chunks.push(b);
+    size += b.length;
+  }
+  return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY).toString('utf8');
+}
+
+export class ExportClient {
+  private readonly opts: ExportClientOptions;
+  private readonly logger: Logger;
+  private readonly auth: string;
+
+  constructor(options: ExportClientOptions) {
+    this.opts = options;
+    this.logger = options.logger ?? silentLogger;
+    this.auth = `Basic ${Buffer.from(`${options.apiKey}:${options.secretKey}`).toString('base64')}`;
+  }
+
+  get log(): Logger {
+    return this.logger;
+  }
+
+  /**
+   * Downloads one window, retrying what can pass. Returns undefined when the window has no data (404, or
+   * an empty zip). Throws ExportWindowTooLargeError (400/504), FatalRemoteError (403 and other refusals),
+   * or the last RetriableRemoteError once retries run out.
+   */
+  async fetchWindow(window: HourWindow, signal?: AbortSignal): Promise<ExportArchive | undefined> {
+    const desc = describeWindow(window);
+    return withRetry((attempt) => this.attempt(window, attempt, signal), this.opts.retry, {
+      ...(signal ? { signal } : {}),
+      onRetry: (err, attempt, delayMs) => {
+        this.logger.warn('Amplitude export failed, retrying', { window: desc, attempt, delayMs, reason: err.message });
+      },
+    });
+  }
+
+  private async attempt(window: HourWindow, attempt: number, signal: AbortSignal | undefined): Promise<ExportArchive | undefined> {
+    const desc = describeWindow(window);
+    const what = `Amplitude export of ${desc}`;
+    const dir = this.opts.tmpDir ?? os.tmpdir();
+    const file = path.join(dir, `amp-fme-export-${process.pid}-${randomBytes(6).toString('hex')}.zip`);
+    let keep = false;
+    try {
+      this.logger.debug('Requesting Amplitude export', { window: desc, attempt });
+      const stream = this.opts.http.stream(`${this.opts.baseUrl}/api/2/export`, {
+        searchParams: { start: formatHour(window.start), end: formatHour(window.end) },
+        headers: { authorization: this.auth },
+        ...(signal ? { signal } : {}),
+      });
+      let response: Response;
+      try {
+        response = await new Promise<Response>((resolve, reject) => {
+          stream.once('response', resolve);
+          stream.once('error', reject);
+        });
+      } catch (err) {
+        stream.destroy();
+        throw err;
+      }
+      const status = response.statusCode;
+      if (status !== 200) {
+        const body = await readErrorBody(stream);
+        // Amplitude's answer for a range without data (specs/amplitude.md).
+        if (status === 404 && NO_DATA_RE.test(body)) return undefined;
+        throw this.httpError(window, status, body, response);
+      }
+      await pipeline(stream, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+      const archive = await this.checkDownload(file, what);
+      keep = archive !== undefined;
+      return archive;
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason ?? err;
+      throw asNetworkError(err, what) ?? err;
+    } finally {
+      if (!keep) await rm(file, { force: true });
+    }
+  }
+
+  /** The error for a non-200 answer other than 404 "no data". */
+  private httpError(window: HourWindow, status: number, body: string, response: Response): AmpFmeError {
+    const desc = describeWindow(window);
+    const snippet = bodySnippet(body);
+    if (status === 400 || status === 504) return new ExportWindowTooLargeError(window, status, snippet);
+    if (status === 429 || (status >= 500 && status <= 599)) {
+      const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
+      return new RetriableRemoteError('EXPORT_HTTP', `Amplitude export of ${desc} answered ${status}${snippet ? `: ${snippet}` : ''}`, {
+        status,
+        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      });
+    }
+    if (status === 401 || status === 403) {
+      const region = this.opts.region;
+      const other = region === 'eu' ? 'us' : 'eu';
+      const regionHint = region
+        ? `the project is in the other data region than the configured amplitude.region "${region}" (an ${other.toUpperCase()} project must use amplitude.region "${other}")`
+        : 'the project is in the other data region (EU project on the US host or vice versa: set amplitude.region)';
+      return new FatalRemoteError(
+        'AMPLITUDE_AUTH',
+        `Amplitude export refused with ${status}${snippet ? ` (${snippet})` : ''}. Either the API key / secret key pair is wrong ` +
+          `(check amplitude.apiKey and amplitude.secretKey: the project's API key and secret key), or ${regionHint}.`,
+        status,
+      );
+    }
+    if (status === 404) {
+      return new FatalRemoteError(
+        'EXPORT_NOT_FOUND',
+        `Amplitude export of ${desc} answered 404 without Amplitude's "Raw data files were not found." text` +
+          `${snippet ? ` (${snippet})` : ''}: the export URL ${this.opts.baseUrl}/api/2/export looks wrong; check amplitude.exportBaseUrl and amplitude.region.`,
+        status,
+      );
+    }
+    return new FatalRemoteError('EXPORT_HTTP', `Amplitude export of ${desc} answered an unexpected ${status}${snippet ? `: ${snippet}` : ''}`, status);
+  }
+
+  /** A 200 must be a zip that opens; anything else is a broken download (specs/amplitude.md): retry. */
+  private async checkDownload(file: string, what: string): Promise<ExportArchive | undefined> {
+    const head = await readHead(file, 512);
+    if (head.subarray(0, 4).equals(ZIP_EMPTY_ARCHIVE)) {
+      await checkZipOrRetry(file, what);
+      return undefined;
+    }
+    if (!head.subarray(0, 4).equals(ZIP_LOCAL_HEADER)) {
+      const snippet = bodySnippet(head.toString('utf8'), 120);
+      throw new RetriableRemoteError('EXPORT_NOT_ZIP', `${what} answered 200 but the body is not a zip archive${snippet ? ` (starts with "${snippet}")` : ' (empty body)'}`, {
+        status: 200,
+      });
+    }
+    const entries = await checkZipOrRetry(file, what);
+    if (entries === 0) return undefined;
+    const { size } = await stat(file);
+    return {
+      path: file,
+      bytes: size,
+      dispose: () => rm(file, { force: true }),
+    };
+  }
+}
+
+async function checkZipOrRetry(file: string, what: string): Promise<number> {
+  try {
+    return await checkZip(file);
+  } catch (err) {
+    throw new RetriableRemoteError('EXPORT_BAD_ZIP', `${what} answered 200 but the zip cannot be read (truncated download?): ${(err as Error).message}`, {
+      status: 200,
+      cause: err,
+    });
+  }
+}
+
+/** One result of `exportWindows`: a window and its archive (undefined when it had no data). */
+export interface ExportedWindow {
+  window: HourWindow;
+  archive: ExportArchive | undefined;
+}
+
+/**
+ * Exports `window`, halving any part that the API finds too large (400/504) down to single hours, and
+ * yields the parts in hour order. The consumer must `dispose()` each archive. A single hour that is still
+ * too large cannot be exported through this API: that is fatal, with the remedy (specs/amplitude.md).
+ */
+export async function* exportWindows(client: ExportClient, window: HourWindow, signal?: AbortSignal): AsyncGenerator<ExportedWindow> {
+  const todo: HourWindow[] = [window];
+  for (let w = todo.pop(); w !== undefined; w = todo.pop()) {
+    let archive: ExportArchive | undefined;
+    try {
+      archive = await client.fetchWindow(w, signal);
+    } catch (err) {
+      if (!(err instanceof ExportWindowTooLargeError)) throw err;
+      if (windowHours(w) === 1) {
+        throw new FatalRemoteError(
+          'EXPORT_HOUR_TOO_LARGE',
+          `Amplitude cannot export the single upload hour ${formatHour(w.start)} through the Export API (it answered ${err.status}, ` +
+            `the answer for more than 4 GB of data or a request that timed out). Export that hour with Amplitude's Amazon S3 / cloud storage ` +
+            `export instead, then resume after it (e.g. --start ${formatHour(w.start + 3_600_000)}).`,
+          err.status,
+          { cause: err },
+        );
+      }
+      const [first, second] = halveWindow(w);
+      client.log.info('Amplitude export window too large, halving', {
+        window: describeWindow(w),
+        status: err.status,
+        into: [describeWindow(first), describeWindow(second)],
+      });
+      // Stack: push the later half first so the earlier half is exported next (hour order).
+      todo.push(second, first);
+      continue;
+    }
+    yield { window: w, archive };
+  }
+}

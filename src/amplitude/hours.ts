@@ -1,0 +1,122 @@
+/**
+ * Upload hours and export windows. An upload hour is the epoch ms of the start of a UTC hour; the Export
+ * API names it `YYYYMMDDTHH` and treats both ends of a range as inclusive (specs/amplitude.md), so a
+ * window here is a pair of inclusive hour starts too. Everything is computed in UTC with `Date.UTC`:
+ * never `new Date('YYYY-MM-DD HH:..')`, which JavaScript reads as local time.
+ */
+import { UsageError } from '../errors.js';
+
+export const HOUR_MS = 3_600_000;
+
+/** Both ends inclusive, each the start of a UTC hour (epoch ms). */
+export interface HourWindow {
+  start: number;
+  end: number;
+}
+
+const pad2 = (n: number): string => String(n).padStart(2, '0');
+
+/** The start of the UTC hour containing `ms`. */
+export function floorHour(ms: number): number {
+  return Math.floor(ms / HOUR_MS) * HOUR_MS;
+}
+
+/** `YYYYMMDDTHH`, zero-padded, UTC: the Export API's `start`/`end` format. */
+export function formatHour(ms: number): string {
+  const d = new Date(ms);
+  return `${String(d.getUTCFullYear()).padStart(4, '0')}${pad2(d.getUTCMonth() + 1)}${pad2(d.getUTCDate())}T${pad2(d.getUTCHours())}`;
+}
+
+/** Epoch ms of a UTC wall-clock time, or undefined when a field is out of range (Feb 30, hour 24, ...). */
+export function utcTime(year: number, month: number, day: number, hour = 0, minute = 0, second = 0, ms = 0): number | undefined {
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) return undefined;
+  const t = Date.UTC(year, month - 1, day, hour, minute, second, ms);
+  // Date.UTC rolls Feb 30 over into March: a changed day means the date does not exist.
+  const d = new Date(t);
+  if (d.getUTCFullYear() !== year || d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day) return undefined;
+  return t;
+}
+
+const HOUR_FORMATS = 'YYYYMMDDTHH (20240301T05), YYYY-MM-DD (a whole day) or an ISO date-time (2024-03-01T05:30:00Z, 2024-03-01T07:30+02:00; no zone means UTC)';
+
+const RE_COMPACT = /^(\d{4})(\d{2})(\d{2})T(\d{2})$/i;
+const RE_DAY = /^(\d{4})-(\d{2})-(\d{2})$/;
+// Date, `T` or space, hour, optional minutes/seconds/fraction, optional zone (Z, ±HH, ±HH:MM, ±HHMM).
+const RE_ISO = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2})(?::(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?\s*(Z|[+-]\d{2}(?::?\d{2})?)?$/i;
+
+function zoneOffsetMs(zone: string | undefined): number | undefined {
+  if (zone === undefined || zone.toUpperCase() === 'Z') return 0;
+  const m = /^([+-])(\d{2}):?(\d{2})?$/.exec(zone);
+  if (!m) return undefined;
+  const hours = Number(m[2]);
+  const minutes = Number(m[3] ?? '0');
+  if (hours > 23 || minutes > 59) return undefined;
+  const sign = m[1] === '-' ? -1 : 1;
+  return sign * (hours * 60 + minutes) * 60_000;
+}
+
+/**
+ * Parses a `--start`/`--end` value into an upload hour. A bare day covers the whole day, so it means T00
+ * as a start and T23 as an end; a date-time is truncated to the UTC hour that contains it.
+ */
+export function parseHourArg(text: string, role: 'start' | 'end'): number {
+  const value = text.trim();
+  const fail = (): never => {
+    throw new UsageError(`Invalid ${role} hour "${text}": use ${HOUR_FORMATS}.`);
+  };
+  let m = RE_COMPACT.exec(value);
+  if (m) {
+    return utcTime(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])) ?? fail();
+  }
+  m = RE_DAY.exec(value);
+  if (m) {
+    const day = utcTime(Number(m[1]), Number(m[2]), Number(m[3])) ?? fail();
+    return role === 'start' ? day : day + 23 * HOUR_MS;
+  }
+  m = RE_ISO.exec(value);
+  if (m) {
+    const offset = zoneOffsetMs(m[8]) ?? fail();
+    const local = utcTime(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5] ?? '0'), Number(m[6] ?? '0')) ?? fail();
+    // 07:30+02:00 is 05:30 UTC: subtract the offset, then truncate to the hour.
+    return floorHour(local - offset);
+  }
+  return fail();
+}
+
+/** Number of hours in a window (1 when start == end). */
+export function windowHours(w: HourWindow): number {
+  return Math.floor((w.end - w.start) / HOUR_MS) + 1;
+}
+
+/** `20240301T00..20240301T23`, or a single `20240301T05` for a one-hour window. */
+export function describeWindow(w: HourWindow): string {
+  return w.start === w.end ? formatHour(w.start) : `${formatHour(w.start)}..${formatHour(w.end)}`;
+}
+
+/**
+ * Splits [start, end] (inclusive hours) into consecutive windows of at most `size` hours. Windows never
+ * share an hour: the Export API includes both ends (specs/amplitude.md), so an overlap would export an
+ * hour twice and FME, which does not deduplicate, would count its events twice. Empty when start > end.
+ */
+export function splitWindows(start: number, end: number, size: number): HourWindow[] {
+  if (!Number.isInteger(size) || size < 1) throw new RangeError(`window size must be a whole number of hours >= 1, got ${size}`);
+  const first = floorHour(start);
+  const last = floorHour(end);
+  const out: HourWindow[] = [];
+  for (let s = first; s <= last; s += size * HOUR_MS) {
+    out.push({ start: s, end: Math.min(last, s + (size - 1) * HOUR_MS) });
+  }
+  return out;
+}
+
+/** Splits a window of two or more hours into two halves (the first gets the extra hour when odd). */
+export function halveWindow(w: HourWindow): [HourWindow, HourWindow] {
+  const n = windowHours(w);
+  if (n < 2) throw new RangeError(`cannot halve the one-hour window ${describeWindow(w)}`);
+  const firstHours = Math.ceil(n / 2);
+  const mid = w.start + (firstHours - 1) * HOUR_MS;
+  return [
+    { start: w.start, end: mid },
+    { start: mid + HOUR_MS, end: w.end },
+  ];
+}

@@ -1,0 +1,136 @@
+import { join } from 'node:path';
+import { Option, type Command } from 'commander';
+import { loadConfig, requireSecrets, type LoadedConfig, type Requirement } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import { redact } from '../http/redact.js';
+import { createLogger, type LogFormat, type Logger } from '../log/logger.js';
+import { createProgress, type Progress, type ProgressBarSpec } from '../log/progress.js';
+import { DeadLetterWriter } from '../pipeline/dead-letters.js';
+import { EXIT, exitCodeFor, messageFor } from './exit-codes.js';
+
+/** Flags every command takes. */
+export interface CommonFlags {
+  config?: string;
+  json?: boolean;
+  logFormat?: LogFormat;
+  quiet?: boolean;
+}
+
+export function addCommonOptions(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <path>', 'config file (default: amp-fme.config.json, .amp-fmerc, .amp-fmerc.json or "amp-fme" in package.json, in the current folder)')
+    .option('--json', 'print the run summary as one JSON object on stdout')
+    .addOption(new Option('--log-format <format>', 'log lines as text or JSON (default: text on a terminal, json otherwise)').choices(['text', 'json']))
+    .option('-q, --quiet', 'print warnings and errors only');
+}
+
+/** What a command gets: its config, logger, dead letters and output helpers. */
+export class CommandContext {
+  readonly command: string;
+  readonly loaded: LoadedConfig;
+  readonly logger: Logger;
+  readonly json: boolean;
+  readonly tty: boolean;
+  readonly startedAt = new Date();
+  readonly runStamp: string;
+  private progress: Progress | undefined;
+  private deadLetterWriter: DeadLetterWriter | undefined;
+
+  constructor(command: string, loaded: LoadedConfig, flags: CommonFlags, logFormat: LogFormat) {
+    this.command = command;
+    this.loaded = loaded;
+    this.json = flags.json === true;
+    this.tty = process.stderr.isTTY === true;
+    this.runStamp = this.startedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+    this.logger = createLogger({
+      format: logFormat,
+      level: flags.quiet ? 'warn' : loaded.config.log.level,
+      write: (line) => (this.progress ? this.progress.log(line) : process.stderr.write(line)),
+    });
+  }
+
+  get config(): Config {
+    return this.loaded.config;
+  }
+
+  requireSecrets(needs: Requirement[]): void {
+    requireSecrets(this.config, needs, this.loaded.filePath);
+  }
+
+  /** The run's dead-letter file (created on its first record): `<state.dir>/dead-letters/<command>-<time>.ndjson`. */
+  get deadLetters(): DeadLetterWriter {
+    this.deadLetterWriter ??= new DeadLetterWriter(
+      join(this.loaded.stateDir, 'dead-letters', `${this.command}-${this.runStamp}-${process.pid}.ndjson`),
+      this.command,
+    );
+    return this.deadLetterWriter;
+  }
+
+  /** Bars on a TTY unless --quiet/--json; periodic log lines otherwise. */
+  startProgress(specs: ProgressBarSpec[], rateOf?: string, quiet = false): Progress {
+    this.progress = createProgress({ tty: this.tty, enabled: !quiet, logger: this.logger, specs, ...(rateOf ? { rateOf } : {}) });
+    return this.progress;
+  }
+
+  stopProgress(): void {
+    this.progress?.stop();
+    this.progress = undefined;
+  }
+
+  /**
+   * Prints a command's result: the JSON summary on stdout with --json; otherwise human lines on stderr
+   * (text logs) or one `summary` log line (JSON logs). Returns the exit code for the dead-letter count.
+   */
+  async finish(summary: Record<string, unknown>, textLines: string[]): Promise<number> {
+    this.stopProgress();
+    const dl = this.deadLetterWriter;
+    if (dl) await dl.close();
+    const deadLetters = dl?.count ?? 0;
+    const full = { ...summary, deadLetters, deadLettersByReason: dl?.counts() ?? {}, deadLetterFile: deadLetters > 0 ? dl?.path : undefined };
+    if (this.json) process.stdout.write(`${redact(JSON.stringify(full))}\n`);
+    this.logger.info('summary', full);
+    if (!this.json && this.logFormatIsText) {
+      process.stderr.write(`${redact(textLines.join('\n'))}\n`);
+    }
+    if (deadLetters > 0) {
+      this.logger.warn(`${deadLetters} record(s) could not be delivered; they are in ${dl?.path}. Fix the cause, then re-send them with: amp-fme retry ${dl?.path}`);
+      return EXIT.DEAD_LETTERS;
+    }
+    return EXIT.OK;
+  }
+
+  logFormatIsText = true;
+}
+
+function pickLogFormat(flags: CommonFlags, config?: Config): LogFormat {
+  return flags.logFormat ?? config?.log.format ?? (process.stderr.isTTY ? 'text' : 'json');
+}
+
+/**
+ * Runs a command body with its context and turns the outcome into an exit code. The only place, with
+ * main.ts, where the process's exit status is decided.
+ */
+export async function runCommand(command: string, flags: CommonFlags, body: (ctx: CommandContext) => Promise<number>): Promise<number> {
+  let ctx: CommandContext | undefined;
+  try {
+    const loaded = await loadConfig({ configPath: flags.config });
+    const format = pickLogFormat(flags, loaded.config);
+    ctx = new CommandContext(command, loaded, flags, format);
+    ctx.logFormatIsText = format === 'text';
+    return await body(ctx);
+  } catch (err) {
+    ctx?.stopProgress();
+    await ctx?.deadLetters.close().catch(() => undefined);
+    const code = exitCodeFor(err);
+    const message = messageFor(err);
+    const format = pickLogFormat(flags, ctx?.config);
+    if (ctx) {
+      ctx.logger.error(message, { code: (err as { code?: unknown }).code, exitCode: code });
+    } else if (format === 'json') {
+      process.stderr.write(`${redact(JSON.stringify({ time: new Date().toISOString(), level: 'error', message, exitCode: code }))}\n`);
+    } else {
+      process.stderr.write(`amp-fme ${command}: ${message}\n`);
+    }
+    return code;
+  }
+}

@@ -1,0 +1,41 @@
+import { Command, CommanderError } from 'commander';
+import { VERSION } from '../version.js';
+import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
+import { exportEventsCommand } from './export-events.js';
+
+/** The amp-fme program. Commands set process.exitCode; this file is the only place that exits. */
+export function buildProgram(): Command {
+  const program = new Command('amp-fme')
+    .description('Sync data between Amplitude (product analytics) and Harness FME (feature flags and experiments)')
+    .version(VERSION, '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `\n${EXIT_CODES_HELP}\n\nSecrets come from AMPLITUDE_API_KEY, AMPLITUDE_SECRET_KEY and FME_SDK_KEY (or the config file).`);
+  program.addCommand(exportEventsCommand());
+  for (const cmd of program.commands) {
+    cmd.showHelpAfterError('(run with --help for usage)').addHelpText('after', `\n${EXIT_CODES_HELP}`);
+  }
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  for (const cmd of program.commands) cmd.exitOverride();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are not errors; anything else commander rejects is a usage error.
+      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+      process.exitCode = ok ? EXIT.OK : EXIT.USAGE;
+    } else {
+      process.stderr.write(`amp-fme: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = EXIT.FAILED;
+    }
+  }
+  // Keep-alive sockets and timers must not hold the process open after the result is out.
+  const code = typeof process.exitCode === 'number' ? process.exitCode : 0;
+  process.stdout.write('', () => process.exit(code));
+}
+
+void main();

@@ -1,0 +1,238 @@
+import type { ConfigProblem } from '../errors.js';
+import { defaultConfig } from './defaults.js';
+import type { Config } from './types.js';
+
+/**
+ * Validates a raw config object (from a file) against the known keys, collecting every problem with its
+ * dot path, unknown keys included (a typo must not silently fall back to a default). Returns the merged
+ * config (defaults overlaid with what the file says) and the problems.
+ */
+
+type Check = (value: unknown, path: string, problems: ConfigProblem[]) => unknown;
+interface Schema {
+  [key: string]: Check | Schema;
+}
+
+const INVALID = Symbol('invalid');
+
+function fail(problems: ConfigProblem[], path: string, message: string): typeof INVALID {
+  problems.push({ path, message });
+  return INVALID;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"`;
+  if (typeof v === 'object') return 'an object';
+  return String(v);
+}
+
+const str =
+  (opts: { nonEmpty?: boolean; maxLength?: number; secret?: boolean } = {}): Check =>
+  (v, path, problems) => {
+    if (typeof v !== 'string') return fail(problems, path, `must be a string, got ${opts.secret ? typeof v : describe(v)}`);
+    if (opts.nonEmpty && v.trim() === '') return fail(problems, path, 'must not be empty');
+    if (opts.maxLength !== undefined && v.length > opts.maxLength) return fail(problems, path, `must be at most ${opts.maxLength} characters`);
+    return v;
+  };
+
+const url = (): Check => (v, path, problems) => {
+  if (typeof v !== 'string') return fail(problems, path, `must be a URL string, got ${describe(v)}`);
+  try {
+    const u = new URL(v);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail(problems, path, `must be an http(s) URL, got ${describe(v)}`);
+  } catch {
+    return fail(problems, path, `must be a URL like https://example.com, got ${describe(v)}`);
+  }
+  return v;
+};
+
+const int =
+  (min: number, max: number): Check =>
+  (v, path, problems) => {
+    if (typeof v !== 'number' || !Number.isInteger(v)) return fail(problems, path, `must be a whole number, got ${describe(v)}`);
+    if (v < min || v > max) return fail(problems, path, `must be between ${min} and ${max}, got ${v}`);
+    return v;
+  };
+
+const oneOf =
+  <T extends string>(...values: T[]): Check =>
+  (v, path, problems) => {
+    if (typeof v !== 'string' || !values.includes(v as T)) return fail(problems, path, `must be one of ${values.map((x) => `"${x}"`).join(', ')}, got ${describe(v)}`);
+    return v;
+  };
+
+const strArray =
+  (opts: { nonEmptyItems?: boolean } = {}): Check =>
+  (v, path, problems) => {
+    if (!Array.isArray(v)) return fail(problems, path, `must be an array of strings, got ${describe(v)}`);
+    let ok = true;
+    v.forEach((item, i) => {
+      if (typeof item !== 'string' || (opts.nonEmptyItems && item.trim() === '')) {
+        fail(problems, `${path}[${i}]`, `must be a non-empty string, got ${describe(item)}`);
+        ok = false;
+      }
+    });
+    return ok ? v : INVALID;
+  };
+
+const hourText = (): Check => (v, path, problems) => {
+  if (typeof v !== 'string' || !/^(\d{8}T\d{2}|\d{4}-\d{2}-\d{2}([T ].*)?)$/.test(v)) {
+    return fail(problems, path, `must be an upload hour like "20240301T00", "2024-03-01" or "2024-03-01T05:00:00Z", got ${describe(v)}`);
+  }
+  return v;
+};
+
+const TRAFFIC_TYPE = /^[a-z0-9][-_a-z0-9]*$/;
+const identities = (): Check => (v, path, problems) => {
+  if (!Array.isArray(v) || v.length === 0) return fail(problems, path, 'must be a non-empty array of {"trafficType", "from"} objects');
+  let ok = true;
+  v.forEach((item, i) => {
+    const p = `${path}[${i}]`;
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+      fail(problems, p, `must be an object like {"trafficType": "user", "from": "user_id"}, got ${describe(item)}`);
+      ok = false;
+      return;
+    }
+    const rec = item as Record<string, unknown>;
+    for (const k of Object.keys(rec)) {
+      if (k !== 'trafficType' && k !== 'from') {
+        fail(problems, `${p}.${k}`, 'unknown key (expected "trafficType" and "from")');
+        ok = false;
+      }
+    }
+    if (typeof rec.trafficType !== 'string' || !TRAFFIC_TYPE.test(rec.trafficType)) {
+      fail(problems, `${p}.trafficType`, `must be a lowercase FME traffic type name like "user", got ${describe(rec.trafficType)}`);
+      ok = false;
+    }
+    if (typeof rec.from !== 'string' || rec.from.trim() === '') {
+      fail(problems, `${p}.from`, `must name an Amplitude field such as "user_id" or "device_id", got ${describe(rec.from)}`);
+      ok = false;
+    }
+  });
+  return ok ? v : INVALID;
+};
+
+const SCHEMA: Schema = {
+  amplitude: {
+    region: oneOf('us', 'eu'),
+    apiKey: str({ nonEmpty: true, secret: true }),
+    secretKey: str({ nonEmpty: true, secret: true }),
+    exportBaseUrl: url(),
+    ingestionBaseUrl: url(),
+    minIdLength: int(1, 5),
+  },
+  fme: {
+    sdkKey: str({ nonEmpty: true, secret: true }),
+    eventsBaseUrl: url(),
+  },
+  exportEvents: {
+    windowHours: int(1, 24 * 365),
+    startAt: hourText(),
+    lagHours: int(0, 24 * 30),
+    identities: identities(),
+    eventTypePrefix: (v, path, problems) => {
+      if (typeof v !== 'string' || v.length > 40) return fail(problems, path, `must be a string of at most 40 characters, got ${describe(v)}`);
+      if (v !== '' && !/^[a-zA-Z0-9][-_.:a-zA-Z0-9]*$/.test(v)) return fail(problems, path, `may hold only letters, digits and - _ . : and must start with a letter or digit (FME's event type rule), got ${describe(v)}`);
+      return v;
+    },
+    valueFrom: str({ nonEmpty: true }),
+    properties: strArray({ nonEmptyItems: true }),
+    includeEventTypes: strArray({ nonEmptyItems: true }),
+    excludeEventTypes: strArray({ nonEmptyItems: true }),
+    // FME's SDKs and tools send 500-5000 events per request (specs/fme.md).
+    batchSize: int(1, 5000),
+    batchBytes: int(40_000, 1_000_000),
+    concurrency: int(1, 64),
+  },
+  pushImpressions: {
+    mode: oneOf('event', 'identify'),
+    api: oneOf('batch', 'httpapi'),
+    identity: oneOf('user_id', 'device_id'),
+    eventType: str({ nonEmpty: true, maxLength: 1024 }),
+    propertyNames: {
+      flag: str({ nonEmpty: true, maxLength: 1024 }),
+      treatment: str({ nonEmpty: true, maxLength: 1024 }),
+      label: str({ nonEmpty: true, maxLength: 1024 }),
+      changeNumber: str({ nonEmpty: true, maxLength: 1024 }),
+      environment: str({ nonEmpty: true, maxLength: 1024 }),
+      bucketingKey: str({ nonEmpty: true, maxLength: 1024 }),
+    },
+    userPropertyPrefix: str({ maxLength: 200 }),
+    coalesce: oneOf('none', 'first'),
+    batchSize: int(1, 2000),
+    concurrency: int(1, 64),
+    throttleDelayMs: {
+      httpapi: int(0, 600_000),
+      batch: int(0, 600_000),
+      identify: int(0, 600_000),
+    },
+  },
+  http: {
+    timeoutMs: int(100, 3_600_000),
+    exportTimeoutMs: int(100, 3_600_000),
+    retries: int(0, 100),
+    retryBaseDelayMs: int(0, 600_000),
+    retryMaxDelayMs: int(0, 3_600_000),
+  },
+  state: {
+    dir: str({ nonEmpty: true }),
+  },
+  log: {
+    format: oneOf('text', 'json'),
+    level: oneOf('debug', 'info', 'warn', 'error'),
+  },
+};
+
+function walk(raw: unknown, schema: Schema, target: Record<string, unknown>, path: string, problems: ConfigProblem[]): void {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    problems.push({ path: path || '(root)', message: `must be an object, got ${describe(raw)}` });
+    return;
+  }
+  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+    const p = path ? `${path}.${key}` : key;
+    const node = schema[key];
+    if (key === '$schema' && !path) continue;
+    if (node === undefined) {
+      problems.push({ path: p, message: `unknown key (known keys here: ${Object.keys(schema).join(', ')})` });
+      continue;
+    }
+    if (typeof node === 'function') {
+      const checked = node(value, p, problems);
+      if (checked !== INVALID) target[key] = checked;
+    } else {
+      const sub = (target[key] ??= {}) as Record<string, unknown>;
+      walk(value, node, sub, p, problems);
+    }
+  }
+}
+
+/** Merges a raw file object over the defaults, collecting every problem. */
+export function validateConfig(raw: unknown): { config: Config; problems: ConfigProblem[] } {
+  const problems: ConfigProblem[] = [];
+  const config = defaultConfig();
+  if (raw !== undefined) walk(raw, SCHEMA, config as unknown as Record<string, unknown>, '', problems);
+  crossChecks(config, problems);
+  return { config, problems };
+}
+
+function crossChecks(c: Config, problems: ConfigProblem[]): void {
+  if (c.http.retryMaxDelayMs < c.http.retryBaseDelayMs) {
+    problems.push({ path: 'http.retryMaxDelayMs', message: `must be at least http.retryBaseDelayMs (${c.http.retryBaseDelayMs})` });
+  }
+  const seen = new Set<string>();
+  c.exportEvents.identities.forEach((id, i) => {
+    const k = `${id.trafficType}\u0000${id.from}`;
+    if (seen.has(k)) problems.push({ path: `exportEvents.identities[${i}]`, message: 'duplicates an earlier identity: each event would be sent twice' });
+    seen.add(k);
+  });
+}
+
+/** Every key path the schema knows, for the test that checks the example config documents them all. */
+export function knownKeyPaths(schema: Schema = SCHEMA, prefix = ''): string[] {
+  return Object.entries(schema).flatMap(([k, node]) => {
+    const p = prefix ? `${prefix}.${k}` : k;
+    return typeof node === 'function' ? [p] : knownKeyPaths(node, p);
+  });
+}

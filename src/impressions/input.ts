@@ -1,0 +1,132 @@
+import { createReadStream, statSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
+import { Readable, PassThrough, pipeline } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import picomatch from 'picomatch';
+import { UsageError } from '../errors.js';
+
+/** One dump to read: a file, or stdin (`-`). */
+export interface InputSource {
+  /** What dead letters and logs call it: the path as given, or `stdin`. */
+  name: string;
+  /** Size in bytes on disk (compressed size for gzip), unknown for stdin. */
+  size: number | undefined;
+  open(): Readable;
+}
+
+const GLOB_CHARS = /[*?[\]{}]/;
+
+/**
+ * Expands the command's file arguments: plain paths, globs (matched against a walk of the glob's base
+ * directory; Node 20 has no fs.glob) and `-` for stdin. Each file once, in argument order, globs sorted.
+ * Fails with a UsageError before anything is read when a path does not exist or a glob matches nothing.
+ */
+export async function resolveInputs(args: string[], cwd = process.cwd(), stdin: () => Readable = () => process.stdin): Promise<InputSource[]> {
+  const out: InputSource[] = [];
+  const seen = new Set<string>();
+  let stdinUsed = false;
+  const addFile = (name: string, abs: string, size: number): void => {
+    if (seen.has(abs)) return;
+    seen.add(abs);
+    out.push({ name, size, open: () => createReadStream(abs, { highWaterMark: 1 << 20 }) });
+  };
+  for (const arg of args) {
+    if (arg === '-') {
+      if (stdinUsed) throw new UsageError('`-` (stdin) can be given only once');
+      stdinUsed = true;
+      out.push({ name: 'stdin', size: undefined, open: stdin });
+      continue;
+    }
+    if (!GLOB_CHARS.test(arg)) {
+      const abs = resolve(cwd, arg);
+      let st;
+      try {
+        st = statSync(abs);
+      } catch {
+        throw new UsageError(`input file not found: ${arg}`);
+      }
+      if (st.isDirectory()) throw new UsageError(`${arg} is a directory: give files or a glob such as '${join(arg, '*.json.gz')}'`);
+      addFile(arg, abs, st.size);
+      continue;
+    }
+    const { base, glob } = picomatch.scan(arg);
+    const baseAbs = resolve(cwd, base || '.');
+    const isMatch = picomatch(glob, { dot: false });
+    let entries: string[];
+    try {
+      entries = await readdir(baseAbs, { recursive: true });
+    } catch {
+      throw new UsageError(`no files match ${arg} (directory ${base || '.'} cannot be read)`);
+    }
+    const matches = entries
+      .map((e) => e.split('\\').join('/'))
+      .filter((e) => isMatch(e))
+      .sort();
+    let added = 0;
+    for (const rel of matches) {
+      const abs = join(baseAbs, rel);
+      const st = statSync(abs);
+      if (!st.isFile()) continue;
+      addFile(relative(cwd, abs) || abs, abs, st.size);
+      added++;
+    }
+    if (added === 0) throw new UsageError(`no files match ${arg}`);
+  }
+  if (out.length === 0) throw new UsageError('give at least one impressions file, glob, or - for stdin');
+  return out;
+}
+
+/**
+ * The decoded bytes of a dump: gunzipped when it starts with the gzip magic bytes 1f 8b (names lie, and
+ * stdin has none), as is otherwise. `onRaw` sees the size of every raw chunk read, for progress by bytes.
+ * Concatenated gzip members (`cat a.gz b.gz`) are read as one stream, as zlib does by default.
+ */
+export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => void): AsyncGenerator<Buffer> {
+  const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  const toBuf = (v: Buffer | string): Buffer => (typeof v === 'string' ? Buffer.from(v) : v);
+  let head = Buffer.alloc(0);
+  let done = false;
+  while (head.length < 2) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    const b = toBuf(r.value);
+    onRaw?.(b.length);
+    head = head.length === 0 ? b : Buffer.concat([head, b]);
+  }
+  const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
+  if (!gzip) {
+    if (head.length > 0) yield head;
+    if (done) return;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      const b = toBuf(r.value);
+      onRaw?.(b.length);
+      yield b;
+    }
+  }
+  const rest = Readable.from(
+    (async function* () {
+      yield head;
+      if (done) return;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        const b = toBuf(r.value);
+        onRaw?.(b.length);
+        yield b;
+      }
+    })(),
+    { objectMode: false },
+  );
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+  pipeline(rest, gunzip, out, () => {
+    // Errors surface through iteration of `out`, which pipeline destroys with the error.
+  });
+  for await (const chunk of out) yield chunk as Buffer;
+}

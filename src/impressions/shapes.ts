@@ -1,0 +1,223 @@
+import type { Impression, ImpressionShape } from './types.js';
+
+/** Receives what one record holds: impressions, and the parts that could not be used (with the reason). */
+export interface ShapeSink {
+  impression(imp: Impression, shape: ImpressionShape, item: number | undefined): void;
+  invalid(reason: InvalidReason, detail: string, payload: unknown, item: number | undefined): void;
+}
+
+export type InvalidReason = 'unknown_shape' | 'missing_field' | 'invalid_field';
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Keys are strings in every SDK; a number is accepted as its decimal text (some dumps carry numeric keys). */
+function asId(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  return undefined;
+}
+
+function asText(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function asNumber(v: unknown): number | undefined {
+  if (typeof v === 'number' && Number.isFinite(v)) return v;
+  if (typeof v === 'string' && /^-?\d+$/.test(v)) return Number(v);
+  return undefined;
+}
+
+/** Impression properties arrive as a JSON string (specs/fme.md); some tools already decoded them. */
+function parseProperties(v: unknown): Record<string, unknown> | undefined | 'invalid' {
+  if (v === undefined || v === null || v === '') return undefined;
+  if (isObj(v)) return v;
+  if (typeof v !== 'string') return 'invalid';
+  try {
+    const parsed: unknown = JSON.parse(v);
+    return isObj(parsed) ? parsed : 'invalid';
+  } catch {
+    return 'invalid';
+  }
+}
+
+interface Fields {
+  key: unknown;
+  flag: unknown;
+  treatment: unknown;
+  time: unknown;
+  label?: unknown;
+  changeNumber?: unknown;
+  bucketingKey?: unknown;
+  environment?: unknown;
+  properties?: unknown;
+}
+
+const FIELD_NAMES: Record<ImpressionShape, { key: string; flag: string; treatment: string; time: string }> = {
+  webhook: { key: 'key', flag: 'split', treatment: 'treatment', time: 'time' },
+  listener: { key: 'impression.keyName', flag: 'impression.feature', treatment: 'impression.treatment', time: 'impression.time' },
+  bulk: { key: 'i[].k', flag: 'f', treatment: 'i[].t', time: 'i[].m' },
+  grouped: { key: 'keyImpressions[].keyName', flag: 'testName', treatment: 'keyImpressions[].treatment', time: 'keyImpressions[].time' },
+};
+
+function build(f: Fields, shape: ImpressionShape, payload: unknown, item: number | undefined, sink: ShapeSink): void {
+  const names = FIELD_NAMES[shape];
+  const key = asId(f.key);
+  const flag = asText(f.flag);
+  const treatment = asText(f.treatment);
+  const missing: string[] = [];
+  if (key === undefined || key === '') missing.push(names.key);
+  if (flag === undefined || flag === '') missing.push(names.flag);
+  if (treatment === undefined || treatment === '') missing.push(names.treatment);
+  if (f.time === undefined || f.time === null) missing.push(names.time);
+  if (missing.length > 0) {
+    sink.invalid('missing_field', `${shape} impression without ${missing.join(', ')}`, payload, item);
+    return;
+  }
+  const time = asNumber(f.time);
+  if (time === undefined || time <= 0) {
+    sink.invalid('invalid_field', `${shape} impression: ${names.time} is not epoch milliseconds (${JSON.stringify(f.time)})`, payload, item);
+    return;
+  }
+  const imp: Impression = { key: key as string, flag: flag as string, treatment: treatment as string, time };
+  const label = asText(f.label);
+  if (label !== undefined && label !== '') imp.label = label;
+  const changeNumber = asNumber(f.changeNumber);
+  if (changeNumber !== undefined) imp.changeNumber = changeNumber;
+  const bucketingKey = asId(f.bucketingKey);
+  if (bucketingKey !== undefined && bucketingKey !== '') imp.bucketingKey = bucketingKey;
+  const environment = asText(f.environment);
+  if (environment !== undefined && environment !== '') imp.environment = environment;
+  const props = parseProperties(f.properties);
+  if (props === 'invalid') {
+    sink.invalid('invalid_field', `${shape} impression: properties is not a JSON object`, payload, item);
+    return;
+  }
+  if (props !== undefined) imp.properties = props;
+  sink.impression(imp, shape, item);
+}
+
+/**
+ * Recognises one parsed record as one of the four impression shapes of specs/fme.md and reports each
+ * impression it holds. A grouped record (bulk `{f, i:[...]}`, listener `{impressions:[...]}`) holds many;
+ * a record that is itself an array (one webhook body per NDJSON line) is read element by element.
+ * `item` numbers the impressions inside a grouped or array record (0, 1, 2... in reading order), so dead
+ * letters can point at them; it is undefined for a record that is one impression.
+ */
+export function readRecord(value: unknown, sink: ShapeSink): void {
+  if (Array.isArray(value)) {
+    const seq = { n: 0 };
+    for (const el of value as unknown[]) readOne(el, sink, seq);
+    return;
+  }
+  readOne(value, sink, undefined);
+}
+
+function readOne(value: unknown, sink: ShapeSink, seq: { n: number } | undefined): void {
+  const single = (): number | undefined => (seq ? seq.n++ : undefined);
+  const grouped = seq ?? { n: 0 };
+  if (!isObj(value)) {
+    sink.invalid('unknown_shape', `not an impression object (${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value})`, value, single());
+    return;
+  }
+  // 2. SDK impression listener (JS `feature`/`label`, Java `split`/`appliedRule`).
+  const inner = value['impression'];
+  if (isObj(inner)) {
+    build(
+      {
+        key: inner['keyName'],
+        flag: inner['feature'] ?? inner['split'],
+        treatment: inner['treatment'],
+        time: inner['time'],
+        label: inner['label'] ?? inner['appliedRule'],
+        changeNumber: inner['changeNumber'],
+        bucketingKey: inner['bucketingKey'],
+        properties: inner['properties'],
+      },
+      'listener',
+      value,
+      single(),
+      sink,
+    );
+    return;
+  }
+  // 3. SDK bulk (testImpressions), grouped by flag.
+  if (Array.isArray(value['i']) && 'f' in value) {
+    const flag = value['f'];
+    const items = value['i'] as unknown[];
+    items.forEach((it: unknown) => {
+      const item = grouped.n++;
+      if (!isObj(it)) {
+        sink.invalid('unknown_shape', 'bulk impression entry is not an object', { f: flag, i: it }, item);
+        return;
+      }
+      build(
+        { key: it['k'], flag, treatment: it['t'], time: it['m'], label: it['r'], changeNumber: it['c'], bucketingKey: it['b'], properties: it['properties'] },
+        'bulk',
+        { f: flag, i: it },
+        item,
+        sink,
+      );
+    });
+    return;
+  }
+  // 4. Synchronizer/evaluator listener body, grouped by flag.
+  if (Array.isArray(value['impressions'])) {
+    for (const group of value['impressions'] as unknown[]) {
+      if (!isObj(group) || !Array.isArray(group['keyImpressions'])) {
+        sink.invalid('unknown_shape', 'impressions[] entry without testName/keyImpressions', group, grouped.n++);
+        continue;
+      }
+      const flag = group['testName'];
+      for (const ki of group['keyImpressions'] as unknown[]) {
+        const item = grouped.n++;
+        if (!isObj(ki)) {
+          sink.invalid('unknown_shape', 'keyImpressions entry is not an object', { testName: flag, keyImpression: ki }, item);
+          continue;
+        }
+        build(
+          {
+            key: ki['keyName'],
+            flag,
+            treatment: ki['treatment'],
+            time: ki['time'],
+            label: ki['label'],
+            changeNumber: ki['changeNumber'],
+            bucketingKey: ki['bucketingKey'],
+            properties: ki['properties'],
+          },
+          'grouped',
+          { testName: flag, keyImpression: ki },
+          item,
+          sink,
+        );
+      }
+    }
+    return;
+  }
+  // 1. Impressions webhook object.
+  if ('split' in value || ('key' in value && 'treatment' in value)) {
+    build(
+      {
+        key: value['key'],
+        flag: value['split'],
+        treatment: value['treatment'],
+        time: value['time'],
+        label: value['label'],
+        changeNumber: value['splitVersionNumber'] ?? value['changeNumber'],
+        bucketingKey: value['bucketingKey'],
+        environment: value['environmentName'],
+        properties: value['properties'],
+      },
+      'webhook',
+      value,
+      single(),
+      sink,
+    );
+    return;
+  }
+  sink.invalid('unknown_shape', 'record matches none of the impression shapes (webhook, listener, bulk, grouped)', value, single());
+}

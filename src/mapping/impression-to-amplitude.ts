@@ -1,0 +1,135 @@
+import { createHash } from 'node:crypto';
+import type { AmplitudeIdentification, AmplitudeUploadEvent } from '../amplitude/ingestion-types.js';
+import type { ImpressionIdentity, ImpressionPropertyNames } from '../config/types.js';
+import type { Impression } from '../impressions/types.js';
+
+/**
+ * Pure mapping from FME impressions to what Amplitude's ingestion and Identify APIs take. No I/O.
+ */
+
+export interface EventMapping {
+  eventType: string;
+  identity: ImpressionIdentity;
+  propertyNames: ImpressionPropertyNames;
+  /** `amp-fme/<version>`. */
+  library: string;
+}
+
+/** Amplitude's default minimum id length (specs/amplitude.md). */
+export const AMPLITUDE_MIN_ID_LENGTH = 5;
+/** Every string value is capped at 1024 characters (specs/amplitude.md). */
+export const AMPLITUDE_MAX_STRING = 1024;
+
+/** Placeholder ids Amplitude rejects (specs/amplitude.md), compared case-insensitively after trimming. */
+const PLACEHOLDER_IDS = new Set(['anonymous', 'nil', 'none', 'null', 'n/a', 'na', 'undefined', 'unknown', '', '0', '-1', '00000000-0000-0000-0000-000000000000']);
+
+export function isPlaceholderId(id: string): boolean {
+  return PLACEHOLDER_IDS.has(id.trim().toLowerCase());
+}
+
+export interface IdProblem {
+  reason: 'placeholder_id' | 'id_too_short' | 'id_too_long';
+  detail: string;
+}
+
+/**
+ * Why Amplitude would refuse this id, if it would: placeholders always, ids shorter than the minimum
+ * (5, or `amplitude.minIdLength` when set, sent as `options.min_id_length`), and ids over 1024 characters.
+ */
+export function checkId(id: string, minIdLength: number | undefined): IdProblem | undefined {
+  if (isPlaceholderId(id)) return { reason: 'placeholder_id', detail: `key ${JSON.stringify(id)} is a placeholder id that Amplitude rejects` };
+  const min = minIdLength ?? AMPLITUDE_MIN_ID_LENGTH;
+  if (id.length < min) {
+    const hint = minIdLength === undefined ? '; set amplitude.minIdLength to accept shorter ids' : '';
+    return { reason: 'id_too_short', detail: `key is ${id.length} characters, Amplitude's minimum is ${min}${hint}` };
+  }
+  if (id.length > AMPLITUDE_MAX_STRING) return { reason: 'id_too_long', detail: `key is ${id.length} characters, Amplitude caps strings at ${AMPLITUDE_MAX_STRING}` };
+  return undefined;
+}
+
+/**
+ * A deterministic `insert_id` from the impression's content: the same impression always gets the same id,
+ * so replaying a dump (or overlapping dumps) is deduplicated by Amplitude within 7 days (specs/amplitude.md).
+ * Fields are JSON-encoded as a list, so no separator inside a value can make two impressions collide.
+ */
+export function impressionInsertId(imp: Impression): string {
+  const content = JSON.stringify([imp.key, imp.flag, imp.treatment, imp.time, imp.changeNumber ?? null, imp.label ?? null, imp.bucketingKey ?? null, imp.environment ?? null]);
+  return `fme-${createHash('sha256').update(content).digest('hex').slice(0, 40)}`;
+}
+
+/**
+ * Identity of an impression for `--coalesce first`: key, flag, treatment and change number, hashed to 16
+ * bytes and kept as a 16-character latin1 string, so a run-wide Set stays ~100 bytes per distinct tuple.
+ */
+export function coalesceKey(imp: Impression): string {
+  const content = JSON.stringify([imp.key, imp.flag, imp.treatment, imp.changeNumber ?? null]);
+  return createHash('md5').update(content).digest('latin1');
+}
+
+/** One impression as one Amplitude event. The impression's own properties override built-ins of the same name, as FME's native integration does (specs/fme.md). */
+export function impressionToEvent(imp: Impression, m: EventMapping): AmplitudeUploadEvent {
+  const names = m.propertyNames;
+  const props: Record<string, unknown> = { [names.flag]: imp.flag, [names.treatment]: imp.treatment };
+  if (imp.label !== undefined) props[names.label] = imp.label;
+  if (imp.changeNumber !== undefined) props[names.changeNumber] = imp.changeNumber;
+  if (imp.environment !== undefined) props[names.environment] = imp.environment;
+  if (imp.bucketingKey !== undefined) props[names.bucketingKey] = imp.bucketingKey;
+  if (imp.properties) Object.assign(props, imp.properties);
+  const event: AmplitudeUploadEvent = {
+    event_type: m.eventType,
+    time: imp.time,
+    insert_id: impressionInsertId(imp),
+    library: m.library,
+    event_properties: props,
+  };
+  if (m.identity === 'user_id') event.user_id = imp.key;
+  else event.device_id = imp.key;
+  return event;
+}
+
+/** The latest treatment per flag for one user, as folded so far. */
+export type FoldedFlags = Map<string, { treatment: string; time: number }>;
+
+/**
+ * Identify mode's fold: the latest treatment per (user, flag) by impression time; on equal times the one
+ * read later wins. Memory grows with distinct (user, flag) pairs (~150 bytes each), not with impressions.
+ */
+export class IdentifyFold {
+  private readonly users = new Map<string, FoldedFlags>();
+  private pairs = 0;
+
+  add(imp: Impression): void {
+    let flags = this.users.get(imp.key);
+    if (!flags) {
+      flags = new Map();
+      this.users.set(imp.key, flags);
+    }
+    const cur = flags.get(imp.flag);
+    if (!cur) {
+      flags.set(imp.flag, { treatment: imp.treatment, time: imp.time });
+      this.pairs++;
+    } else if (imp.time >= cur.time) {
+      cur.treatment = imp.treatment;
+      cur.time = imp.time;
+    }
+  }
+
+  get userCount(): number {
+    return this.users.size;
+  }
+
+  get pairCount(): number {
+    return this.pairs;
+  }
+
+  entries(): IterableIterator<[string, FoldedFlags]> {
+    return this.users.entries();
+  }
+}
+
+/** One user's folded flags as one identification: `{<prefix><flag>: treatment}` plain user properties. */
+export function toIdentification(key: string, flags: FoldedFlags, identity: ImpressionIdentity, prefix: string): AmplitudeIdentification {
+  const props: Record<string, string> = {};
+  for (const [flag, v] of flags) props[`${prefix}${flag}`] = v.treatment;
+  return identity === 'user_id' ? { user_id: key, user_properties: props } : { device_id: key, user_properties: props };
+}

@@ -1,0 +1,320 @@
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { once } from 'node:events';
+import pLimit from 'p-limit';
+import { readArchiveLines } from '../amplitude/archive.js';
+import { ExportClient, exportWindows } from '../amplitude/export-client.js';
+import { describeWindow, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
+import { exportBaseUrl, type Config } from '../config/types.js';
+import { FatalRemoteError, InterruptedError, RetriableRemoteError } from '../errors.js';
+import { FmeEventsClient } from '../fme/events-client.js';
+import { createHttp } from '../http/client.js';
+import type { RetryPolicy } from '../http/retry.js';
+import type { Logger } from '../log/logger.js';
+import { compileMapper, type MapperStats } from '../mapping/amplitude-to-fme.js';
+import { Batcher, type Batch } from './batcher.js';
+import type { DeadLetterWriter } from './dead-letters.js';
+import { noCheckpoint, type ExportCheckpoint } from './export-checkpoint.js';
+import { encodePosition, inRanges, decodePosition, type Ranges } from './positions.js';
+
+export interface ExportEventsOptions {
+  config: Config;
+  /** First and last upload hour (inclusive), epoch ms of hour starts. */
+  start: number;
+  end: number;
+  /** Read and map, send nothing. */
+  dryRun: boolean;
+  /** Write the FME events as NDJSON to this file instead of sending them. */
+  output?: string | undefined;
+  logger: Logger;
+  deadLetters: DeadLetterWriter;
+  checkpoint?: ExportCheckpoint;
+  /** Stops reading at the next clean point; in-flight batches still finish. */
+  signal?: AbortSignal;
+  onProgress?: (p: ExportProgress) => void;
+  tmpDir?: string;
+}
+
+export interface ExportProgress {
+  windowsDone: number;
+  windowsTotal: number;
+  eventsRead: number;
+  fmeEventsSent: number;
+}
+
+export interface ExportEventsSummary {
+  start: string;
+  end: string;
+  windows: number;
+  hoursExported: number;
+  archiveBytes: number;
+  linesRead: number;
+  blankLines: number;
+  invalidLines: number;
+  eventsRead: number;
+  fmeEventsMapped: number;
+  fmeEventsSent: number;
+  /** FME events not sent again because an earlier interrupted run had delivered them. */
+  fmeEventsAlreadyDelivered: number;
+  fmeEventsWritten: number;
+  batchesSent: number;
+  skipped: Record<string, number>;
+  trimmed: Record<string, number>;
+  renamedEventTypes: Record<string, string>;
+  renamedEventTypesNotListed: number;
+  durationMs: number;
+  eventsPerSecond: number;
+  mode: 'send' | 'dry-run' | 'output';
+}
+
+function retryPolicy(c: Config): RetryPolicy {
+  return { retries: c.http.retries, baseDelayMs: c.http.retryBaseDelayMs, maxDelayMs: c.http.retryMaxDelayMs };
+}
+
+/**
+ * export-events: Amplitude Export API -> zip of gzipped JSON lines -> FME events -> FME events API.
+ * Windows run one after another; inside a window, batches go out with bounded concurrency while reading
+ * goes on. A window is complete (and the checkpoint moves past it) only when every batch is acknowledged.
+ */
+export async function runExportEvents(opts: ExportEventsOptions): Promise<ExportEventsSummary> {
+  const { config, logger, deadLetters } = opts;
+  const checkpoint = opts.checkpoint ?? noCheckpoint;
+  const started = Date.now();
+  const ec = config.exportEvents;
+  const mode: ExportEventsSummary['mode'] = opts.dryRun ? 'dry-run' : opts.output ? 'output' : 'send';
+  const mapper = compileMapper(ec);
+  const retry = retryPolicy(config);
+
+  const exportClient = new ExportClient({
+    baseUrl: exportBaseUrl(config.amplitude),
+    apiKey: config.amplitude.apiKey ?? '',
+    secretKey: config.amplitude.secretKey ?? '',
+    http: createHttp({ timeoutMs: config.http.exportTimeoutMs }),
+    retry,
+    logger,
+    ...(opts.tmpDir ? { tmpDir: opts.tmpDir } : {}),
+  });
+  const fme =
+    mode === 'send'
+      ? new FmeEventsClient({
+          baseUrl: config.fme.eventsBaseUrl,
+          sdkKey: config.fme.sdkKey ?? '',
+          http: createHttp({ timeoutMs: config.http.timeoutMs, maxSockets: ec.concurrency }),
+          retry,
+          logger,
+        })
+      : undefined;
+  let output: WriteStream | undefined;
+  if (mode === 'output' && opts.output) output = createWriteStream(opts.output);
+
+  const s = {
+    linesRead: 0,
+    blankLines: 0,
+    invalidLines: 0,
+    eventsRead: 0,
+    fmeEventsMapped: 0,
+    fmeEventsSent: 0,
+    fmeEventsAlreadyDelivered: 0,
+    fmeEventsWritten: 0,
+    batchesSent: 0,
+    archiveBytes: 0,
+    hoursExported: 0,
+  };
+  const windows = splitWindows(opts.start, opts.end, ec.windowHours);
+  let windowsDone = 0;
+  const progress = (): void =>
+    opts.onProgress?.({ windowsDone, windowsTotal: windows.length, eventsRead: s.eventsRead, fmeEventsSent: s.fmeEventsSent });
+
+  const limit = pLimit(ec.concurrency);
+  let fatal: unknown;
+
+  /** Sends one batch; records it as acknowledged, or dead-letters it when FME rejects it. */
+  const deliver = async (window: HourWindow, batch: Batch, coverFrom: number, entries: string[]): Promise<void> => {
+    const coverTo = batch.positions[batch.positions.length - 1] as number;
+    if (fatal) return;
+    if (fme) {
+      try {
+        const outcome = await fme.send({ jsons: batch.jsons });
+        if (outcome.delivered) {
+          s.fmeEventsSent += batch.jsons.length;
+          s.batchesSent++;
+        } else {
+          batch.jsons.forEach((json, i) => {
+            const pos = decodePosition(batch.positions[i] as number);
+            deadLetters.write({
+              reason: 'fme_rejected',
+              detail: `FME answered ${outcome.status}: ${outcome.body}`,
+              status: outcome.status,
+              source: { window: describeWindow(window), entry: entries[pos.entryIndex] ?? '', line: pos.line },
+              retriable: true,
+              payload: JSON.parse(json) as unknown,
+            });
+          });
+          logger.warn(`FME rejected a batch of ${batch.jsons.length} events (HTTP ${outcome.status}); they are in the dead-letter file`, { status: outcome.status, window: describeWindow(window) });
+        }
+      } catch (err) {
+        fatal ??= err;
+        return;
+      }
+    } else if (output) {
+      if (!output.write(`${batch.jsons.join('\n')}\n`)) await once(output, 'drain');
+      s.fmeEventsWritten += batch.jsons.length;
+    }
+    await checkpoint.acknowledge(window, coverFrom, coverTo);
+    progress();
+  };
+
+  try {
+    for (const window of windows) {
+      if (opts.signal?.aborted || fatal) break;
+      logger.info(`exporting ${describeWindow(window)}`, { window: describeWindow(window), hours: windowHours(window) });
+      for await (const part of exportWindows(exportClient, window, opts.signal)) {
+        const sub = part.window;
+        if (!part.archive) {
+          logger.info(`no data in ${describeWindow(sub)}`, { window: describeWindow(sub) });
+          await checkpoint.completeWindow(sub);
+          s.hoursExported += windowHours(sub);
+          continue;
+        }
+        const archive = part.archive;
+        s.archiveBytes += archive.bytes;
+        const resume: Ranges = checkpoint.resumeRanges(sub);
+        const resuming = resume.length > 0;
+        if (resuming) logger.info(`resuming ${describeWindow(sub)}: skipping what an earlier run delivered`, { window: describeWindow(sub) });
+        try {
+          await processArchive(sub, archive.path, resume);
+        } finally {
+          await archive.dispose();
+        }
+        if (fatal || opts.signal?.aborted) break;
+        await checkpoint.completeWindow(sub);
+        s.hoursExported += windowHours(sub);
+      }
+      if (fatal || opts.signal?.aborted) break;
+      windowsDone++;
+      progress();
+    }
+  } finally {
+    if (output) {
+      output.end();
+      await once(output, 'finish');
+    }
+  }
+
+  async function processArchive(window: HourWindow, path: string, resume: Ranges): Promise<void> {
+    const batcher = new Batcher(ec.batchSize, ec.batchBytes);
+    const inFlight = new Set<Promise<void>>();
+    const entries: string[] = [];
+    const label = describeWindow(window);
+    let coverFrom = 0;
+    let lastPos = -1;
+
+    const dispatch = async (batch: Batch): Promise<void> => {
+      const from = coverFrom;
+      coverFrom = (batch.positions[batch.positions.length - 1] as number) + 1;
+      const p = limit(() => deliver(window, batch, from, entries));
+      inFlight.add(p);
+      void p.finally(() => inFlight.delete(p));
+      // Bounded read-ahead: memory stays flat however fast the export is read.
+      while (inFlight.size >= ec.concurrency * 2) await Promise.race(inFlight);
+    };
+
+    for await (const chunk of readArchiveLines(path)) {
+      if (fatal || opts.signal?.aborted) break;
+      let entryIndex = entries.length - 1;
+      if (entries[entryIndex] !== chunk.entry) {
+        entries.push(chunk.entry);
+        entryIndex = entries.length - 1;
+      }
+      const lines = chunk.lines;
+      for (let i = 0; i < lines.length; i++) {
+        const text = lines[i] as string;
+        const lineNo = chunk.firstLine + i;
+        const base = encodePosition(entryIndex, lineNo, 0);
+        lastPos = base;
+        s.linesRead++;
+        if (text.length === 0 || text.trim().length === 0) {
+          s.blankLines++;
+          continue;
+        }
+        const already = resume.length > 0 && inRanges(resume, base);
+        let row: unknown;
+        try {
+          row = JSON.parse(text);
+        } catch (err) {
+          s.invalidLines++;
+          if (!already) {
+            deadLetters.write({
+              reason: 'invalid_json',
+              detail: (err as Error).message,
+              source: { window: label, entry: chunk.entry, line: lineNo },
+              retriable: false,
+              payload: text,
+            });
+          }
+          continue;
+        }
+        if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+          s.invalidLines++;
+          if (!already) deadLetters.write({ reason: 'not_an_object', detail: 'the line is JSON but not an event object', source: { window: label, entry: chunk.entry, line: lineNo }, retriable: false, payload: text });
+          continue;
+        }
+        s.eventsRead++;
+        const result = mapper.map(row as Record<string, unknown>);
+        if (result.kind === 'skipped') continue;
+        if (result.kind === 'invalid') {
+          if (!already) deadLetters.write({ reason: result.reason, detail: result.detail, source: { window: label, entry: chunk.entry, line: lineNo }, retriable: false, payload: row });
+          continue;
+        }
+        for (let k = 0; k < result.events.length; k++) {
+          const mapped = result.events[k]!;
+          s.fmeEventsMapped++;
+          const pos = base + mapped.identityIndex;
+          if (already || (resume.length > 0 && inRanges(resume, pos))) {
+            s.fmeEventsAlreadyDelivered++;
+            continue;
+          }
+          if (mode === 'dry-run') continue;
+          const full = batcher.add(mapped.json, mapped.bytes, pos);
+          if (full) await dispatch(full);
+        }
+      }
+      progress();
+    }
+    const rest = batcher.flush();
+    if (rest && !fatal) await dispatch(rest);
+    await Promise.all(inFlight);
+    if (!fatal && !opts.signal?.aborted && lastPos >= coverFrom) {
+      // Lines after the last batch (skipped, invalid) are handled too.
+      await checkpoint.acknowledge(window, coverFrom, lastPos + 15);
+    }
+  }
+
+  const durationMs = Date.now() - started;
+  const mstats: MapperStats = mapper.stats;
+  const summary: ExportEventsSummary = {
+    start: describeWindow({ start: opts.start, end: opts.start }).split('..')[0] ?? '',
+    end: describeWindow({ start: opts.end, end: opts.end }).split('..')[0] ?? '',
+    windows: windows.length,
+    ...s,
+    skipped: { ...mstats.skipped },
+    trimmed: { ...mstats.trimmed },
+    renamedEventTypes: Object.fromEntries(mstats.renamed),
+    renamedEventTypesNotListed: mstats.renamedNotListed,
+    durationMs,
+    eventsPerSecond: durationMs > 0 ? Math.round((s.eventsRead / durationMs) * 1000) : s.eventsRead,
+    mode,
+  };
+
+  if (fatal) {
+    if (fatal instanceof FatalRemoteError || fatal instanceof RetriableRemoteError) {
+      (fatal as Error & { summary?: ExportEventsSummary }).summary = summary;
+    }
+    throw fatal;
+  }
+  if (opts.signal?.aborted) {
+    const err = new InterruptedError(`stopped early (${String(opts.signal.reason ?? 'interrupted')}); delivered batches are recorded`);
+    (err as Error & { summary?: ExportEventsSummary }).summary = summary;
+    throw err;
+  }
+  return summary;
+}

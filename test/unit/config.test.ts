@@ -1,0 +1,127 @@
+import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, requireSecrets } from '../../src/config/load.js';
+import { knownKeyPaths, validateConfig } from '../../src/config/validate.js';
+import { ConfigError } from '../../src/errors.js';
+
+function leafPaths(obj: unknown, prefix = ''): string[] {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return [prefix];
+  return Object.entries(obj as Record<string, unknown>).flatMap(([k, v]) => leafPaths(v, prefix ? `${prefix}.${k}` : k));
+}
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'amp-fme-config-'));
+}
+
+describe('amp-fme.config.example.json', () => {
+  const example = JSON.parse(readFileSync(resolve(__dirname, '../../amp-fme.config.example.json'), 'utf8')) as unknown;
+
+  it('is a valid configuration', () => {
+    expect(validateConfig(example).problems).toEqual([]);
+  });
+
+  it('documents every key the tool knows', () => {
+    const documented = new Set(leafPaths(example));
+    const missing = knownKeyPaths().filter((p) => !documented.has(p));
+    expect(missing).toEqual([]);
+  });
+});
+
+describe('validateConfig', () => {
+  it('reports every problem at once with its dot path, unknown keys included', () => {
+    const { problems } = validateConfig({
+      amplitude: { region: 'asia', apiKee: 'x' },
+      fme: { eventsBaseUrl: 'not a url' },
+      exportEvents: { batchSize: 0, identities: [{ trafficType: 'User', from: '' }], surprise: true },
+      nonsense: 1,
+    });
+    const paths = problems.map((p) => p.path).sort();
+    expect(paths).toEqual(
+      [
+        'amplitude.apiKee',
+        'amplitude.region',
+        'exportEvents.batchSize',
+        'exportEvents.identities[0].from',
+        'exportEvents.identities[0].trafficType',
+        'exportEvents.surprise',
+        'fme.eventsBaseUrl',
+        'nonsense',
+      ].sort(),
+    );
+    expect(problems.find((p) => p.path === 'amplitude.region')?.message).toContain('"us", "eu"');
+  });
+
+  it('keeps defaults for what the file leaves out', () => {
+    const { config, problems } = validateConfig({ exportEvents: { windowHours: 6 } });
+    expect(problems).toEqual([]);
+    expect(config.exportEvents.windowHours).toBe(6);
+    expect(config.exportEvents.batchSize).toBe(1000);
+    expect(config.exportEvents.excludeEventTypes).toEqual(['get_treatment']);
+    expect(config.exportEvents.identities).toEqual([{ trafficType: 'user', from: 'user_id' }]);
+  });
+
+  it('rejects a push-impressions event type longer than Amplitude allows', () => {
+    const { problems } = validateConfig({ pushImpressions: { eventType: 'x'.repeat(1025) } });
+    expect(problems.map((p) => p.path)).toEqual(['pushImpressions.eventType']);
+  });
+});
+
+describe('loadConfig', () => {
+  it('finds amp-fme.config.json, .amp-fmerc, .amp-fmerc.json and package.json "amp-fme"', async () => {
+    for (const [file, body] of [
+      ['amp-fme.config.json', { exportEvents: { windowHours: 2 } }],
+      ['.amp-fmerc', { exportEvents: { windowHours: 3 } }],
+      ['.amp-fmerc.json', { exportEvents: { windowHours: 4 } }],
+      ['package.json', { name: 'x', 'amp-fme': { exportEvents: { windowHours: 5 } } }],
+    ] as const) {
+      const dir = tempDir();
+      writeFileSync(join(dir, file), JSON.stringify(body));
+      const loaded = await loadConfig({ cwd: dir, env: {} });
+      expect(loaded.filePath).toBe(join(dir, file));
+      expect(loaded.config.exportEvents.windowHours).toBe(file === 'package.json' ? 5 : body.exportEvents?.windowHours);
+      expect(loaded.stateDir).toBe(join(dir, '.amp-fme'));
+    }
+  });
+
+  it('takes --config <path> and resolves state.dir against the file folder', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'etc'));
+    writeFileSync(join(dir, 'etc', 'sync.json'), JSON.stringify({ state: { dir: 'state' } }));
+    const loaded = await loadConfig({ configPath: 'etc/sync.json', cwd: dir, env: {} });
+    expect(loaded.stateDir).toBe(join(dir, 'etc', 'state'));
+  });
+
+  it('lets the environment override secrets from the file', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ amplitude: { apiKey: 'file-api-key' } }));
+    const loaded = await loadConfig({ cwd: dir, env: { AMPLITUDE_API_KEY: 'env-api-key', FME_SDK_KEY: 'env-sdk-key' } });
+    expect(loaded.config.amplitude.apiKey).toBe('env-api-key');
+    expect(loaded.config.fme.sdkKey).toBe('env-sdk-key');
+  });
+
+  it('reports a missing --config file and invalid JSON as config errors', async () => {
+    const dir = tempDir();
+    await expect(loadConfig({ configPath: 'nope.json', cwd: dir, env: {} })).rejects.toThrow(/file not found/);
+    writeFileSync(join(dir, 'amp-fme.config.json'), '{ "amplitude": ');
+    const err = await loadConfig({ cwd: dir, env: {} }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toContain('valid JSON');
+  });
+
+  it('names every missing secret with its env variable', async () => {
+    const { config } = validateConfig({});
+    const err = (() => {
+      try {
+        requireSecrets(config, ['amplitudeExport', 'fmeEvents']);
+      } catch (e) {
+        return e as ConfigError;
+      }
+      return undefined;
+    })();
+    expect(err?.problems.map((p) => p.path)).toEqual(['amplitude.apiKey', 'amplitude.secretKey', 'fme.sdkKey']);
+    expect(err?.message).toContain('AMPLITUDE_SECRET_KEY');
+    expect(err?.message).toContain('FME_SDK_KEY');
+  });
+});
