@@ -262,7 +262,7 @@ export async function* exportWindows(client: ExportClient, window: HourWindow, s
           'EXPORT_HOUR_TOO_LARGE',
           `Amplitude cannot export the single upload hour ${formatHour(w.start)} through the Export API (it answered ${err.status}, ` +
             `the answer for more than 4 GB of data or a request that timed out). Export that hour with Amplitude's Amazon S3 / cloud storage ` +
-            `export instead, then resume after it (e.g. --start ${formatHour(w.start + 3_600_000)}).`,
+            `export instead; exports of the other hours are not affected.`,
           err.status,
           { cause: err },
         );

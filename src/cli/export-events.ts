@@ -1,19 +1,28 @@
 import { Command, Option } from 'commander';
-import { parseHourArg } from '../amplitude/hours.js';
+import { formatHour, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import { runExportEvents, type ExportEventsSummary } from '../pipeline/export-events.js';
-import { addCommonOptions, runCommand, type CommonFlags } from './context.js';
+import { overlaps, planExport } from '../pipeline/export-plan.js';
+import { acquireLock, type HeldLock } from '../state/lock.js';
+import { ExportStateStore, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
+import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
+import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
+import { parseDuration, watchInterrupts } from './interrupts.js';
 
 interface ExportEventsFlags extends CommonFlags {
   start?: string;
   end?: string;
+  sinceLastRun?: boolean;
+  maxRuntime?: string;
   dryRun?: boolean;
   output?: string;
+  force?: boolean;
 }
 
 function summaryLines(s: ExportEventsSummary, deadLetters: number): string[] {
   const renamed = Object.entries(s.renamedEventTypes);
+  const more = renamed.length - Math.min(20, renamed.length) + s.renamedEventTypesNotListed;
   const lines = [
     `export-events ${s.start}..${s.end} (${s.mode})`,
     `  windows              ${n(s.windows)} (${n(s.hoursExported)} hours)`,
@@ -29,7 +38,7 @@ function summaryLines(s: ExportEventsSummary, deadLetters: number): string[] {
     `  skipped              ${byReason(s.skipped)}`,
     `  trimmed              ${byReason(s.trimmed)}`,
     `  dead letters         ${n(deadLetters)}`,
-    `  renamed event types  ${renamed.length === 0 ? 'none' : renamed.slice(0, 20).map(([a, b]) => `"${a}" -> ${b}`).join(', ')}${renamed.length > 20 || s.renamedEventTypesNotListed > 0 ? ` (+${n(renamed.length - Math.min(20, renamed.length) + s.renamedEventTypesNotListed)} more)` : ''}`,
+    `  renamed event types  ${renamed.length === 0 ? 'none' : renamed.slice(0, 20).map(([a, b]) => `"${a}" -> ${b}`).join(', ')}${more > 0 ? ` (+${n(more)} more)` : ''}`,
     `  duration             ${duration(s.durationMs)} (${n(s.eventsPerSecond)} events/s)`,
   );
   return lines;
@@ -39,46 +48,129 @@ export function exportEventsCommand(): Command {
   const cmd = new Command('export-events')
     .description('Pull Amplitude events by upload hour (Export API) and send them to FME as track events')
     .option('--start <hour>', 'first upload hour, UTC, inclusive: YYYYMMDDTHH, YYYY-MM-DD (whole day) or an ISO date-time')
-    .option('--end <hour>', 'last upload hour, UTC, inclusive (same formats)')
-    .option('--dry-run', 'read and map, but send nothing')
-    .addOption(new Option('--output <file>', 'write the FME events as NDJSON to this file instead of sending them'));
+    .option('--end <hour>', 'last upload hour, UTC, inclusive (same formats); with --since-last-run it may only lower the end')
+    .option('--since-last-run', 'continue after the last fully delivered hour in the state file, up to the newest settled hour')
+    .option('--max-runtime <duration>', 'stop at a clean point after this long (e.g. 50m), before the next cron run')
+    .option('--force', 'send hours again that the state says were already delivered (FME will count them twice)')
+    .option('--dry-run', 'read and map, but send nothing and change no state')
+    .addOption(new Option('--output <file>', 'write the FME events as NDJSON to this file instead of sending them (no state change)'));
   addCommonOptions(cmd);
   cmd.action(async (flags: ExportEventsFlags) => {
-    process.exitCode = await runCommand('export-events', flags, async (ctx) => {
-      if (!flags.start) throw new UsageError('--start is required (e.g. --start 2024-03-01 --end 2024-03-07)');
-      if (!flags.end) throw new UsageError('--end is required (e.g. --start 2024-03-01 --end 2024-03-07)');
-      const start = parseHourArg(flags.start, 'start');
-      const end = parseHourArg(flags.end, 'end');
-      if (end < start) throw new UsageError(`--end (${flags.end}) is before --start (${flags.start})`);
-      if (flags.dryRun && flags.output) throw new UsageError('--dry-run and --output cannot be used together');
-      const sending = !flags.dryRun && !flags.output;
-      ctx.requireSecrets(sending ? ['amplitudeExport', 'fmeEvents'] : ['amplitudeExport']);
+    process.exitCode = await runCommand('export-events', flags, (ctx) => exportEvents(ctx, flags));
+  });
+  return cmd;
+}
 
-      const progress = ctx.startProgress(
-        [
-          { id: 'windows', label: 'windows', total: 0, unit: '' },
-          { id: 'read', label: 'events read', total: 0, unit: 'events' },
-          { id: 'sent', label: sending ? 'events sent' : 'events mapped', total: 0, unit: 'events' },
-        ],
-        'read',
-        ctx.json && ctx.tty,
-      );
+async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Promise<number> {
+  const { config, logger } = ctx;
+  if (flags.dryRun && flags.output) throw new UsageError('--dry-run and --output cannot be used together');
+  const start = flags.start !== undefined ? parseHourArg(flags.start, 'start') : undefined;
+  const end = flags.end !== undefined ? parseHourArg(flags.end, 'end') : undefined;
+  const maxRuntimeMs = flags.maxRuntime !== undefined ? parseDuration(flags.maxRuntime, '--max-runtime') : undefined;
+  const sending = !flags.dryRun && !flags.output;
+  ctx.requireSecrets(sending ? ['amplitudeExport', 'fmeEvents'] : ['amplitudeExport']);
+
+  // Only a sending run touches FME, so only it takes the lock and moves the state.
+  const scope = stateScope(config);
+  const paths = statePaths(ctx.loaded.stateDir, scope);
+  let lock: HeldLock | undefined;
+  if (sending) lock = acquireLock(paths.lock, `export-events ${process.argv.slice(3).join(' ')}`.trim());
+  const interrupts = watchInterrupts({ logger, maxRuntimeMs, onForce: () => lock?.release() });
+  try {
+    const store = sending || flags.sinceLastRun ? new ExportStateStore(paths.state, scope) : undefined;
+    let checkpoint: TrackCheckpoint | undefined;
+    if (store && flags.sinceLastRun) {
+      checkpoint = store.cursor();
+    } else if (store && sending && start !== undefined && end !== undefined) {
+      // FME does not deduplicate: an explicit range is remembered, so a failed run resumes and a finished
+      // one, or one overlapping hours already delivered, is not sent twice by accident.
+      const earlier = store.findRange(start, end);
+      if (earlier && earlier.lastDeliveredHour === formatHour(end) && !flags.force) {
+        throw new UsageError(`${formatHour(start)}..${formatHour(end)} was already delivered in full (${earlier.updatedAt}). FME does not deduplicate: add --force only if you really want these events counted twice.`);
+      }
+      checkpoint = store.range(start, end, flags.force === true);
+    }
+    const plan = planExport({
+      sinceLastRun: flags.sinceLastRun === true,
+      start,
+      end,
+      startAt: config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start') : undefined,
+      lagHours: config.exportEvents.lagHours,
+      windowHours: config.exportEvents.windowHours,
+      now: Date.now(),
+      nextHour: checkpoint?.nextHour,
+      inProgress: checkpoint?.inProgressWindow,
+    });
+    if (plan.kind === 'nothing') {
+      logger.info(plan.message);
+      if (ctx.json) process.stdout.write(`${JSON.stringify({ command: 'export-events', nothingToDo: true, message: plan.message })}\n`);
+      return EXIT.OK;
+    }
+    if (store && sending) {
+      const own = flags.sinceLastRun ? '--since-last-run' : `the range ${formatHour(start as number)}..${formatHour(end as number)}`;
+      const clash = overlaps(plan.start, plan.end, store.deliveredSpans().filter((s) => s.label !== own));
+      if (clash.length > 0 && !flags.force) {
+        throw new UsageError(`part of ${formatHour(plan.start)}..${formatHour(plan.end)} was already delivered: ${clash.join('; ')}. FME does not deduplicate: narrow the range, or add --force to send those hours again.`);
+      }
+      if (clash.length > 0) logger.warn(`--force: sending hours that were already delivered again (${clash.join('; ')}); FME will count them twice`);
+    }
+    if (!sending) checkpoint = undefined; // dry runs and --output read the state but never move it
+    if (plan.resumed) logger.info(`resuming an interrupted run of this range at ${formatHour(plan.start)}`);
+    logger.info(`export-events ${formatHour(plan.start)}..${formatHour(plan.end)}: ${plan.windows.length} window(s)`, {
+      start: formatHour(plan.start),
+      end: formatHour(plan.end),
+      windows: plan.windows.length,
+      mode: sending ? 'send' : flags.dryRun ? 'dry-run' : 'output',
+      ...(checkpoint ? { state: paths.state } : {}),
+    });
+
+    const progress = ctx.startProgress(
+      [
+        { id: 'windows', label: 'windows', total: plan.windows.length, unit: '' },
+        { id: 'read', label: 'events read', total: 0, unit: 'events' },
+        { id: 'sent', label: sending ? 'events sent' : 'events mapped', total: 0, unit: 'events' },
+      ],
+      'read',
+      flags.quiet === true,
+    );
+    try {
       const summary = await runExportEvents({
-        config: ctx.config,
-        start,
-        end,
+        config,
+        start: plan.start,
+        end: plan.end,
+        windows: plan.windows,
         dryRun: flags.dryRun === true,
         output: flags.output,
-        logger: ctx.logger,
+        logger,
         deadLetters: ctx.deadLetters,
+        ...(checkpoint ? { checkpoint } : {}),
+        signal: interrupts.signal,
         onProgress: (p) => {
           progress.update('windows', p.windowsDone, p.windowsTotal);
           progress.update('read', p.eventsRead);
           progress.update('sent', p.fmeEventsSent);
         },
       });
-      return ctx.finish({ command: 'export-events', ...summary }, summaryLines(summary, ctx.deadLetters.count));
-    });
-  });
-  return cmd;
+      return await ctx.finish({ command: 'export-events', ...summary }, summaryLines(summary, ctx.deadLetters.count));
+    } catch (err) {
+      ctx.stopProgress();
+      if (checkpoint) {
+        const snap = checkpoint.snapshot;
+        const again = flags.sinceLastRun ? 'the next --since-last-run' : 'running the same --start/--end again';
+        const where = snap.inProgress
+          ? `inside window ${snap.inProgress.start}..${snap.inProgress.end} (its delivered batches are recorded)`
+          : snap.lastDeliveredHour
+            ? `after ${snap.lastDeliveredHour}`
+            : 'before the first window';
+        logger.warn(`stopped ${where}; ${again} continues from there`, {
+          lastDeliveredHour: snap.lastDeliveredHour,
+          nextHour: checkpoint.nextHour !== undefined ? formatHour(checkpoint.nextHour) : undefined,
+        });
+      }
+      throw err;
+    }
+  } finally {
+    interrupts.dispose();
+    lock?.release();
+  }
 }

@@ -85,7 +85,7 @@ export async function resolveInputs(args: string[], cwd = process.cwd(), stdin: 
 export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => void): AsyncGenerator<Buffer> {
   const it = raw[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
   const toBuf = (v: Buffer | string): Buffer => (typeof v === 'string' ? Buffer.from(v) : v);
-  let head = Buffer.alloc(0);
+  let head: Buffer = Buffer.alloc(0);
   let done = false;
   while (head.length < 2) {
     const r = await it.next();

@@ -63,7 +63,7 @@ export function impressionInsertId(imp: Impression): string {
  */
 export function coalesceKey(imp: Impression): string {
   const content = JSON.stringify([imp.key, imp.flag, imp.treatment, imp.changeNumber ?? null]);
-  return createHash('md5').update(content).digest('latin1');
+  return createHash('md5').update(content).digest().toString('latin1');
 }
 
 /** One impression as one Amplitude event. The impression's own properties override built-ins of the same name, as FME's native integration does (specs/fme.md). */

@@ -21,6 +21,8 @@ export interface ExportEventsOptions {
   /** First and last upload hour (inclusive), epoch ms of hour starts. */
   start: number;
   end: number;
+  /** The windows to export, in order (see export-plan.ts); by default [start, end] cut by `windowHours`. */
+  windows?: HourWindow[];
   /** Read and map, send nothing. */
   dryRun: boolean;
   /** Write the FME events as NDJSON to this file instead of sending them. */
@@ -119,7 +121,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     archiveBytes: 0,
     hoursExported: 0,
   };
-  const windows = splitWindows(opts.start, opts.end, ec.windowHours);
+  const windows = opts.windows ?? splitWindows(opts.start, opts.end, ec.windowHours);
   let windowsDone = 0;
   const progress = (): void =>
     opts.onProgress?.({ windowsDone, windowsTotal: windows.length, eventsRead: s.eventsRead, fmeEventsSent: s.fmeEventsSent });

@@ -12,6 +12,8 @@ export interface ForcedResponse {
   delayMs?: number;
   /** Destroy the socket without answering (connection reset). */
   reset?: boolean;
+  /** Answer normally but end the body cleanly after this many bytes (a truncated download). Emulators that stream bodies honour it. */
+  truncateAt?: number;
 }
 
 /** Random faults, as `amp-fme sandbox --faults 5xx=0.1,429=0.05,slow=0.02`. */

@@ -1,0 +1,189 @@
+import type { Got } from 'got';
+import type { IngestionApi } from '../config/types.js';
+import { FatalRemoteError, RetriableRemoteError } from '../errors.js';
+import { asNetworkError, bodySnippet } from '../http/client.js';
+import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
+import type { Logger } from '../log/logger.js';
+import { deliverItems, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
+
+/** Per-request limits of the ingestion APIs (specs/amplitude.md): HTTP V2 < 1 MB and < 2000 events; Batch <= 20 MB and <= 2000 events. */
+export const INGESTION_LIMITS: Record<IngestionApi, { maxEvents: number; maxBytes: number; path: string }> = {
+  // Kept a little under the hard limits: the envelope and any proxy headroom.
+  httpapi: { maxEvents: 1999, maxBytes: 950_000, path: '/2/httpapi' },
+  batch: { maxEvents: 2000, maxBytes: 19_000_000, path: '/batch' },
+};
+
+export interface IngestionClientOptions {
+  http: Got;
+  /** Scheme and host, no trailing slash (`ingestionBaseUrl(config.amplitude)`). */
+  baseUrl: string;
+  api: IngestionApi;
+  apiKey: string;
+  /** Sent as `options.min_id_length` (specs/amplitude.md). */
+  minIdLength?: number | undefined;
+  retry: RetryPolicy;
+  throttleDelayMs: number;
+  maxThrottleRounds?: number;
+  logger: Logger;
+  signal?: AbortSignal | undefined;
+}
+
+interface IngestionBody {
+  code?: unknown;
+  error?: unknown;
+  missing_field?: unknown;
+  events_with_invalid_fields?: unknown;
+  events_with_missing_fields?: unknown;
+  events_with_invalid_id_lengths?: unknown;
+  silenced_events?: unknown;
+  throttled_events?: unknown;
+  exceeded_daily_quota_users?: unknown;
+  exceeded_daily_quota_devices?: unknown;
+}
+
+function parseBody(text: string): IngestionBody | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as IngestionBody) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function indexList(v: unknown): number[] {
+  return Array.isArray(v) ? v.filter((n): n is number => Number.isInteger(n)) : [];
+}
+
+function idSet(v: unknown): Set<string> {
+  return new Set(typeof v === 'object' && v !== null ? Object.keys(v) : []);
+}
+
+/** The message for an `Invalid API key` answer: fatal, never retried, never quotes the key. */
+export function invalidApiKeyError(status: number, api: string): FatalRemoteError {
+  return new FatalRemoteError(
+    'AMPLITUDE_INVALID_API_KEY',
+    `Amplitude ${api} refused the API key (Invalid API key): check amplitude.apiKey (or AMPLITUDE_API_KEY) and that amplitude.region matches the project (us/eu)`,
+    status,
+  );
+}
+
+/**
+ * Reads a 400/429 body into per-event verdicts (specs/amplitude.md): listed invalid, missing-field,
+ * bad-id-length and silenced events are set aside with their reason; throttled events are held back;
+ * events of ids over the daily quota are set aside (retriable another day).
+ */
+export function sortResponse(status: number, body: IngestionBody, items: readonly WireItem[]): Verdict {
+  const reject = new Map<number, Rejection>();
+  const add = (i: number, reason: string, detail: string, retriable: boolean): void => {
+    if (i >= 0 && i < items.length && !reject.has(i)) reject.set(i, { reason, detail, status, retriable });
+  };
+  const byField = (v: unknown, reason: string, what: string): void => {
+    if (typeof v !== 'object' || v === null) return;
+    for (const [field, idx] of Object.entries(v)) for (const i of indexList(idx)) add(i, reason, `${what}: ${field}`, false);
+  };
+  byField(body.events_with_invalid_fields, 'amplitude_invalid_field', 'Amplitude rejected the value of field');
+  byField(body.events_with_missing_fields, 'amplitude_missing_field', 'Amplitude says this field is missing');
+  byField(body.events_with_invalid_id_lengths, 'amplitude_invalid_id_length', 'id length refused (see amplitude.minIdLength) for');
+  for (const i of indexList(body.silenced_events)) add(i, 'amplitude_silenced', 'the device or user is silenced in Amplitude', false);
+  const quota = new Set([...idSet(body.exceeded_daily_quota_users), ...idSet(body.exceeded_daily_quota_devices)]);
+  if (quota.size > 0) {
+    items.forEach((it, i) => {
+      if (quota.has(it.id)) add(i, 'amplitude_daily_quota', 'the id exceeded its daily event quota; re-send tomorrow', true);
+    });
+  }
+  const hold = new Set(indexList(body.throttled_events).filter((i) => !reject.has(i)));
+  return { kind: 'sorted', status, reject, hold };
+}
+
+/**
+ * Client of Amplitude's Batch (`/batch`) and HTTP V2 (`/2/httpapi`) APIs. Items are pre-serialised events;
+ * the body is assembled from their JSON text. 5xx and network errors are retried with backoff (safe:
+ * every event carries an `insert_id`); 400, 413 and 429 are sorted per event by `deliver`.
+ */
+export class IngestionClient {
+  readonly limits: { maxEvents: number; maxBytes: number };
+  private readonly url: string;
+  private readonly prefix: string;
+  private readonly suffix: string;
+
+  constructor(private readonly o: IngestionClientOptions) {
+    const l = INGESTION_LIMITS[o.api];
+    this.limits = { maxEvents: l.maxEvents, maxBytes: l.maxBytes };
+    this.url = `${o.baseUrl}${l.path}`;
+    this.prefix = `{"api_key":${JSON.stringify(o.apiKey)},"events":[`;
+    this.suffix = o.minIdLength !== undefined ? `],"options":${JSON.stringify({ min_id_length: o.minIdLength })}}` : ']}';
+  }
+
+  /** Bytes of the request envelope around the events (add one byte per event after the first for commas). */
+  get envelopeBytes(): number {
+    return Buffer.byteLength(this.prefix) + Buffer.byteLength(this.suffix);
+  }
+
+  /** Sends `items` until each is acknowledged or rejected; returns the number acknowledged. */
+  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void): Promise<number> {
+    return deliverItems(items, {
+      post: (batch) => this.post(batch),
+      throttleDelayMs: this.o.throttleDelayMs,
+      maxThrottleRounds: this.o.maxThrottleRounds ?? 8,
+      onReject,
+      onThrottle: (count, delayMs) => this.o.logger.warn('Amplitude throttled some ids: holding their events back', { api: this.o.api, events: count, delayMs }),
+      ...(this.o.signal ? { signal: this.o.signal } : {}),
+    });
+  }
+
+  /** One request (retried on 5xx/network), answered as a verdict. */
+  async post(items: readonly WireItem[]): Promise<Verdict> {
+    const body = `${this.prefix}${items.map((i) => i.json).join(',')}${this.suffix}`;
+    const what = `Amplitude ${this.o.api} upload of ${items.length} events`;
+    const res = await withRetry(
+      async () => {
+        let r;
+        try {
+          r = await this.o.http.post(this.url, {
+            body,
+            headers: { 'content-type': 'application/json' },
+            responseType: 'text',
+            ...(this.o.signal ? { signal: this.o.signal } : {}),
+          });
+        } catch (err) {
+          throw asNetworkError(err, what) ?? err;
+        }
+        if (r.statusCode >= 500 || r.statusCode === 408) {
+          // 500/502/504 may or may not have stored the events, 503 did not: retrying is safe either way thanks to insert_id.
+          const retryAfterMs = parseRetryAfter(r.headers['retry-after']);
+          throw new RetriableRemoteError('AMPLITUDE_UNAVAILABLE', `${what}: HTTP ${r.statusCode} ${bodySnippet(r.body)}`, {
+            status: r.statusCode,
+            ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+          });
+        }
+        return r;
+      },
+      this.o.retry,
+      {
+        onRetry: (err, attempt, delayMs) => this.o.logger.warn('retrying Amplitude upload', { api: this.o.api, error: err.message, attempt, delayMs }),
+        ...(this.o.signal ? { signal: this.o.signal } : {}),
+      },
+    );
+    const status = res.statusCode;
+    if (status >= 200 && status < 300) return { kind: 'ok' };
+    const parsed = parseBody(res.body);
+    const error = typeof parsed?.error === 'string' ? parsed.error : res.body;
+    if (/^invalid api key/i.test(error.trim()) || status === 401 || status === 403) throw invalidApiKeyError(status, this.o.api);
+    if (status === 413) {
+      return { kind: 'bisect', rejection: { reason: 'amplitude_payload_too_large', detail: 'a single event is larger than the request limit', status, retriable: false } };
+    }
+    if (status === 400 || status === 429) {
+      if (!parsed) {
+        if (status === 429) return { kind: 'sorted', status, reject: new Map(), hold: new Set() };
+        return { kind: 'reject_all', rejection: { reason: 'amplitude_bad_request', detail: `HTTP 400 ${bodySnippet(res.body)}`, status, retriable: false } };
+      }
+      const v = sortResponse(status, parsed, items);
+      if (status === 400 && v.kind === 'sorted' && v.reject.size === 0 && v.hold.size === 0) {
+        const field = typeof parsed.missing_field === 'string' ? ` (missing_field: ${parsed.missing_field})` : '';
+        return { kind: 'reject_all', rejection: { reason: 'amplitude_bad_request', detail: `HTTP 400 ${error}${field}`, status, retriable: false } };
+      }
+      return v;
+    }
+    throw new FatalRemoteError('AMPLITUDE_UNEXPECTED', `${what}: unexpected HTTP ${status} ${bodySnippet(res.body)}: check amplitude.ingestionBaseUrl / region`, status);
+  }
+}

@@ -1,0 +1,85 @@
+import { floorHour, formatHour, HOUR_MS, splitWindows, type HourWindow } from '../amplitude/hours.js';
+import { UsageError } from '../errors.js';
+
+export interface PlanInput {
+  /** `--since-last-run` */
+  sinceLastRun: boolean;
+  /** Parsed `--start` / `--end`, if given. */
+  start: number | undefined;
+  end: number | undefined;
+  /** Parsed `exportEvents.startAt`, if configured. */
+  startAt: number | undefined;
+  lagHours: number;
+  windowHours: number;
+  now: number;
+  /** From the track being continued: the first hour it has not delivered (undefined if it has delivered none). */
+  nextHour: number | undefined;
+  /** From the track being continued: the window an interrupted run was delivering. */
+  inProgress: HourWindow | undefined;
+}
+
+export type Plan =
+  | { kind: 'run'; start: number; end: number; windows: HourWindow[]; resumed: boolean }
+  | { kind: 'nothing'; message: string };
+
+/** Newest upload hour that ended at least `lagHours` ago: Export data settles ~2 h after the hour (specs/amplitude.md). */
+export function newestSettledHour(now: number, lagHours: number): number {
+  return floorHour(now - lagHours * HOUR_MS) - HOUR_MS;
+}
+
+/**
+ * Decides which windows a run exports. Pure, so every case is tested without a clock.
+ * A track that was interrupted inside a window re-requests exactly that window first: the same export gives
+ * the same positions, so its progress marks apply.
+ */
+export function planExport(p: PlanInput): Plan {
+  let end: number;
+  if (p.sinceLastRun) {
+    const settled = newestSettledHour(p.now, p.lagHours);
+    // --end may lower the end, never raise it past the settling lag.
+    end = p.end !== undefined ? Math.min(p.end, settled) : settled;
+  } else {
+    if (p.start === undefined) throw new UsageError('--start is required (or use --since-last-run), e.g. --start 2024-03-01 --end 2024-03-07');
+    if (p.end === undefined) throw new UsageError('--end is required, e.g. --start 2024-03-01 --end 2024-03-07');
+    if (p.end < p.start) throw new UsageError(`--end ${formatHour(p.end)} is before --start ${formatHour(p.start)}`);
+    end = p.end;
+  }
+
+  if (p.inProgress) {
+    const rest = splitWindows(p.inProgress.end + HOUR_MS, end, p.windowHours);
+    return { kind: 'run', start: p.inProgress.start, end: Math.max(end, p.inProgress.end), windows: [p.inProgress, ...rest], resumed: true };
+  }
+
+  let start: number;
+  let resumed = false;
+  if (p.nextHour !== undefined) {
+    if (p.sinceLastRun && p.start !== undefined && p.start !== p.nextHour) {
+      throw new UsageError(
+        `--start ${formatHour(p.start)} conflicts with the state: earlier runs delivered up to ${formatHour(p.nextHour - HOUR_MS)}, so --since-last-run continues at ${formatHour(p.nextHour)}. ` +
+          'Drop --start, or run an explicit range without --since-last-run.',
+      );
+    }
+    start = p.nextHour;
+    resumed = !p.sinceLastRun;
+  } else if (p.start !== undefined) {
+    start = p.start;
+  } else if (p.startAt !== undefined) {
+    start = p.startAt;
+  } else {
+    throw new UsageError('this is the first --since-last-run and there is no state yet: give --start <hour> or set exportEvents.startAt in the config file.');
+  }
+
+  if (start > end) {
+    if (!p.sinceLastRun) return { kind: 'nothing', message: `nothing to do: every hour of ${formatHour(p.start as number)}..${formatHour(end)} was already delivered` };
+    const settlesAt = new Date(start + HOUR_MS + p.lagHours * HOUR_MS).toISOString();
+    return { kind: 'nothing', message: `nothing to do: the next hour to export is ${formatHour(start)}, which settles at ${settlesAt} (lag ${p.lagHours} h)` };
+  }
+  return { kind: 'run', start, end, windows: splitWindows(start, end, p.windowHours), resumed };
+}
+
+/** Hours of [start, end] already delivered by other tracks, for the double-send guard. */
+export function overlaps(start: number, end: number, spans: { label: string; span: [number, number] }[]): string[] {
+  return spans
+    .filter(({ span: [a, b] }) => a <= end && b >= start)
+    .map(({ label, span: [a, b] }) => `${formatHour(Math.max(a, start))}..${formatHour(Math.min(b, end))} (delivered by ${label})`);
+}

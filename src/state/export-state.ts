@@ -1,0 +1,249 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
+import { exportBaseUrl, type Config } from '../config/types.js';
+import { AmpFmeError } from '../errors.js';
+import type { ExportCheckpoint } from '../pipeline/export-checkpoint.js';
+import { addRange, type Ranges } from '../pipeline/positions.js';
+import { writeFileAtomic } from './atomic-write.js';
+
+export const STATE_VERSION = 1;
+/** Explicit ranges remembered, newest first; older ones are dropped so the file stays kilobytes. */
+const MAX_RANGES = 50;
+
+/**
+ * Delivery progress over a span of upload hours: every hour from `firstHour` through `lastDeliveredHour` is
+ * delivered; `inProgress` is the window being delivered when a run stopped, with the position ranges
+ * (see pipeline/positions.ts) already handled in it.
+ */
+export interface Track {
+  firstHour: string | null;
+  lastDeliveredHour: string | null;
+  inProgress: { start: string; end: string; acked: Ranges } | null;
+  updatedAt: string;
+}
+
+/** A track for an explicit `--start/--end` run, remembered so a failed run resumes and a finished one is not re-sent by accident. */
+export interface RangeTrack extends Track {
+  start: string;
+  end: string;
+}
+
+/** The export-events state file: one per Amplitude project and FME environment. */
+export interface ExportState {
+  version: typeof STATE_VERSION;
+  kind: 'export-events';
+  /** Hash of the Amplitude project and FME environment credentials: never the keys themselves. */
+  scope: string;
+  /** The `--since-last-run` cursor. */
+  cursor: Track;
+  ranges: RangeTrack[];
+}
+
+export class StateError extends AmpFmeError {
+  constructor(message: string) {
+    super('STATE', message);
+  }
+}
+
+/**
+ * Scope of a state file: which Amplitude project (export host + API key) feeds which FME environment
+ * (events host + SDK key). Hashed, so the file never holds a secret.
+ */
+export function stateScope(config: Config): string {
+  const h = createHash('sha256');
+  h.update(`amplitude:${exportBaseUrl(config.amplitude)}:${config.amplitude.apiKey ?? ''}\n`);
+  h.update(`fme:${config.fme.eventsBaseUrl}:${config.fme.sdkKey ?? ''}\n`);
+  return h.digest('hex').slice(0, 16);
+}
+
+export function statePaths(stateDir: string, scope: string): { state: string; lock: string } {
+  return { state: join(stateDir, `export-events-${scope}.json`), lock: join(stateDir, `export-events-${scope}.lock`) };
+}
+
+/** Parses `YYYYMMDDTHH` back to the hour's epoch ms. */
+export function parseStateHour(text: string | null | undefined): number | undefined {
+  const m = text ? /^(\d{4})(\d{2})(\d{2})T(\d{2})$/.exec(text) : null;
+  if (!m) return undefined;
+  return Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]));
+}
+
+function emptyTrack(): Track {
+  return { firstHour: null, lastDeliveredHour: null, inProgress: null, updatedAt: new Date().toISOString() };
+}
+
+function corrupt(path: string, why: string): StateError {
+  return new StateError(
+    `the state file ${path} is unreadable (${why}). amp-fme will not guess where to continue, because FME does not deduplicate: ` +
+      'restore the file from a backup, or move it away and continue with an explicit --start after the last hour you know was delivered.',
+  );
+}
+
+function checkTrack(t: unknown, path: string, where: string): void {
+  const isHour = (v: unknown): boolean => v === null || (typeof v === 'string' && parseStateHour(v) !== undefined);
+  if (t === null || typeof t !== 'object') throw corrupt(path, `${where} is not an object`);
+  const tr = t as Partial<Track>;
+  if (!isHour(tr.firstHour) || !isHour(tr.lastDeliveredHour)) throw corrupt(path, `${where} has an hour that is not like 20240301T23`);
+  const ip = tr.inProgress;
+  if (ip !== null) {
+    const ok =
+      ip !== undefined &&
+      typeof ip === 'object' &&
+      parseStateHour(ip.start) !== undefined &&
+      parseStateHour(ip.end) !== undefined &&
+      Array.isArray(ip.acked) &&
+      ip.acked.every((r) => Array.isArray(r) && r.length === 2 && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0] <= r[1]);
+    if (!ok) throw corrupt(path, `${where}.inProgress is malformed`);
+  }
+}
+
+/** Reads and checks a state file; a missing file is a fresh state. Corrupt or unknown versions stop the run. */
+export function readExportState(path: string, scope: string): ExportState {
+  if (!existsSync(path)) return { version: STATE_VERSION, kind: 'export-events', scope, cursor: emptyTrack(), ranges: [] };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw corrupt(path, `not JSON: ${(err as Error).message}`);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw corrupt(path, 'not an object');
+  const s = parsed as Partial<ExportState>;
+  if (s.version !== STATE_VERSION) {
+    throw new StateError(`the state file ${path} has version ${JSON.stringify(s.version)}; this amp-fme reads version ${STATE_VERSION}. Use the amp-fme version that wrote it, or upgrade.`);
+  }
+  if (s.kind !== 'export-events') throw corrupt(path, 'it is not an export-events state file');
+  if (s.scope !== scope) throw corrupt(path, 'it belongs to another Amplitude project or FME environment');
+  checkTrack(s.cursor, path, 'cursor');
+  if (!Array.isArray(s.ranges)) throw corrupt(path, 'ranges is not a list');
+  s.ranges.forEach((r, i) => {
+    checkTrack(r, path, `ranges[${i}]`);
+    if (parseStateHour(r.start) === undefined || parseStateHour(r.end) === undefined) throw corrupt(path, `ranges[${i}] has no start/end`);
+  });
+  return s as ExportState;
+}
+
+/** Delivered hours of a track as [first, last] epoch ms, or undefined. */
+export function deliveredSpan(t: Track): [number, number] | undefined {
+  const a = parseStateHour(t.firstHour);
+  const b = parseStateHour(t.lastDeliveredHour);
+  return a !== undefined && b !== undefined && a <= b ? [a, b] : undefined;
+}
+
+/**
+ * The state file. Each change is written atomically (temp file, fsync, rename) before the pipeline goes on,
+ * so a crash or `kill -9` re-sends at most the batches that were in flight.
+ */
+export class ExportStateStore {
+  private state: ExportState;
+  private writing: Promise<void> = Promise.resolve();
+  private dirty = false;
+
+  constructor(
+    readonly path: string,
+    scope: string,
+  ) {
+    this.state = readExportState(path, scope);
+  }
+
+  get snapshot(): Readonly<ExportState> {
+    return this.state;
+  }
+
+  /** The `--since-last-run` cursor as a checkpoint. */
+  cursor(): TrackCheckpoint {
+    return new TrackCheckpoint(this, () => this.state.cursor);
+  }
+
+  /** The remembered track of an explicit range, if any. */
+  findRange(start: number, end: number): RangeTrack | undefined {
+    return this.state.ranges.find((r) => r.start === formatHour(start) && r.end === formatHour(end));
+  }
+
+  /** A checkpoint for an explicit range; `fresh` forgets what an earlier run of the same range recorded. */
+  range(start: number, end: number, fresh: boolean): TrackCheckpoint {
+    const s = formatHour(start);
+    const e = formatHour(end);
+    let track = this.findRange(start, end);
+    if (!track || fresh) {
+      track = { start: s, end: e, ...emptyTrack() };
+    }
+    const kept = this.state.ranges.filter((r) => !(r.start === s && r.end === e));
+    this.state.ranges = [track, ...kept].slice(0, MAX_RANGES);
+    return new TrackCheckpoint(this, () => this.findRange(start, end) as RangeTrack);
+  }
+
+  /** Every track with its delivered span, for overlap warnings. */
+  deliveredSpans(): { label: string; span: [number, number] }[] {
+    const out: { label: string; span: [number, number] }[] = [];
+    const c = deliveredSpan(this.state.cursor);
+    if (c) out.push({ label: '--since-last-run', span: c });
+    for (const r of this.state.ranges) {
+      const sp = deliveredSpan(r);
+      if (sp) out.push({ label: `the range ${r.start}..${r.end}`, span: sp });
+    }
+    return out;
+  }
+
+  /** Writes are serialised; changes that arrive during a write are folded into the next one. */
+  persist(): Promise<void> {
+    this.dirty = true;
+    const next = this.writing.then(() => {
+      if (!this.dirty) return;
+      this.dirty = false;
+      mkdirSync(dirname(this.path), { recursive: true });
+      writeFileAtomic(this.path, `${JSON.stringify(this.state, null, 2)}\n`);
+    });
+    this.writing = next;
+    return next;
+  }
+}
+
+/** One track of the state file, seen by the pipeline as an ExportCheckpoint. */
+export class TrackCheckpoint implements ExportCheckpoint {
+  constructor(
+    private readonly store: ExportStateStore,
+    private readonly track: () => Track,
+  ) {}
+
+  get snapshot(): Readonly<Track> {
+    return this.track();
+  }
+
+  /** First hour not yet delivered, or undefined before the first window. */
+  get nextHour(): number | undefined {
+    const last = parseStateHour(this.track().lastDeliveredHour);
+    return last === undefined ? undefined : last + HOUR_MS;
+  }
+
+  get inProgressWindow(): HourWindow | undefined {
+    const ip = this.track().inProgress;
+    if (!ip) return undefined;
+    return { start: parseStateHour(ip.start) as number, end: parseStateHour(ip.end) as number };
+  }
+
+  resumeRanges(window: HourWindow): Ranges {
+    const ip = this.track().inProgress;
+    if (!ip || ip.start !== formatHour(window.start) || ip.end !== formatHour(window.end)) return [];
+    return ip.acked;
+  }
+
+  async acknowledge(window: HourWindow, from: number, to: number): Promise<void> {
+    const t = this.track();
+    const start = formatHour(window.start);
+    const end = formatHour(window.end);
+    const acked = t.inProgress && t.inProgress.start === start && t.inProgress.end === end ? t.inProgress.acked : [];
+    t.inProgress = { start, end, acked: addRange(acked, from, to) };
+    t.updatedAt = new Date().toISOString();
+    await this.store.persist();
+  }
+
+  async completeWindow(window: HourWindow): Promise<void> {
+    const t = this.track();
+    t.firstHour ??= formatHour(window.start);
+    t.lastDeliveredHour = formatHour(window.end);
+    t.inProgress = null;
+    t.updatedAt = new Date().toISOString();
+    await this.store.persist();
+  }
+}

@@ -1,0 +1,159 @@
+import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import { LockedError } from '../errors.js';
+
+/** What a lock file says about its holder. */
+export interface LockInfo {
+  pid: number;
+  hostname: string;
+  startedAt: string;
+  command: string;
+  /** The holder's start time from /proc (Linux), to tell a dead holder from a new process reusing its pid. */
+  procStart?: string;
+}
+
+export interface HeldLock {
+  path: string;
+  release(): void;
+}
+
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22 (starttime) comes after the command name, which may itself contain spaces and parens.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function isAlive(info: LockInfo): boolean {
+  if (info.hostname !== hostname()) return true; // cannot tell from here: assume it is
+  try {
+    process.kill(info.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (info.procStart !== undefined) {
+    const now = procStart(info.pid);
+    if (now !== undefined && now !== info.procStart) return false; // pid reused by another process
+  }
+  return true;
+}
+
+function readLock(path: string): LockInfo | undefined {
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<LockInfo>;
+    if (typeof parsed.pid !== 'number' || typeof parsed.hostname !== 'string') return undefined;
+    return parsed as LockInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+function createExclusive(path: string, content: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    writeSync(fd, content);
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+/** A lock file that is empty or unreadable for this long was left by a crash between create and write. */
+const UNREADABLE_GRACE_MS = 10_000;
+/** A takeover guard older than this was left by a process that died while taking over. */
+const GUARD_STALE_MS = 30_000;
+
+/**
+ * Takes the lock at `path` (O_EXCL create). If another live process holds it: LockedError (exit 75) naming
+ * the holder. If the holder is dead (pid gone, or reused by another process): the stale lock is taken over
+ * at once, under a guard file so two runs cannot both take it over.
+ */
+export function acquireLock(path: string, command: string): HeldLock {
+  mkdirSync(dirname(path), { recursive: true });
+  const mine: LockInfo = { pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), command };
+  const start = procStart(process.pid);
+  if (start !== undefined) mine.procStart = start;
+  const content = `${JSON.stringify(mine)}\n`;
+
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (createExclusive(path, content)) return held(path, mine);
+    const holder = readLock(path);
+    if (holder && isAlive(holder)) {
+      throw new LockedError(
+        `another amp-fme run holds the lock ${path}: pid ${holder.pid} on ${holder.hostname}, ${holder.command}, started ${holder.startedAt}. ` +
+          'This run did nothing. If that process is gone for good, delete the lock file.',
+      );
+    }
+    if (!holder) {
+      let age = 0;
+      try {
+        age = Date.now() - statSync(path).mtimeMs;
+      } catch {
+        continue; // vanished: try again
+      }
+      if (age < UNREADABLE_GRACE_MS) {
+        throw new LockedError(`another amp-fme run is taking the lock ${path} right now; this run did nothing.`);
+      }
+    }
+    takeOverStale(path, holder);
+  }
+  throw new LockedError(`could not take the lock ${path}: other runs keep taking it; this run did nothing.`);
+}
+
+function takeOverStale(path: string, seen: LockInfo | undefined): void {
+  const guard = `${path}.takeover`;
+  if (!createExclusive(guard, String(process.pid))) {
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > GUARD_STALE_MS) unlinkSync(guard);
+    } catch {
+      // gone already
+    }
+    return;
+  }
+  try {
+    // Still the same dead holder? Then nobody else took it over between our read and the guard.
+    const now = readLock(path);
+    const same = JSON.stringify(now) === JSON.stringify(seen);
+    if (same) {
+      try {
+        unlinkSync(path);
+      } catch {
+        // gone already
+      }
+    }
+  } finally {
+    unlinkSync(guard);
+  }
+}
+
+function held(path: string, mine: LockInfo): HeldLock {
+  let released = false;
+  return {
+    path,
+    release() {
+      if (released) return;
+      released = true;
+      const now = readLock(path);
+      if (now && now.pid === mine.pid && now.startedAt === mine.startedAt) {
+        try {
+          unlinkSync(path);
+        } catch {
+          // already gone
+        }
+      }
+    },
+  };
+}
+
+export { readLock };

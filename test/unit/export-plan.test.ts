@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { formatHour } from '../../src/amplitude/hours.js';
+import { newestSettledHour, overlaps, planExport, type PlanInput } from '../../src/pipeline/export-plan.js';
+
+const H = 3_600_000;
+const at = (iso: string): number => Date.parse(iso);
+const base: PlanInput = {
+  sinceLastRun: true,
+  start: undefined,
+  end: undefined,
+  startAt: undefined,
+  lagHours: 3,
+  windowHours: 24,
+  now: at('2024-03-05T12:30:00Z'),
+  nextHour: undefined,
+  inProgress: undefined,
+};
+
+const hours = (p: ReturnType<typeof planExport>): string[] =>
+  p.kind === 'run' ? p.windows.map((w) => `${formatHour(w.start)}..${formatHour(w.end)}`) : [p.message];
+
+describe('newestSettledHour', () => {
+  it('is the newest hour that ended at least lagHours ago', () => {
+    // 12:30 - 3 h = 09:30: the 08:00 hour ended at 09:00, the 09:00 hour has not ended 3 h ago yet.
+    expect(formatHour(newestSettledHour(at('2024-03-05T12:30:00Z'), 3))).toBe('20240305T08');
+    expect(formatHour(newestSettledHour(at('2024-03-05T12:00:00Z'), 3))).toBe('20240305T08');
+  });
+});
+
+describe('planExport with --since-last-run', () => {
+  it('needs a start the first time', () => {
+    expect(() => planExport(base)).toThrow(/first --since-last-run.*--start.*exportEvents.startAt/);
+  });
+
+  it('starts the first run from --start, else from exportEvents.startAt, up to the settled hour', () => {
+    expect(hours(planExport({ ...base, start: at('2024-03-05T00:00:00Z') }))).toEqual(['20240305T00..20240305T08']);
+    expect(hours(planExport({ ...base, startAt: at('2024-03-04T00:00:00Z') }))).toEqual(['20240304T00..20240304T23', '20240305T00..20240305T08']);
+  });
+
+  it('continues after the last delivered hour, and --end only lowers the end', () => {
+    expect(hours(planExport({ ...base, nextHour: at('2024-03-05T06:00:00Z') }))).toEqual(['20240305T06..20240305T08']);
+    expect(hours(planExport({ ...base, nextHour: at('2024-03-05T06:00:00Z'), end: at('2024-03-05T07:00:00Z') }))).toEqual(['20240305T06..20240305T07']);
+    expect(hours(planExport({ ...base, nextHour: at('2024-03-05T06:00:00Z'), end: at('2024-03-06T07:00:00Z') }))).toEqual(['20240305T06..20240305T08']);
+  });
+
+  it('does nothing, and says when the next hour settles, when no new hour has settled', () => {
+    const p = planExport({ ...base, nextHour: at('2024-03-05T09:00:00Z') });
+    expect(p.kind).toBe('nothing');
+    expect(hours(p)[0]).toMatch(/next hour to export is 20240305T09, which settles at 2024-03-05T13:00:00.000Z/);
+  });
+
+  it('re-requests an interrupted window exactly, then goes on', () => {
+    const p = planExport({ ...base, nextHour: at('2024-03-04T00:00:00Z'), inProgress: { start: at('2024-03-04T00:00:00Z'), end: at('2024-03-04T11:00:00Z') } });
+    expect(hours(p)).toEqual(['20240304T00..20240304T11', '20240304T12..20240305T08']);
+  });
+
+  it('refuses a --start that disagrees with the state', () => {
+    expect(() => planExport({ ...base, nextHour: at('2024-03-05T06:00:00Z'), start: at('2024-03-01T00:00:00Z') })).toThrow(/conflicts with the state/);
+  });
+});
+
+describe('planExport with an explicit range', () => {
+  const explicit = { ...base, sinceLastRun: false };
+  it('needs --start and --end, in order', () => {
+    expect(() => planExport(explicit)).toThrow(/--start is required/);
+    expect(() => planExport({ ...explicit, start: at('2024-03-02T00:00:00Z') })).toThrow(/--end is required/);
+    expect(() => planExport({ ...explicit, start: at('2024-03-02T00:00:00Z'), end: at('2024-03-01T00:00:00Z') })).toThrow(/before --start/);
+  });
+
+  it('cuts the range into windows that never share an hour, ignoring the lag', () => {
+    const p = planExport({ ...explicit, start: at('2024-03-04T00:00:00Z'), end: at('2024-03-06T05:00:00Z') });
+    expect(hours(p)).toEqual(['20240304T00..20240304T23', '20240305T00..20240305T23', '20240306T00..20240306T05']);
+  });
+
+  it('resumes a remembered range after its last delivered hour', () => {
+    const p = planExport({ ...explicit, start: at('2024-03-04T00:00:00Z'), end: at('2024-03-05T23:00:00Z'), nextHour: at('2024-03-05T00:00:00Z') });
+    expect(p.kind === 'run' && p.resumed).toBe(true);
+    expect(hours(p)).toEqual(['20240305T00..20240305T23']);
+  });
+});
+
+describe('overlaps', () => {
+  it('names the hours another track already delivered', () => {
+    const spans = [{ label: '--since-last-run', span: [at('2024-03-01T00:00:00Z'), at('2024-03-03T23:00:00Z')] as [number, number] }];
+    expect(overlaps(at('2024-03-03T00:00:00Z'), at('2024-03-04T00:00:00Z'), spans)).toEqual(['20240303T00..20240303T23 (delivered by --since-last-run)']);
+    expect(overlaps(at('2024-03-04T00:00:00Z'), at('2024-03-05T00:00:00Z') + H, spans)).toEqual([]);
+  });
+});
