@@ -84,8 +84,12 @@ export interface ExportEmulatorOptions {
   entriesPerHour?: number;
   /** Rows per entry at most: a big hour becomes more entries, so the emulator's memory stays bounded. Default 20000. */
   maxRowsPerEntry?: number;
-  /** Answer 400 for requests spanning more hours than this (the "too large" answer, to exercise halving). */
+  /** Answer "too large" for requests spanning more hours than this (to exercise halving). */
   maxHoursPerRequest?: number;
+  /** Upload hours (epoch ms) too big for the Export API: any request that includes one answers "too large". */
+  hugeHours?: number[];
+  /** The "too large" answer: 400 (over 4 GB) or 504 (timed out on volume), per specs/amplitude.md. Default 400. */
+  tooLargeStatus?: 400 | 504;
   /** gzip level of the entries (1 is fastest, for benchmarks). Default 6. */
   gzipLevel?: number;
   faults?: FaultScript;
@@ -256,9 +260,11 @@ export function createExportEmulator(options: ExportEmulatorOptions): ExportEmul
       sendText(res, 400, 'The date range cannot exceed 365 days');
       return true;
     }
-    if (options.maxHoursPerRequest !== undefined && hours > options.maxHoursPerRequest) {
-      record(400);
-      sendText(res, 400, `Export too large: ${formatHour(start)}..${formatHour(end)} exceeds the size limit`);
+    const tooMany = options.maxHoursPerRequest !== undefined && hours > options.maxHoursPerRequest;
+    if (tooMany || (options.hugeHours ?? []).some((h) => h >= start && h <= end)) {
+      const status = options.tooLargeStatus ?? 400;
+      record(status);
+      sendText(res, status, status === 504 ? 'Gateway Timeout' : `Export too large: ${formatHour(start)}..${formatHour(end)} exceeds the size limit`);
       return true;
     }
     try {

@@ -1,0 +1,67 @@
+import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseHourArg } from '../../src/amplitude/hours.js';
+import { validateConfig } from '../../src/config/validate.js';
+import { ExportStateStore, StateError, stateScope, statePaths } from '../../src/state/export-state.js';
+
+const h = (s: string): number => parseHourArg(s, 'start');
+function fresh(): { dir: string; path: string; scope: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'amp-fme-state-'));
+  const { config } = validateConfig({});
+  config.amplitude.apiKey = 'amplitude-api-key-123';
+  config.fme.sdkKey = 'fme-sdk-key-456';
+  const scope = stateScope(config);
+  return { dir, path: statePaths(dir, scope).state, scope };
+}
+
+describe('ExportStateStore', () => {
+  it('records progress marks inside a window, then moves the cursor past it', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const cursor = store.cursor();
+    const w = { start: h('20240301T00'), end: h('20240301T23') };
+    await cursor.acknowledge(w, 0, 99);
+    await cursor.acknowledge(w, 200, 299);
+    const reread = new ExportStateStore(path, scope).cursor();
+    expect(reread.resumeRanges(w)).toEqual([[0, 99], [200, 299]]);
+    expect(reread.inProgressWindow).toEqual(w);
+    expect(reread.nextHour).toBeUndefined();
+    await cursor.completeWindow(w);
+    const after = new ExportStateStore(path, scope).cursor();
+    expect(after.nextHour).toBe(h('20240302T00'));
+    expect(after.inProgressWindow).toBeUndefined();
+    expect(after.snapshot.firstHour).toBe('20240301T00');
+  });
+
+  it('never holds a secret, and leaves no temp file behind', async () => {
+    const { dir, path, scope } = fresh();
+    const cursor = new ExportStateStore(path, scope).cursor();
+    await cursor.completeWindow({ start: h('20240301T00'), end: h('20240301T00') });
+    const text = readFileSync(path, 'utf8');
+    expect(text).not.toContain('amplitude-api-key-123');
+    expect(text).not.toContain('fme-sdk-key-456');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('stops on a corrupt file or an unknown version instead of starting over', () => {
+    const { path, scope } = fresh();
+    writeFileSync(path, '{"version": 1, "kind": "export-eve');
+    expect(() => new ExportStateStore(path, scope)).toThrow(StateError);
+    expect(() => new ExportStateStore(path, scope)).toThrow(/unreadable.*not JSON/);
+    writeFileSync(path, JSON.stringify({ version: 99, kind: 'export-events', scope, cursor: {}, ranges: [] }));
+    expect(() => new ExportStateStore(path, scope)).toThrow(/version 99/);
+  });
+
+  it('remembers explicit ranges separately from the cursor', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const r = store.range(h('20240301T00'), h('20240302T23'), false);
+    await r.completeWindow({ start: h('20240301T00'), end: h('20240301T23') });
+    const again = new ExportStateStore(path, scope);
+    expect(again.findRange(h('20240301T00'), h('20240302T23'))?.lastDeliveredHour).toBe('20240301T23');
+    expect(again.cursor().nextHour).toBeUndefined();
+    expect(again.deliveredSpans()).toEqual([{ label: 'the range 20240301T00..20240302T23', span: [h('20240301T00'), h('20240301T23')] }]);
+  });
+});

@@ -1,0 +1,71 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { LockedError } from '../../src/errors.js';
+import { acquireLock } from '../../src/state/lock.js';
+
+const dirs: string[] = [];
+function lockPath(): string {
+  const d = mkdtempSync(join(tmpdir(), 'amp-fme-lock-'));
+  dirs.push(d);
+  return join(d, 'export-events.lock');
+}
+
+afterEach(() => {
+  dirs.length = 0;
+});
+
+describe('acquireLock', () => {
+  it('takes a free lock, writes pid and start time, and releases it', () => {
+    const p = lockPath();
+    const lock = acquireLock(p, 'export-events --since-last-run');
+    const info = JSON.parse(readFileSync(p, 'utf8')) as { pid: number; startedAt: string; command: string };
+    expect(info.pid).toBe(process.pid);
+    expect(info.command).toBe('export-events --since-last-run');
+    lock.release();
+    expect(existsSync(p)).toBe(false);
+  });
+
+  it('refuses a lock held by a live process, naming its pid and start time', async () => {
+    const p = lockPath();
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)'], { stdio: 'ignore' });
+    try {
+      writeFileSync(p, JSON.stringify({ pid: child.pid, hostname: hostname(), startedAt: '2024-03-05T10:00:00.000Z', command: 'export-events' }));
+      let err: unknown;
+      try {
+        acquireLock(p, 'export-events');
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(LockedError);
+      expect((err as Error).message).toContain(`pid ${child.pid}`);
+      expect((err as Error).message).toContain('2024-03-05T10:00:00.000Z');
+      // The holder's lock is untouched.
+      expect(JSON.parse(readFileSync(p, 'utf8')).pid).toBe(child.pid);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('takes over at once a lock left by a dead process', () => {
+    const p = lockPath();
+    const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    const deadPid = Number(dead.stdout.trim());
+    writeFileSync(p, JSON.stringify({ pid: deadPid, hostname: hostname(), startedAt: '2024-03-05T10:00:00.000Z', command: 'export-events' }));
+    const started = Date.now();
+    const lock = acquireLock(p, 'export-events');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(JSON.parse(readFileSync(p, 'utf8')).pid).toBe(process.pid);
+    lock.release();
+  });
+
+  it('treats a live pid with another start time as a reused pid, hence stale', () => {
+    const p = lockPath();
+    writeFileSync(p, JSON.stringify({ pid: process.pid, hostname: hostname(), startedAt: '2020-01-01T00:00:00.000Z', command: 'x', procStart: '1' }));
+    const lock = acquireLock(p, 'export-events');
+    expect(JSON.parse(readFileSync(p, 'utf8')).startedAt).not.toBe('2020-01-01T00:00:00.000Z');
+    lock.release();
+  });
+});
