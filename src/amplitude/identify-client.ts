@@ -67,7 +67,7 @@ export class IdentifyClient {
     return this.prefix.length + 6; // %5B ... %5D
   }
 
-  deliver(items: IdentifyItem[], onReject: (item: IdentifyItem, r: Rejection) => void): Promise<number> {
+  deliver<T extends IdentifyItem>(items: T[], onReject: (item: T, r: Rejection) => void): Promise<number> {
     return deliverItems(items, {
       post: (batch) => this.post(batch),
       throttleDelayMs: this.o.throttleDelayMs,

@@ -36,6 +36,7 @@ function summaryLines(s: ExportEventsSummary, deadLetters: number): string[] {
   if (s.fmeEventsAlreadyDelivered > 0) lines.push(`  already delivered    ${n(s.fmeEventsAlreadyDelivered)} (by an earlier interrupted run; not sent again)`);
   lines.push(
     `  skipped              ${byReason(s.skipped)}`,
+    `  identities not sent  ${byReason(s.identitiesNotSent)}`,
     `  trimmed              ${byReason(s.trimmed)}`,
     `  dead letters         ${n(deadLetters)}`,
     `  renamed event types  ${renamed.length === 0 ? 'none' : renamed.slice(0, 20).map(([a, b]) => `"${a}" -> ${b}`).join(', ')}${more > 0 ? ` (+${n(more)} more)` : ''}`,

@@ -23,8 +23,8 @@ import type { Logger } from '../log/logger.js';
 export interface FmeEventsClientOptions {
   /** Server-side SDK key of the target environment. Never logged. */
   sdkKey: string;
-  /** `https://events.split.io/api` by default (config `fme.eventsBaseUrl`). */
-  eventsBaseUrl: string;
+  /** Base of the events API (config `fme.eventsBaseUrl`, `https://events.split.io/api` by default). */
+  baseUrl: string;
   /** The shared got instance from `createHttp`. */
   http: Got;
   retry: RetryPolicy;
@@ -36,11 +36,6 @@ export type SendOutcome =
   | { delivered: true; status: number; events: number }
   | { delivered: false; status: number; body: string };
 
-export interface FmeEventsClient {
-  /** Sends one batch of pre-serialised events as one request. */
-  send(batch: { jsons: string[] }): Promise<SendOutcome>;
-}
-
 const AUTH_MESSAGE =
   'FME rejected the SDK key: use a server-side SDK key of the target environment from FME_SDK_KEY or fme.sdkKey ' +
   '(admin API keys do not work for the events API)';
@@ -49,28 +44,34 @@ export function buildBulkBody(jsons: string[]): Buffer {
   return Buffer.from(`[${jsons.join(',')}]`, 'utf8');
 }
 
-export function createFmeEventsClient(options: FmeEventsClientOptions): FmeEventsClient {
-  const url = `${options.eventsBaseUrl.replace(/\/+$/, '')}/events/bulk`;
-  const headers = {
-    authorization: `Bearer ${options.sdkKey}`,
-    'content-type': 'application/json',
-  };
-  const { logger, http } = options;
+export class FmeEventsClient {
+  private readonly url: string;
+  private readonly headers: Record<string, string>;
 
-  const attempt = async (body: Buffer, events: number): Promise<SendOutcome> => {
-    let res;
-    try {
-      res = await http.post(url, {
-        body,
-        headers,
-        responseType: 'text',
-        ...(options.signal ? { signal: options.signal } : {}),
+  constructor(private readonly options: FmeEventsClientOptions) {
+    this.url = `${options.baseUrl.replace(/\/+$/, '')}/events/bulk`;
+    this.headers = { authorization: `Bearer ${options.sdkKey}`, 'content-type': 'application/json' };
+  }
+
+  /** Sends one batch of pre-serialised events as one request (see the module comment for outcomes). */
+  async send(batch: { jsons: string[] }): Promise<SendOutcome> {
+    const body = buildBulkBody(batch.jsons);
+    const events = batch.jsons.length;
+    const { logger, signal } = this.options;
+    return withRetry(() => this.attempt(body, events), this.options.retry, {
+      onRetry: (err, n, delayMs) =>
+        logger.warn('FME events request failed, retrying', { status: err.status, code: err.code, attempt: n, delayMs, events }),
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  private async attempt(body: Buffer, events: number): Promise<SendOutcome> {
+    const { http, signal } = this.options;
+    const res = await http
+      .post(this.url, { body, headers: this.headers, responseType: 'text', ...(signal ? { signal } : {}) })
+      .catch((err: unknown) => {
+        throw asNetworkError(err, 'FME events API') ?? err;
       });
-    } catch (err) {
-      const net = asNetworkError(err, 'FME events API');
-      if (net) throw net;
-      throw err;
-    }
     const status = res.statusCode;
     if (status >= 200 && status < 300) return { delivered: true, status, events };
     if (status === 401 || status === 403) {
@@ -79,7 +80,7 @@ export function createFmeEventsClient(options: FmeEventsClientOptions): FmeEvent
     if ((status >= 300 && status < 400) || status === 404 || status === 405) {
       throw new FatalRemoteError(
         'FME_URL',
-        `FME events API answered HTTP ${status} at ${url}: check fme.eventsBaseUrl (default https://events.split.io/api)`,
+        `FME events API answered HTTP ${status} at ${this.url}: check fme.eventsBaseUrl (default https://events.split.io/api)`,
         status,
       );
     }
@@ -91,23 +92,9 @@ export function createFmeEventsClient(options: FmeEventsClientOptions): FmeEvent
       });
     }
     return { delivered: false, status, body: bodySnippet(res.body) };
-  };
+  }
+}
 
-  return {
-    async send(batch) {
-      const body = buildBulkBody(batch.jsons);
-      const events = batch.jsons.length;
-      return withRetry(() => attempt(body, events), options.retry, {
-        onRetry: (err, n, delayMs) =>
-          logger.warn('FME events request failed, retrying', {
-            status: err.status,
-            code: err.code,
-            attempt: n,
-            delayMs,
-            events,
-          }),
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
-    },
-  };
+export function createFmeEventsClient(options: FmeEventsClientOptions): FmeEventsClient {
+  return new FmeEventsClient(options);
 }

@@ -88,7 +88,8 @@ export function sanitizeEventTypeId(name: string): string {
     if (isIdChar(c)) {
       if (out.length === 0) {
         if (!isAlnum(c)) continue;
-      } else if (pending) {
+      } else if (pending && isAlnum(out.charCodeAt(out.length - 1))) {
+        // `amp.[Amplitude] X` -> `amp.Amplitude_X`: no `_` right after a separator that is already there.
         out += '_';
       }
       pending = false;

@@ -19,6 +19,7 @@ const CLOSE_OBJ = 0x7d;
 const OPEN_ARR = 0x5b;
 const CLOSE_ARR = 0x5d;
 const COMMA = 0x2c;
+const BOM = [0xef, 0xbb, 0xbf];
 
 function isSpace(c: number): boolean {
   return c === 0x20 || c === LF || c === 0x0d || c === 0x09;
@@ -47,7 +48,8 @@ export class RecordSplitter {
   private valueIndex: number | undefined;
   private parts: Buffer[] = [];
   private partBytes = 0;
-  private started = false;
+  /** Bytes of a UTF-8 byte order mark matched so far at the start of input; -1 once past it. */
+  private bomPos = 0;
 
   /** @param maxRecordBytes a record larger than this is not a dump record: fail instead of buffering it. */
   constructor(private readonly maxRecordBytes = 64 * 1024 * 1024) {}
@@ -56,10 +58,14 @@ export class RecordSplitter {
   push(chunk: Buffer, out: RawRecord[]): void {
     let i = 0;
     const n = chunk.length;
-    if (!this.started && n > 0) {
-      this.started = true;
-      // UTF-8 byte order mark
-      if (n >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) i = 3;
+    // A UTF-8 byte order mark (EF BB BF), possibly split across chunks.
+    while (this.bomPos >= 0 && i < n) {
+      if (chunk[i] === BOM[this.bomPos]) {
+        i++;
+        this.bomPos = this.bomPos === 2 ? -1 : this.bomPos + 1;
+      } else {
+        this.bomPos = -1;
+      }
     }
     let start = this.inValue ? 0 : -1;
     for (; i < n; i++) {

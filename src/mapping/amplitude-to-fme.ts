@@ -22,8 +22,8 @@
  * 4. `timestamp`: `event_time`, else `client_event_time`, else `server_upload_time` (UTC, to epoch ms);
  *    none parses -> invalid (`no_timestamp`). Fallbacks are counted in `stats.timestampFallback`.
  * 5. `eventTypeId` = sanitizeEventTypeId(eventTypePrefix + event_type) (rules.ts). Names that changed are
- *    reported in `stats.renamedEventTypes` (original event_type -> eventTypeId), at most 1000 of them;
- *    further changed names are counted in `stats.renamedOverflow` (approximate if the cache was cleared).
+ *    reported in `stats.renamed` (original event_type -> eventTypeId), at most 1000 of them;
+ *    further changed names are counted in `stats.renamedNotListed` (approximate if the cache was cleared).
  * 6. `value` from `valueFrom` (dot path): finite numbers; strings holding a plain decimal number
  *    (`"9.99"`, `"-3"`, `"1e3"`) are accepted too, because SDKs often send revenue as text (counted in
  *    `stats.value.from_string`). Anything else present (non-numeric text, booleans, objects) is left out
@@ -64,6 +64,8 @@ export interface MappedEvent {
   json: string;
   /** UTF-8 length of `json`. */
   bytes: number;
+  /** Index of the `identities` rule this event is for: stable per row, for delivery positions. */
+  identityIndex: number;
 }
 
 export type SkipReason = 'excluded_event_type' | 'no_identity';
@@ -91,9 +93,9 @@ export interface MapperStats {
   /** Rows whose timestamp came from a fallback field. */
   timestampFallback: { client_event_time: number; server_upload_time: number };
   /** Original event_type -> eventTypeId, for names the sanitising changed (at most RENAMED_KEPT). */
-  renamedEventTypes: Map<string, string>;
+  renamed: Map<string, string>;
   /** Changed names beyond RENAMED_KEPT. */
-  renamedOverflow: number;
+  renamedNotListed: number;
 }
 
 export interface Mapper {
@@ -108,6 +110,7 @@ const TIME_FIELDS = ['event_time', 'client_event_time', 'server_upload_time'] as
 const DECIMAL_RE = /^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/;
 
 interface IdentityPlan {
+  index: number;
   trafficType: string;
   from: string;
   get: Getter;
@@ -153,6 +156,7 @@ export function compileMapper(cfg: MapperConfig): Mapper {
     const get = attempt(`exportEvents.identities[${i}].from`, () => compilePath(rule.from));
     if (get) {
       identities.push({
+        index: i,
         trafficType,
         from: rule.from,
         get,
@@ -181,8 +185,8 @@ export function compileMapper(cfg: MapperConfig): Mapper {
     trimmed: {},
     value: { from_string: 0, not_numeric: 0 },
     timestampFallback: { client_event_time: 0, server_upload_time: 0 },
-    renamedEventTypes: new Map(),
-    renamedOverflow: 0,
+    renamed: new Map(),
+    renamedNotListed: 0,
   };
   // null = filtered out.
   const typeCache = new Map<string, TypePlan | null>();
@@ -194,9 +198,9 @@ export function compileMapper(cfg: MapperConfig): Mapper {
     if ((!include || include(name)) && !(exclude && exclude(name))) {
       const wanted = prefix + name;
       const id = sanitizeEventTypeId(wanted);
-      if (id !== wanted && !stats.renamedEventTypes.has(name)) {
-        if (stats.renamedEventTypes.size < RENAMED_KEPT) stats.renamedEventTypes.set(name, id);
-        else stats.renamedOverflow++;
+      if (id !== wanted && !stats.renamed.has(name)) {
+        if (stats.renamed.size < RENAMED_KEPT) stats.renamed.set(name, id);
+        else stats.renamedNotListed++;
       }
       plan = { id, jsonHead: `{"eventTypeId":${JSON.stringify(id)}` };
     }
@@ -310,7 +314,7 @@ export function compileMapper(cfg: MapperConfig): Mapper {
       const event: FmeEvent = { eventTypeId: type.id, trafficTypeName: plans[i]?.trafficType ?? '', key: keys[i] ?? '', timestamp };
       if (value !== undefined) event.value = value;
       if (props) event.properties = props;
-      events[i] = { event, json: jsons[i] ?? '', bytes: sizes[i] ?? 0 };
+      events[i] = { event, json: jsons[i] ?? '', bytes: sizes[i] ?? 0, identityIndex: plans[i]?.index ?? 0 };
     }
     stats.events += events.length;
     return { kind: 'events', events };

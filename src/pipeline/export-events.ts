@@ -59,8 +59,16 @@ export interface ExportEventsSummary {
   fmeEventsAlreadyDelivered: number;
   fmeEventsWritten: number;
   batchesSent: number;
+  /** Rows that yield no FME event on purpose (filtered event types, no identity), by reason. */
   skipped: Record<string, number>;
+  /** Identities not sent for a row (e.g. `missing_user_id` for an anonymous event), by reason. */
+  identitiesNotSent: Record<string, number>;
+  /** Property changes made to fit FME's limits, by kind. */
   trimmed: Record<string, number>;
+  /** Rows whose `value` field was present but not a number (left out). */
+  valuesNotNumeric: number;
+  /** Rows whose timestamp came from a fallback field because `event_time` was empty. */
+  timestampFallbacks: Record<string, number>;
   renamedEventTypes: Record<string, string>;
   renamedEventTypesNotListed: number;
   durationMs: number;
@@ -90,6 +98,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     baseUrl: exportBaseUrl(config.amplitude),
     apiKey: config.amplitude.apiKey ?? '',
     secretKey: config.amplitude.secretKey ?? '',
+    region: config.amplitude.region,
     http: createHttp({ timeoutMs: config.http.exportTimeoutMs }),
     retry,
     logger,
@@ -298,8 +307,11 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     end: describeWindow({ start: opts.end, end: opts.end }).split('..')[0] ?? '',
     windows: windows.length,
     ...s,
-    skipped: { ...mstats.skipped },
+    skipped: { ...mstats.skipped } as Record<string, number>,
+    identitiesNotSent: { ...mstats.identities },
     trimmed: { ...mstats.trimmed },
+    valuesNotNumeric: mstats.value.not_numeric,
+    timestampFallbacks: { ...mstats.timestampFallback },
     renamedEventTypes: Object.fromEntries(mstats.renamed),
     renamedEventTypesNotListed: mstats.renamedNotListed,
     durationMs,

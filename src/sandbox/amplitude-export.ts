@@ -190,10 +190,20 @@ export function createExportEmulator(options: ExportEmulatorOptions): ExportEmul
         }
         const parts = Math.min(entriesPerHour, group.length);
         const per = Math.ceil(group.length / parts);
+        // Compress the group's entries in parallel (zlib's thread pool), then write them in order.
+        const compressed: Promise<Buffer>[] = [];
         for (let i = 0; i < group.length; i += per) {
-          const data = await gzipAsync(`${group.slice(i, i + per).join('\n')}\n`, { level: gzipLevel });
-          await zip.addEntry(entryName(projectId, hour, 101 + n * 37 + hourSalt), data);
-          n++;
+          compressed.push(gzipAsync(`${group.slice(i, i + per).join('\n')}\n`, { level: gzipLevel }));
+        }
+        // Settle them all even if writing fails midway, so no rejection goes unhandled.
+        const settled = Promise.allSettled(compressed);
+        try {
+          for (const data of compressed) {
+            await zip.addEntry(entryName(projectId, hour, 101 + n * 37 + hourSalt), await data);
+            n++;
+          }
+        } finally {
+          await settled;
         }
       }
     }

@@ -83,6 +83,24 @@ describe('ExportClient against the Export API emulator', () => {
     expect(await sb.leftovers()).toEqual([]);
   });
 
+  it('treats a valid empty zip as an empty window', async () => {
+    sb = await startExportSandbox({ source: dayStore() });
+    // End-of-central-directory record only: a zip with no entries.
+    sb.emulator.faults.push({ status: 200, body: `PK\x05\x06${'\0'.repeat(18)}`, headers: { 'content-type': 'application/zip' } });
+    expect(await sb.client().fetchWindow(win(0, 0))).toBeUndefined();
+    expect(sb.emulator.requests).toHaveLength(1);
+    expect(await sb.leftovers()).toEqual([]);
+  });
+
+  it('does not take a 404 without Amplitude\'s text for "no data": it is fatal and names the URL setting', async () => {
+    sb = await startExportSandbox({ source: dayStore() });
+    sb.emulator.faults.push({ status: 404, body: 'Not found' });
+    const err = await sb.client().fetchWindow(win(0, 0)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalRemoteError);
+    expect((err as Error).message).toContain('amplitude.exportBaseUrl');
+    expect(sb.emulator.requests).toHaveLength(1);
+  });
+
   it('fails at once on 403, naming both causes (credentials, region) and never the secrets', async () => {
     sb = await startExportSandbox({ source: dayStore() });
     const secret = 'wrong-secret-key-abcdef';

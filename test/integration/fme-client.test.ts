@@ -21,7 +21,7 @@ const http = createHttp({ timeoutMs: 5000 });
 function client(opts: { sdkKey?: string; base?: string; logger?: ReturnType<typeof createMemoryLogger>; retries?: number } = {}): FmeEventsClient {
   return createFmeEventsClient({
     sdkKey: opts.sdkKey ?? SDK_KEY,
-    eventsBaseUrl: opts.base ?? `${server.url}/api`,
+    baseUrl: opts.base ?? `${server.url}/api`,
     http,
     retry: { ...policy, retries: opts.retries ?? policy.retries },
     logger: opts.logger ?? createMemoryLogger(),
@@ -79,6 +79,19 @@ describe('FME events client against the emulator', () => {
   it('retries a connection reset', async () => {
     emu.faults.push({ status: 0, reset: true });
     const out = await client().send(batch(1));
+    expect(out.delivered).toBe(true);
+    expect(emu.count).toBe(1);
+  });
+
+  it('retries a request that times out', async () => {
+    emu.faults.push({ status: 202, delayMs: 500 });
+    const out = await createFmeEventsClient({
+      sdkKey: SDK_KEY,
+      baseUrl: `${server.url}/api`,
+      http: createHttp({ timeoutMs: 100 }),
+      retry: policy,
+      logger: createMemoryLogger(),
+    }).send(batch(1));
     expect(out.delivered).toBe(true);
     expect(emu.count).toBe(1);
   });

@@ -45,7 +45,7 @@ describe('compileMapper with the default configuration', () => {
     expect(e?.json).toBe(JSON.stringify(e?.event));
     expect(e?.bytes).toBe(Buffer.byteLength(e?.json ?? ''));
     expect(validateFmeEvent(JSON.parse(e?.json ?? ''))).toBeUndefined();
-    expect(m.stats.renamedEventTypes.get('Order Completed')).toBe('amp.Order_Completed');
+    expect(m.stats.renamed.get('Order Completed')).toBe('amp.Order_Completed');
   });
 
   it('excludes get_treatment by default (FME impressions would loop)', () => {
@@ -87,9 +87,9 @@ describe('identities', () => {
   it('sends one event per identity present, traffic types lowercased', () => {
     const m = compileMapper(both);
     const es = events(m.map(row()));
-    expect(es.map((e) => [e.event.trafficTypeName, e.event.key])).toEqual([
-      ['user', 'user-1'],
-      ['anonymous', 'device-1'],
+    expect(es.map((e) => [e.event.trafficTypeName, e.event.key, e.identityIndex])).toEqual([
+      ['user', 'user-1', 0],
+      ['anonymous', 'device-1', 1],
     ]);
     for (const e of es) expect(e.json).toBe(JSON.stringify(e.event));
   });
@@ -97,7 +97,7 @@ describe('identities', () => {
   it('sends only the identities a row has, counting the missing ones', () => {
     const m = compileMapper(both);
     const es = events(m.map(row({ user_id: null })));
-    expect(es.map((e) => e.event.trafficTypeName)).toEqual(['anonymous']);
+    expect(es.map((e) => [e.event.trafficTypeName, e.identityIndex])).toEqual([['anonymous', 1]]);
     expect(m.map(row({ user_id: null, device_id: null }))).toEqual({ kind: 'skipped', reason: 'no_identity' });
     expect(m.stats.identities).toEqual({ missing_user_id: 2, missing_device_id: 1 });
     expect(m.stats.skipped.no_identity).toBe(1);
@@ -124,7 +124,7 @@ describe('event types', () => {
     const uni = events(m.map(row({ event_type: 'Café 注文' })))[0]?.event.eventTypeId;
     expect(uni).toMatch(/^Cafe_[0-9a-f]{8}$/);
     expect(events(m.map(row({ event_type: 'checkout' })))[0]?.event.eventTypeId).toBe('checkout');
-    expect([...m.stats.renamedEventTypes.entries()]).toEqual([
+    expect([...m.stats.renamed.entries()]).toEqual([
       ['[Amplitude] Start Session', 'Amplitude_Start_Session'],
       ['Café 注文', uni],
     ]);
@@ -133,8 +133,8 @@ describe('event types', () => {
   it('keeps at most 1000 renamed names and counts the rest', () => {
     const m = compileMapper(defaults());
     for (let i = 0; i < 1005; i++) m.map(row({ event_type: `Name ${i}` }));
-    expect(m.stats.renamedEventTypes.size).toBe(1000);
-    expect(m.stats.renamedOverflow).toBe(5);
+    expect(m.stats.renamed.size).toBe(1000);
+    expect(m.stats.renamedNotListed).toBe(5);
   });
 
   it('applies include globs then exclude globs on the original names', () => {

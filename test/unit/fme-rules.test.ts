@@ -23,7 +23,7 @@ describe('sanitizeEventTypeId', () => {
     ['amp.Order_Completed:v2-x', 'amp.Order_Completed:v2-x'],
     ['Order Completed', 'Order_Completed'],
     ['[Amplitude] Start Session', 'Amplitude_Start_Session'],
-    ['amp.[Amplitude] Start Session', 'amp._Amplitude_Start_Session'],
+    ['amp.[Amplitude] Start Session', 'amp.Amplitude_Start_Session'],
     ['Page Viewed!', 'Page_Viewed'],
     ['a  /  b', 'a_b'],
     ['_private', 'private'],

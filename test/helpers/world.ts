@@ -1,0 +1,95 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createExportEmulator, ExportStore, type ExportEmulatorOptions } from '../../src/sandbox/amplitude-export.js';
+import { createFmeEventsEmulator, type FmeEventsEmulatorOptions } from '../../src/sandbox/fme-events.js';
+import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+
+export const KEYS = {
+  amplitudeApiKey: 'amp-api-key-0123456789',
+  amplitudeSecretKey: 'amp-secret-key-0123456789',
+  fmeSdkKey: 'fme-sdk-key-server-0123456789',
+};
+
+export const BIN = resolve(__dirname, '../../bin/amp-fme.js');
+
+/** Fast retries so tests never sleep for long. */
+export const FAST_HTTP = { retries: 4, retryBaseDelayMs: 1, retryMaxDelayMs: 20, timeoutMs: 5000, exportTimeoutMs: 5000 };
+
+export interface World {
+  server: RunningServer;
+  store: ExportStore;
+  exportApi: ReturnType<typeof createExportEmulator>;
+  fme: ReturnType<typeof createFmeEventsEmulator>;
+  dir: string;
+  /** Writes amp-fme.config.json in `dir` with the emulator URLs, fast retries and `extra` merged per section. */
+  writeConfig(extra?: Record<string, Record<string, unknown>>): string;
+  close(): Promise<void>;
+}
+
+export async function startWorld(opts: { exportOptions?: Partial<ExportEmulatorOptions>; fmeOptions?: Partial<FmeEventsEmulatorOptions> } = {}): Promise<World> {
+  const store = new ExportStore();
+  const exportApi = createExportEmulator({ apiKey: KEYS.amplitudeApiKey, secretKey: KEYS.amplitudeSecretKey, source: store, ...opts.exportOptions });
+  const fme = createFmeEventsEmulator({ sdkKey: KEYS.fmeSdkKey, ...opts.fmeOptions });
+  const server = await startServer([exportApi.route, fme.route]);
+  const dir = mkdtempSync(join(tmpdir(), 'amp-fme-world-'));
+  return {
+    server,
+    store,
+    exportApi,
+    fme,
+    dir,
+    writeConfig(extra = {}) {
+      const config: Record<string, Record<string, unknown>> = {
+        amplitude: { exportBaseUrl: server.url, ingestionBaseUrl: server.url, ...extra.amplitude },
+        fme: { eventsBaseUrl: `${server.url}/api`, ...extra.fme },
+        http: { ...FAST_HTTP, ...extra.http },
+      };
+      for (const [k, v] of Object.entries(extra)) if (!(k in config)) config[k] = v;
+      const path = join(dir, 'amp-fme.config.json');
+      writeFileSync(path, JSON.stringify(config, null, 2));
+      return path;
+    },
+    close: () => server.close(),
+  };
+}
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node bin/amp-fme.js ...args` in `cwd` with the test keys in the environment (override with `env`). */
+export function runCli(args: string[], cwd: string, env: Record<string, string | undefined> = {}): Promise<CliResult> & { child: ReturnType<typeof spawn> } {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd,
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      AMPLITUDE_API_KEY: KEYS.amplitudeApiKey,
+      AMPLITUDE_SECRET_KEY: KEYS.amplitudeSecretKey,
+      FME_SDK_KEY: KEYS.fmeSdkKey,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const done = new Promise<CliResult>((resolvePromise) => {
+    child.on('close', (code, signal) => resolvePromise({ code, signal, stdout, stderr }));
+  });
+  return Object.assign(done, { child });
+}
+
+/** JSON log lines from stderr (`--log-format json`). */
+export function logLines(stderr: string): { level: string; message: string; [k: string]: unknown }[] {
+  return stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { level: string; message: string });
+}

@@ -1,0 +1,205 @@
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseHourArg } from '../../src/amplitude/hours.js';
+import { validateConfig } from '../../src/config/validate.js';
+import type { Config } from '../../src/config/types.js';
+import { FatalRemoteError } from '../../src/errors.js';
+import { createMemoryLogger } from '../../src/log/logger.js';
+import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { runExportEvents } from '../../src/pipeline/export-events.js';
+import { generateExportRows } from '../../src/sandbox/generate.js';
+import { FAST_HTTP, KEYS, startWorld, type World } from '../helpers/world.js';
+
+const h = (s: string, role: 'start' | 'end' = 'start'): number => parseHourArg(s, role);
+let world: World | undefined;
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
+
+function configFor(w: World, extra: { exportEvents?: Partial<Config['exportEvents']> } = {}): Config {
+  const { config, problems } = validateConfig({
+    amplitude: { exportBaseUrl: w.server.url },
+    fme: { eventsBaseUrl: `${w.server.url}/api` },
+    http: FAST_HTTP,
+    exportEvents: { properties: ['event_properties.*', 'uuid'], ...extra.exportEvents },
+  });
+  expect(problems).toEqual([]);
+  config.amplitude.apiKey = KEYS.amplitudeApiKey;
+  config.amplitude.secretKey = KEYS.amplitudeSecretKey;
+  config.fme.sdkKey = KEYS.fmeSdkKey;
+  return config;
+}
+
+function deadLetterWriter(): DeadLetterWriter {
+  return new DeadLetterWriter(join(mkdtempSync(join(tmpdir(), 'amp-fme-dl-')), 'dead.ndjson'), 'export-events');
+}
+
+/** Rows for `days` days from 2024-03-01, `perHour` rows an hour. */
+function seed(w: World, days: number, perHour: number): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
+  for (let hour = 0; hour < days * 24; hour++) {
+    for (const r of generateExportRows(h('20240301T00') + hour * 3_600_000, perHour, { users: 300, treatmentShare: 0 })) rows.push(r);
+  }
+  w.store.add(rows);
+  return rows;
+}
+
+function uuidsOf(w: World): string[] {
+  return w.fme.events.map((e) => String(e.properties?.uuid));
+}
+
+describe('export-events pipeline against the emulators', () => {
+  for (const zip of [
+    { method: 'stored' as const },
+    { method: 'deflate' as const, dataDescriptor: true },
+    { method: 'deflate' as const, zip64: true },
+  ]) {
+    it(`delivers a 3-day range with several entries per hour exactly once (${JSON.stringify(zip)})`, async () => {
+      world = await startWorld({ exportOptions: { zip, entriesPerHour: 3 } });
+      const rows = seed(world, 3, 40);
+      const withUser = rows.filter((r) => typeof r.user_id === 'string');
+      const summary = await runExportEvents({
+        config: configFor(world, { exportEvents: { windowHours: 24, batchSize: 97 } }),
+        start: h('2024-03-01'),
+        end: h('2024-03-03', 'end'),
+        dryRun: false,
+        logger: createMemoryLogger(),
+        deadLetters: deadLetterWriter(),
+      });
+      // Three daily windows, never overlapping.
+      expect(world.exportApi.requests.map((r) => `${r.start}..${r.end}`)).toEqual([
+        '20240301T00..20240301T23',
+        '20240302T00..20240302T23',
+        '20240303T00..20240303T23',
+      ]);
+      const got = uuidsOf(world);
+      expect(got.length).toBe(withUser.length);
+      expect(new Set(got).size).toBe(got.length);
+      expect(new Set(got)).toEqual(new Set(withUser.map((r) => r.uuid)));
+      expect(summary.eventsRead).toBe(rows.length);
+      expect(summary.fmeEventsSent).toBe(withUser.length);
+      expect(summary.identitiesNotSent.missing_user_id).toBe(rows.length - withUser.length);
+    });
+  }
+
+  it('maps each event to FME with the right key, type, timestamp and properties', async () => {
+    world = await startWorld();
+    world.store.add([
+      {
+        uuid: 'u-1',
+        event_type: '[Amplitude] Start Session',
+        user_id: 'user-1',
+        device_id: 'dev-1',
+        event_time: '2024-03-01 10:15:00.250000',
+        server_upload_time: '2024-03-01 10:16:00',
+        event_properties: { plan: { tier: 'pro' }, items: [1, 2], revenue: 9.5 },
+      },
+      { uuid: 'u-2', event_type: 'Vidéo lue', user_id: null, device_id: 'dev-2', event_time: '', client_event_time: '2024-03-01 10:20:00', server_upload_time: '2024-03-01 10:21:00', event_properties: {} },
+      { uuid: 'u-3', event_type: 'get_treatment', user_id: 'user-3', event_time: '2024-03-01 10:30:00', server_upload_time: '2024-03-01 10:31:00', event_properties: {} },
+    ]);
+    const config = configFor(world, {
+      exportEvents: {
+        identities: [
+          { trafficType: 'user', from: 'user_id' },
+          { trafficType: 'anonymous', from: 'device_id' },
+        ],
+        valueFrom: 'event_properties.revenue',
+      },
+    });
+    const summary = await runExportEvents({ config, start: h('20240301T10'), end: h('20240301T10'), dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter() });
+    const byKey = Object.fromEntries(world.fme.events.map((e) => [`${e.trafficTypeName}:${e.key}`, e]));
+    expect(Object.keys(byKey).sort()).toEqual(['anonymous:dev-1', 'anonymous:dev-2', 'user:user-1']);
+    expect(byKey['user:user-1']).toMatchObject({
+      eventTypeId: 'amp.Amplitude_Start_Session',
+      timestamp: Date.UTC(2024, 2, 1, 10, 15, 0, 250),
+      value: 9.5,
+      properties: { 'plan.tier': 'pro', items: '[1,2]', revenue: 9.5, uuid: 'u-1' },
+    });
+    // event_time empty: falls back to client_event_time; no user: never the string "null".
+    expect(byKey['anonymous:dev-2']?.timestamp).toBe(Date.UTC(2024, 2, 1, 10, 20));
+    expect(world.fme.events.some((e) => e.key === 'null')).toBe(false);
+    expect(summary.skipped.excluded_event_type).toBe(1);
+    expect(Object.keys(summary.renamedEventTypes)).toContain('[Amplitude] Start Session');
+  });
+
+  it('retries FME 429 and 5xx without losing or duplicating events', async () => {
+    world = await startWorld();
+    const rows = seed(world, 1, 30).filter((r) => typeof r.user_id === 'string');
+    world.fme.faults.push({ status: 429, headers: { 'retry-after': '0' }, body: 'slow down' }, 2).push({ status: 503 }, 2).push({ status: 500 });
+    const logger = createMemoryLogger();
+    await runExportEvents({ config: configFor(world, { exportEvents: { batchSize: 50, concurrency: 3 } }), start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, logger, deadLetters: deadLetterWriter() });
+    const got = uuidsOf(world);
+    expect(got.length).toBe(rows.length);
+    expect(new Set(got).size).toBe(rows.length);
+    expect(world.fme.requests.filter((r) => r.status >= 400).length).toBe(5);
+    expect(logger.lines.some((l) => l.level === 'warn')).toBe(true);
+  });
+
+  it('stops on FME 401 with a message about the SDK key, and never prints it', async () => {
+    world = await startWorld();
+    seed(world, 1, 5);
+    const config = configFor(world);
+    config.fme.sdkKey = 'wrong-sdk-key-abcdef';
+    const err = await runExportEvents({ config, start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter() }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalRemoteError);
+    expect((err as Error).message).toMatch(/SDK key/);
+    expect((err as Error).message).not.toContain('wrong-sdk-key-abcdef');
+  });
+
+  it('dead-letters the events of a batch FME rejects with 400, and goes on', async () => {
+    world = await startWorld();
+    const rows = seed(world, 1, 10).filter((r) => typeof r.user_id === 'string');
+    world.fme.faults.push({ status: 400, body: '{"message":"bad event"}' });
+    const dl = deadLetterWriter();
+    const summary = await runExportEvents({ config: configFor(world, { exportEvents: { batchSize: 20, concurrency: 1 } }), start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, logger: createMemoryLogger(), deadLetters: dl });
+    await dl.close();
+    const letters = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; status: number; payload: { properties: { uuid: string } }; source: { entry: string; line: number } });
+    expect(letters.length).toBe(20);
+    expect(letters[0]).toMatchObject({ reason: 'fme_rejected', status: 400 });
+    expect(letters[0]?.source.entry).toMatch(/\.json\.gz$/);
+    expect(summary.fmeEventsSent + letters.length).toBe(rows.length);
+    const all = new Set([...uuidsOf(world), ...letters.map((l) => l.payload.properties.uuid)]);
+    expect(all.size).toBe(rows.length);
+    expect(readFileSync(dl.path, 'utf8')).not.toContain(KEYS.fmeSdkKey);
+  });
+
+  it('keeps lines that are not JSON as dead letters, never fatal', async () => {
+    const hour = h('20240301T10');
+    const broken = '{"uuid": "broken", "event_type": ';
+    const lines = [
+      '{"uuid":"ok-1","event_type":"A","user_id":"user-1","event_time":"2024-03-01 10:00:00","server_upload_time":"2024-03-01 10:00:00"}',
+      '',
+      broken,
+      '{"uuid":"ok-2","event_type":"B","user_id":"user-2","event_time":"2024-03-01 10:01:00","server_upload_time":"2024-03-01 10:01:00"}',
+    ];
+    world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? lines : []), entriesPerHour: 1 } });
+    const dl = deadLetterWriter();
+    const summary = await runExportEvents({ config: configFor(world), start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: dl });
+    await dl.close();
+    expect(summary.invalidLines).toBe(1);
+    expect(summary.blankLines).toBeGreaterThanOrEqual(1);
+    expect(summary.fmeEventsSent).toBe(2);
+    const letter = JSON.parse(readFileSync(dl.path, 'utf8').trim()) as { reason: string; payload: string; source: { line: number; entry: string } };
+    expect(letter.reason).toBe('invalid_json');
+    expect(letter.payload).toBe(broken);
+    expect(letter.source.line).toBe(3);
+  });
+
+  it('writes NDJSON with --output and sends nothing; --dry-run sends nothing', async () => {
+    world = await startWorld();
+    const rows = seed(world, 1, 4).filter((r) => typeof r.user_id === 'string');
+    const out = join(mkdtempSync(join(tmpdir(), 'amp-fme-out-')), 'events.ndjson');
+    const config = configFor(world);
+    const s1 = await runExportEvents({ config, start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, output: out, logger: createMemoryLogger(), deadLetters: deadLetterWriter() });
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    expect(lines.length).toBe(rows.length);
+    expect(s1.fmeEventsWritten).toBe(rows.length);
+    const s2 = await runExportEvents({ config, start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: true, logger: createMemoryLogger(), deadLetters: deadLetterWriter() });
+    expect(s2.fmeEventsMapped).toBe(rows.length);
+    expect(world.fme.count).toBe(0);
+    expect(existsSync(out)).toBe(true);
+  });
+});

@@ -1,0 +1,213 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { defaultConfig } from '../../src/config/defaults.js';
+import type { Config } from '../../src/config/types.js';
+import { FatalRemoteError, RetriableRemoteError } from '../../src/errors.js';
+import { createMemoryLogger } from '../../src/log/logger.js';
+import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
+import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
+import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+
+const API_KEY = 'amp-test-api-key-errors-1';
+const NOW = 1700000000000 + 3600_000;
+const emulator = createAmplitudeIngestionEmulator({ apiKey: API_KEY });
+let server: RunningServer;
+let dir: string;
+
+beforeAll(async () => {
+  server = await startServer([emulator.route]);
+  dir = mkdtempSync(join(tmpdir(), 'amp-fme-push-err-'));
+});
+afterAll(async () => server.close());
+afterEach(() => emulator.reset());
+
+/** Impressions for `users`, `per` each, one NDJSON line per impression, in user-major order. */
+function dump(name: string, users: string[], per = 1): string {
+  const lines: string[] = [];
+  for (const u of users) for (let i = 0; i < per; i++) lines.push(JSON.stringify({ key: u, split: 'f', treatment: 'on', time: 1700000000000 + i }));
+  writeFileSync(join(dir, name), `${lines.join('\n')}\n`);
+  return name;
+}
+
+function config(mut?: (c: Config) => void): Config {
+  const c = defaultConfig();
+  c.amplitude.apiKey = API_KEY;
+  c.amplitude.ingestionBaseUrl = server.url;
+  c.http.retries = 3;
+  c.http.retryBaseDelayMs = 1;
+  c.http.retryMaxDelayMs = 5;
+  c.pushImpressions.concurrency = 1;
+  c.pushImpressions.throttleDelayMs = { httpapi: 20, batch: 20, identify: 20 };
+  mut?.(c);
+  return c;
+}
+
+let runNo = 0;
+function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
+  const deadLetters = new DeadLetterWriter(join(dir, `dl-${++runNo}.ndjson`), 'push-impressions');
+  const logger = createMemoryLogger();
+  const done = runPushImpressions({
+    config: config(),
+    files,
+    mode: 'event',
+    api: 'batch',
+    identity: 'user_id',
+    coalesce: 'none',
+    dryRun: false,
+    logger,
+    deadLetters,
+    cwd: dir,
+    now: () => NOW,
+    ...over,
+  }).finally(() => deadLetters.close());
+  const letters = (): { reason: string; detail?: string; status?: number; source?: Record<string, unknown>; retriable: boolean; payload: { user_id?: string } }[] =>
+    existsSync(deadLetters.path) ? readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
+  return { done, letters, logger, deadLetters };
+}
+
+describe('400: set aside exactly the listed events, resend the rest', () => {
+  it('index lists of invalid fields, missing fields, id lengths and silenced events', async () => {
+    emulator.faults.push({
+      status: 400,
+      body: JSON.stringify({
+        code: 400,
+        error: 'Invalid field values on some events',
+        events_with_invalid_fields: { time: [1] },
+        events_with_missing_fields: { event_type: [3] },
+        events_with_invalid_id_lengths: { user_id: [0] },
+        silenced_events: [4],
+      }),
+    });
+    const r = run([dump('400.ndjson', ['user-a0000', 'user-a0001', 'user-a0002', 'user-a0003', 'user-a0004'])]);
+    const s = await r.done;
+    expect(s.eventsSent).toBe(1);
+    expect(emulator.events.map((e) => e.user_id)).toEqual(['user-a0002']);
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[400, 0], [200, 1]]);
+    expect(r.letters().map((l) => [l.reason, l.payload.user_id, l.source?.['line'], l.status, l.retriable])).toEqual([
+      ['amplitude_invalid_id_length', 'user-a0000', 1, 400, false],
+      ['amplitude_invalid_field', 'user-a0001', 2, 400, false],
+      ['amplitude_missing_field', 'user-a0003', 4, 400, false],
+      ['amplitude_silenced', 'user-a0004', 5, 400, false],
+    ]);
+    expect(r.letters()[1]?.detail).toMatch(/time/);
+  });
+
+  it('the emulator itself answers silenced devices with silenced_events', async () => {
+    emulator.silence('user-s0001');
+    const r = run([dump('silenced.ndjson', ['user-s0000', 'user-s0001', 'user-s0002'])]);
+    await r.done;
+    expect(emulator.events.map((e) => e.user_id)).toEqual(['user-s0000', 'user-s0002']);
+    expect(r.letters().map((l) => [l.reason, l.payload.user_id])).toEqual([['amplitude_silenced', 'user-s0001']]);
+  });
+
+  it('`Invalid API key` stops the run with a FatalRemoteError that does not quote the key, after one request', async () => {
+    const wrong = 'wrong-key-abcdef-123';
+    const r = run([dump('key.ndjson', ['user-k0000'])], { config: config((c) => (c.amplitude.apiKey = wrong)) });
+    const err = await r.done.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalRemoteError);
+    expect((err as FatalRemoteError).code).toBe('AMPLITUDE_INVALID_API_KEY');
+    expect((err as Error).message).not.toContain(wrong);
+    expect(emulator.requests).toHaveLength(1);
+    const ri = run([dump('key2.ndjson', ['user-k0000'])], { mode: 'identify', config: config((c) => (c.amplitude.apiKey = wrong)) });
+    await expect(ri.done).rejects.toThrow(/Invalid API key/);
+  });
+});
+
+describe('413: split and resend', () => {
+  it('splits a refused request in halves and delivers everything', async () => {
+    emulator.faults.push({ status: 413, body: JSON.stringify({ code: 413, error: 'Payload too large' }) });
+    const s = await run([dump('413.ndjson', ['user-b0000', 'user-b0001', 'user-b0002', 'user-b0003'])]).done;
+    expect(s.eventsSent).toBe(4);
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[413, 0], [200, 2], [200, 2]]);
+    expect(emulator.events.map((e) => e.user_id)).toEqual(['user-b0000', 'user-b0001', 'user-b0002', 'user-b0003']);
+  });
+
+  it('a single event still too large is dead-lettered', async () => {
+    emulator.faults.push({ status: 413, body: '{"code":413,"error":"Payload too large"}' }, 3);
+    const r = run([dump('413b.ndjson', ['user-c0000', 'user-c0001'])]);
+    const s = await r.done;
+    expect(s.eventsSent).toBe(0);
+    expect(emulator.requests).toHaveLength(3);
+    expect(r.letters().map((l) => [l.reason, l.payload.user_id])).toEqual([
+      ['amplitude_payload_too_large', 'user-c0000'],
+      ['amplitude_payload_too_large', 'user-c0001'],
+    ]);
+  });
+
+  it('an event over the request limit is dead-lettered before sending', async () => {
+    writeFileSync(join(dir, 'huge.ndjson'), `${JSON.stringify({ key: 'user-h0000', split: 'f', treatment: 'on', time: 1700000000000, properties: JSON.stringify({ blob: 'x'.repeat(1_100_000) }) })}\n`);
+    const r = run(['huge.ndjson'], { api: 'httpapi' });
+    await r.done;
+    expect(emulator.requests).toHaveLength(0);
+    expect(r.letters().map((l) => l.reason)).toEqual(['amplitude_payload_too_large']);
+  });
+});
+
+describe('429: delay only the throttled events', () => {
+  it('sends the others at once, and the throttled user after the configured delay', async () => {
+    emulator.throttle('user-t0001');
+    const r = run([dump('429.ndjson', ['user-t0000', 'user-t0001', 'user-t0002'], 2)], { config: config((c) => (c.pushImpressions.throttleDelayMs.batch = 150)) });
+    const started = Date.now();
+    const s = await r.done;
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140);
+    expect(s.eventsSent).toBe(6);
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[429, 6], [200, 4], [200, 2]]);
+    expect(emulator.events.map((e) => e.user_id)).toEqual(['user-t0000', 'user-t0000', 'user-t0002', 'user-t0002', 'user-t0001', 'user-t0001']);
+    expect(r.logger.lines.some((l) => l.level === 'warn' && /throttled/.test(l.message))).toBe(true);
+  });
+
+  it('sets aside the events of ids over the daily quota, retriable', async () => {
+    emulator.exceedQuota('user-q0001');
+    const r = run([dump('quota.ndjson', ['user-q0000', 'user-q0001', 'user-q0002'])]);
+    const s = await r.done;
+    expect(s.eventsSent).toBe(2);
+    expect(r.letters().map((l) => [l.reason, l.payload.user_id, l.retriable, l.status])).toEqual([['amplitude_daily_quota', 'user-q0001', true, 429]]);
+  });
+
+  it('gives up on an id throttled again and again, as a retriable dead letter', async () => {
+    emulator.throttle('user-z0000', 100);
+    const r = run([dump('429z.ndjson', ['user-z0000', 'user-z0001'])], { config: config((c) => (c.pushImpressions.throttleDelayMs.batch = 1)) });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(1);
+    expect(r.letters().map((l) => [l.reason, l.retriable])).toEqual([['amplitude_throttled', true]]);
+  });
+
+  it('identify: holds back only the throttled users', async () => {
+    emulator.throttle('user-i0001');
+    const r = run([dump('429i.ndjson', ['user-i0000', 'user-i0001', 'user-i0002'])], { mode: 'identify' });
+    const s = await r.done;
+    expect(s.identificationsSent).toBe(3);
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[429, 3], [200, 2], [200, 1]]);
+  });
+});
+
+describe('5xx and network errors: retry with backoff (safe thanks to insert_id)', () => {
+  it('retries 503, 502, a reset and an ambiguous 500 that had stored the events; stores each event once', async () => {
+    emulator.faults.push({ status: 503, body: 'unavailable' }).push({ status: 502 }).push({ status: 0, reset: true }).push({ status: 500, afterProcessing: true });
+    const r = run([dump('5xx.ndjson', ['user-r0000', 'user-r0001'])], { config: config((c) => (c.http.retries = 5)) });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(2);
+    expect(emulator.count).toBe(2);
+    expect(emulator.duplicates).toBe(2);
+    expect(r.logger.lines.filter((l) => /retrying/.test(l.message))).toHaveLength(4);
+  });
+
+  it('fails the run when the retries run out', async () => {
+    emulator.faults.push({ status: 503 }, 10);
+    await expect(run([dump('5xx-out.ndjson', ['user-r0002'])]).done).rejects.toBeInstanceOf(RetriableRemoteError);
+  });
+});
+
+describe('identify: an identification Amplitude refuses is isolated', () => {
+  it('bisects an unexplained 400 down to the refused identification', async () => {
+    emulator.faults.push({ status: 400, body: 'missing_event' }).push({ status: 400, body: 'missing_event' });
+    const r = run([dump('400i.ndjson', ['user-j0000', 'user-j0001'])], { mode: 'identify' });
+    const s = await r.done;
+    expect(s.identificationsSent).toBe(1);
+    expect(emulator.requests.map((q) => [q.status])).toEqual([[400], [400], [200]]);
+    expect(r.letters().map((l) => l.reason)).toEqual(['amplitude_bad_request']);
+  });
+});

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { RecordSplitter, type RawRecord } from '../../src/impressions/splitter.js';
+
+/** Splits `text`, feeding it in chunks of `size` bytes (1 = byte by byte, the harshest boundaries). */
+function split(text: string | Buffer, size = 1 << 20): RawRecord[] {
+  const buf = typeof text === 'string' ? Buffer.from(text) : text;
+  const s = new RecordSplitter();
+  const out: RawRecord[] = [];
+  for (let i = 0; i < buf.length; i += size) s.push(buf.subarray(i, i + size), out);
+  s.end(out);
+  return out;
+}
+
+const values = (recs: RawRecord[]): unknown[] => recs.map((r) => JSON.parse(r.text) as unknown);
+
+describe('RecordSplitter', () => {
+  it('cuts a JSON array into its elements with their index and line', () => {
+    const text = '[\n  {"a":1},\n  {"a":2,"s":"x]},{"},\n  {"a":[3,{"b":4}]}\n]\n';
+    for (const size of [1, 3, 7, 1 << 20]) {
+      const recs = split(text, size);
+      expect(values(recs)).toEqual([{ a: 1 }, { a: 2, s: 'x]},{' }, { a: [3, { b: 4 }] }]);
+      expect(recs.map((r) => [r.index, r.line])).toEqual([[0, 2], [1, 3], [2, 4]]);
+    }
+  });
+
+  it('reads NDJSON line by line, skipping blank lines, with 1-based line numbers', () => {
+    const recs = split('{"a":1}\n\n{"a":"q\\"uote\\\\"}\r\n{"a":3}');
+    expect(values(recs)).toEqual([{ a: 1 }, { a: 'q"uote\\' }, { a: 3 }]);
+    expect(recs.map((r) => r.line)).toEqual([1, 3, 4]);
+    expect(recs.every((r) => r.index === undefined)).toBe(true);
+  });
+
+  it('reads NDJSON whose lines are arrays (one webhook body per line) element by element', () => {
+    const recs = split('[{"a":1},{"a":2}]\n[{"a":3}]\n', 5);
+    expect(values(recs)).toEqual([{ a: 1 }, { a: 2 }, { a: 3 }]);
+    expect(recs.map((r) => [r.line, r.index])).toEqual([[1, 0], [1, 1], [2, 0]]);
+  });
+
+  it('keeps multi-byte characters intact across chunk boundaries and skips a BOM', () => {
+    const text = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"k":"ünïcødé ✓ 日本"}\n{"k":"é"}\n')]);
+    expect(values(split(text, 1))).toEqual([{ k: 'ünïcødé ✓ 日本' }, { k: 'é' }]);
+  });
+
+  it('reads pretty-printed objects one after another', () => {
+    const text = '{\n  "impressions": [\n    {"testName": "f"}\n  ]\n}\n{\n  "x": 1\n}\n';
+    expect(values(split(text, 4))).toEqual([{ impressions: [{ testName: 'f' }] }, { x: 1 }]);
+  });
+
+  it('a cut-off NDJSON line costs one broken record, not the rest of the file', () => {
+    const recs = split('{"a":1}\n{"a":2,"b":\n{"a":3}\n{"a":"open string\n{"a":4}\n', 2);
+    expect(recs.map((r) => [r.line, r.broken !== undefined])).toEqual([
+      [1, false],
+      [2, true],
+      [3, false],
+      [4, true],
+      [5, false],
+    ]);
+    expect(values(recs.filter((r) => !r.broken))).toEqual([{ a: 1 }, { a: 3 }, { a: 4 }]);
+  });
+
+  it('reports a truncated file: an open record, or an array never closed', () => {
+    const open = split('{"a":1}\n{"a":2,');
+    expect(open[1]?.broken).toMatch(/truncated/);
+    const arr = split('[{"a":1},{"a":2}');
+    expect(values(arr.slice(0, 2))).toEqual([{ a: 1 }, { a: 2 }]);
+    expect(arr[2]?.broken).toMatch(/array is closed/);
+  });
+
+  it('passes scalar garbage lines through as records (the parser then rejects them)', () => {
+    const recs = split('garbage here\n{"a":1}\n42');
+    expect(recs.map((r) => r.text.trim())).toEqual(['garbage here', '{"a":1}', '42']);
+  });
+
+  it('refuses to buffer a record larger than its limit', () => {
+    const s = new RecordSplitter(1000);
+    const out: RawRecord[] = [];
+    expect(() => {
+      for (let i = 0; i < 10; i++) s.push(Buffer.from(`{"a":"${'x'.repeat(300)}`), out);
+    }).toThrow(/larger than/);
+  });
+});
