@@ -1,0 +1,141 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseHourArg } from '../../src/amplitude/hours.js';
+import { generateExportRows } from '../../src/sandbox/generate.js';
+import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
+
+const h = (s: string): number => parseHourArg(s, 'start');
+let world: World | undefined;
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
+
+function seedDays(w: World, firstDay: string, days: number, perHour: number): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
+  for (let i = 0; i < days * 24; i++) for (const r of generateExportRows(h(firstDay) + i * 3_600_000, perHour, { users: 500 })) rows.push(r);
+  w.store.add(rows);
+  return rows;
+}
+
+function expectNoSecrets(text: string): void {
+  for (const k of Object.values(KEYS)) expect(text).not.toContain(k);
+}
+
+describe('amp-fme (spawned)', () => {
+  it('prints help with the commands and exit codes', async () => {
+    const r = await runCli(['--help'], process.cwd());
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('export-events');
+    expect(r.stdout).toContain('75  another run holds the lock');
+    const sub = await runCli(['export-events', '--help'], process.cwd());
+    expect(sub.code).toBe(0);
+    expect(sub.stdout).toContain('--since-last-run');
+  });
+
+  it('syncs a week of events: exit 0, JSON summary on stdout, every event once', async () => {
+    world = await startWorld({ exportOptions: { entriesPerHour: 2, zip: { method: 'deflate', dataDescriptor: true } } });
+    const rows = seedDays(world, '2024-03-01', 7, 12);
+    world.writeConfig({ exportEvents: { properties: ['event_properties.*', 'uuid'] } });
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-07', '--json'], world.dir);
+    expect(r.stderr).not.toMatch(/"level":"error"/);
+    expect(r.code).toBe(0);
+    const summary = JSON.parse(r.stdout) as Record<string, unknown>;
+    const expected = rows.filter((x) => typeof x.user_id === 'string' && x.event_type !== 'get_treatment');
+    expect(summary).toMatchObject({ command: 'export-events', windows: 7, eventsRead: rows.length, fmeEventsSent: expected.length, deadLetters: 0 });
+    expect((summary.skipped as Record<string, number>).excluded_event_type).toBe(rows.filter((x) => x.event_type === 'get_treatment').length);
+    expect(world.fme.count).toBe(expected.length);
+    expect(new Set(world.fme.events.map((e) => e.properties?.uuid)).size).toBe(expected.length);
+    expect(world.exportApi.requests.length).toBe(7);
+    // Non-TTY stderr: JSON log lines, one summary line.
+    expect(logLines(r.stderr).filter((l) => l.message === 'summary').length).toBe(1);
+    expectNoSecrets(r.stdout + r.stderr);
+  });
+
+  it('keeps timestamps right under a non-UTC TZ', async () => {
+    world = await startWorld();
+    world.store.add([{ uuid: 'tz-1', event_type: 'Tz', user_id: 'user-1', event_time: '2024-03-10 09:30:00.5', server_upload_time: '2024-03-10 09:31:00' }]);
+    world.writeConfig();
+    const r = await runCli(['export-events', '--start', '2024-03-10T09:00:00Z', '--end', '20240310T09'], world.dir, { TZ: 'America/Los_Angeles' });
+    expect(r.code).toBe(0);
+    expect(world.fme.events[0]?.timestamp).toBe(Date.UTC(2024, 2, 10, 9, 30, 0, 500));
+    expect(world.exportApi.requests[0]).toMatchObject({ start: '20240310T09', end: '20240310T09' });
+  });
+
+  it('reports every config problem with its dot path and exits 2', async () => {
+    world = await startWorld();
+    writeFileSync(join(world.dir, 'amp-fme.config.json'), JSON.stringify({ amplitude: { region: 'mars' }, exportEvents: { batchSize: 'big', windowHour: 3 } }));
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--log-format', 'text'], world.dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('amplitude.region');
+    expect(r.stderr).toContain('exportEvents.batchSize');
+    expect(r.stderr).toContain('exportEvents.windowHour: unknown key');
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  it('exits 2 on bad flags and missing secrets, naming what to set', async () => {
+    world = await startWorld();
+    world.writeConfig();
+    const bad = await runCli(['export-events', '--start', 'yesterday', '--end', '2024-03-01', '--log-format', 'text'], world.dir);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('YYYYMMDDTHH');
+    const unknown = await runCli(['export-events', '--strat', '2024-03-01'], world.dir);
+    expect(unknown.code).toBe(2);
+    const noKey = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--log-format', 'text'], world.dir, { FME_SDK_KEY: '' });
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toContain('FME_SDK_KEY');
+  });
+
+  it('stops with exit 1 on Amplitude 403, naming credentials and region', async () => {
+    world = await startWorld();
+    world.writeConfig();
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01'], world.dir, { AMPLITUDE_SECRET_KEY: 'not-the-secret-key-999' });
+    expect(r.code).toBe(1);
+    const err = logLines(r.stderr).find((l) => l.level === 'error');
+    expect(err?.message).toMatch(/API key|secret key/i);
+    expect(err?.message).toMatch(/amplitude\.region/);
+    expect(r.stderr).not.toContain('not-the-secret-key-999');
+  });
+
+  it('stops with exit 1 when FME refuses the SDK key', async () => {
+    world = await startWorld();
+    seedDays(world, '2024-03-01', 1, 3);
+    world.writeConfig();
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01'], world.dir, { FME_SDK_KEY: 'client-side-key-12345' });
+    expect(r.code).toBe(1);
+    expect(logLines(r.stderr).find((l) => l.level === 'error')?.message).toMatch(/SDK key/);
+    expect(r.stderr).not.toContain('client-side-key-12345');
+  });
+
+  it('finishes with exit 3 and prints the dead-letter file when lines are bad', async () => {
+    const hour = h('20240301T05');
+    const lines = [
+      '{"uuid":"a","event_type":"A","user_id":"user-1","event_time":"2024-03-01 05:00:00","server_upload_time":"2024-03-01 05:00:00"}',
+      'not json at all',
+      '{"uuid":"b","event_type":"B","user_id":"user-2","event_time":"2024-03-01 05:10:00","server_upload_time":"2024-03-01 05:10:00"}',
+    ];
+    world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? lines : []), entriesPerHour: 1 } });
+    world.writeConfig();
+    const r = await runCli(['export-events', '--start', '20240301T05', '--end', '20240301T05', '--json'], world.dir);
+    expect(r.code).toBe(3);
+    const summary = JSON.parse(r.stdout) as { deadLetters: number; deadLetterFile: string; fmeEventsSent: number };
+    expect(summary.deadLetters).toBe(1);
+    expect(summary.fmeEventsSent).toBe(2);
+    expect(summary.deadLetterFile.startsWith(join(world.dir, '.amp-fme', 'dead-letters', 'export-events-'))).toBe(true);
+    expect(r.stderr).toContain(summary.deadLetterFile);
+    const letter = JSON.parse(readFileSync(summary.deadLetterFile, 'utf8').trim()) as { reason: string; payload: string; source: { line: number } };
+    expect(letter).toMatchObject({ reason: 'invalid_json', payload: 'not json at all', source: { line: 2 } });
+  });
+
+  it('--dry-run reads and maps, sends nothing and writes no state', async () => {
+    world = await startWorld();
+    seedDays(world, '2024-03-01', 1, 5);
+    world.writeConfig();
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--dry-run', '--json'], world.dir);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ mode: 'dry-run', fmeEventsSent: 0 });
+    expect(world.fme.requestCount).toBe(0);
+    expect(existsSync(join(world.dir, '.amp-fme'))).toBe(false);
+  });
+});
