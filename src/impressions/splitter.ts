@@ -143,6 +143,22 @@ export class RecordSplitter {
           this.arrayIndex = 0;
           continue;
         }
+        if (c === OPEN_OBJ) {
+          // NDJSON fast path: a line that starts with `{` and ends with `}` is taken whole, without a
+          // byte-by-byte scan; JSON.parse validates it. Anything else (a line cut by the chunk boundary,
+          // a pretty-printed object, a broken line) falls back to the scan below.
+          const lf = chunk.indexOf(LF, i);
+          if (lf !== -1) {
+            let end = lf - 1;
+            while (end > i && isSpace(chunk[end] as number)) end--;
+            if (chunk[end] === CLOSE_OBJ && end > i) {
+              out.push({ text: chunk.toString('utf8', i, end + 1), line: this.line, index: undefined });
+              this.line++;
+              i = lf;
+              continue;
+            }
+          }
+        }
         start = this.begin(i, undefined);
       }
       if (c === OPEN_OBJ || c === OPEN_ARR) this.depth = 1;

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { AmplitudeIdentification, AmplitudeUploadEvent } from '../amplitude/ingestion-types.js';
 import type { ImpressionIdentity, ImpressionPropertyNames } from '../config/types.js';
 import type { Impression } from '../impressions/types.js';
@@ -54,7 +54,7 @@ export function checkId(id: string, minIdLength: number | undefined): IdProblem 
  */
 export function impressionInsertId(imp: Impression): string {
   const content = JSON.stringify([imp.key, imp.flag, imp.treatment, imp.time, imp.changeNumber ?? null, imp.label ?? null, imp.bucketingKey ?? null, imp.environment ?? null]);
-  return `fme-${createHash('sha256').update(content).digest('hex').slice(0, 40)}`;
+  return `fme-${hash('sha256', content, 'hex').slice(0, 40)}`;
 }
 
 /**
@@ -63,7 +63,7 @@ export function impressionInsertId(imp: Impression): string {
  */
 export function coalesceKey(imp: Impression): string {
   const content = JSON.stringify([imp.key, imp.flag, imp.treatment, imp.changeNumber ?? null]);
-  return createHash('md5').update(content).digest().toString('latin1');
+  return hash('md5', content, 'buffer').toString('latin1');
 }
 
 /** One impression as one Amplitude event. The impression's own properties override built-ins of the same name, as FME's native integration does (specs/fme.md). */

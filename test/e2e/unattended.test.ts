@@ -1,0 +1,237 @@
+import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { floorHour, formatHour, HOUR_MS } from '../../src/amplitude/hours.js';
+import { generateExportRows } from '../../src/sandbox/generate.js';
+import { logLines, runCli, startWorld, type World } from '../helpers/world.js';
+
+let world: World | undefined;
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
+
+/** Hours relative to now, so that --since-last-run's settling lag applies for real. */
+const nowHour = floorHour(Date.now());
+const ago = (hours: number): number => nowHour - hours * HOUR_MS;
+
+function seedHours(w: World, from: number, hours: number, perHour: number): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
+  for (let i = 0; i < hours; i++) for (const r of generateExportRows(from + i * HOUR_MS, perHour, { users: 400, treatmentShare: 0 })) rows.push(r);
+  w.store.add(rows);
+  return rows.filter((r) => typeof r.user_id === 'string');
+}
+
+function stateFile(w: World): string {
+  const dir = join(w.dir, '.amp-fme');
+  const f = readdirSync(dir).find((n) => n.startsWith('export-events-') && n.endsWith('.json'));
+  if (!f) throw new Error('no state file');
+  return join(dir, f);
+}
+
+function uuidCounts(w: World): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const e of w.fme.events) {
+    const u = String(e.properties?.uuid);
+    m.set(u, (m.get(u) ?? 0) + 1);
+  }
+  return m;
+}
+
+const CONFIG = { exportEvents: { properties: ['uuid'], windowHours: 6, lagHours: 3 } };
+
+describe('unattended runs (spawned)', () => {
+  it('three hourly --since-last-run runs in a row deliver every event once', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(12), 9, 20); // hours now-12 .. now-4: all settled with a 3 h lag
+    world.writeConfig(CONFIG);
+    const runs = [
+      ['--start', formatHour(ago(12)), '--end', formatHour(ago(9))],
+      ['--end', formatHour(ago(7))],
+      [],
+    ];
+    for (const extra of runs) {
+      const r = await runCli(['export-events', '--since-last-run', ...extra, '--json'], world.dir);
+      expect(r.stderr).not.toMatch(/"level":"error"/);
+      expect(r.code).toBe(0);
+    }
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { lastDeliveredHour: string; inProgress: unknown } };
+    // The newest settled hour: it ended at least 3 h ago (the clock may have crossed an hour since the run).
+    const settled = floorHour(Date.now() - 3 * HOUR_MS) - HOUR_MS;
+    expect([formatHour(settled), formatHour(settled - HOUR_MS)]).toContain(state.cursor.lastDeliveredHour);
+    expect(state.cursor.inProgress).toBeNull();
+    expect(readFileSync(stateFile(world), 'utf8')).not.toContain('fme-sdk-key');
+  });
+
+  it('does nothing, with exit 0 and a log line, when no new hour has settled', async () => {
+    world = await startWorld();
+    seedHours(world, ago(8), 4, 5);
+    world.writeConfig(CONFIG);
+    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8))], world.dir);
+    expect(first.code).toBe(0);
+    const requests = world.exportApi.requests.length;
+    const again = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(again.code).toBe(0);
+    expect(logLines(again.stderr).some((l) => l.message.startsWith('nothing to do'))).toBe(true);
+    expect(world.exportApi.requests.length).toBe(requests);
+  });
+
+  it('needs a start on the very first --since-last-run', async () => {
+    world = await startWorld();
+    world.writeConfig(CONFIG);
+    const r = await runCli(['export-events', '--since-last-run', '--log-format', 'text'], world.dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('exportEvents.startAt');
+  });
+
+  it('after SIGKILL mid-window, the next run delivers the rest, duplicating no more than the in-flight batches', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(10), 6, 400); // ~1600 user events in one 6 h window
+    const batchSize = 25;
+    const concurrency = 2;
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize, concurrency } });
+    // Every FME request is slow and stored on arrival: a kill leaves stored-but-unacknowledged batches.
+    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 40 }, 10_000);
+    const run = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
+    // Wait until some batches are acknowledged in the state file, then kill hard.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 50));
+      let acked = 0;
+      try {
+        const s = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { inProgress: { acked: [number, number][] } | null } };
+        acked = s.cursor.inProgress?.acked.length ?? 0;
+      } catch {
+        // not written yet
+      }
+      if (acked > 0 && world.fme.count > 10 * batchSize) break;
+      if (Date.now() > deadline) throw new Error('the run never got going');
+    }
+    run.child.kill('SIGKILL');
+    const killed = await run;
+    expect(killed.signal).toBe('SIGKILL');
+    const before = world.fme.count;
+    expect(before).toBeLessThan(wanted.length);
+    world.fme.faults.clear();
+
+    const again = await runCli(['export-events', '--since-last-run', '--json'], world.dir);
+    expect(again.code).toBe(0);
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length); // nothing lost
+    const duplicates = [...counts.values()].reduce((n, c) => n + (c - 1), 0);
+    // Only batches in flight at the kill can be re-sent: at most `concurrency` of them.
+    expect(duplicates).toBeLessThanOrEqual(concurrency * batchSize);
+    const summary = JSON.parse(again.stdout) as { fmeEventsAlreadyDelivered: number };
+    expect(summary.fmeEventsAlreadyDelivered).toBeGreaterThan(0);
+  });
+
+  it('SIGTERM drains in-flight requests, records progress and exits non-zero saying where it stopped', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(10), 6, 300);
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize: 20, concurrency: 2 } });
+    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 30 }, 10_000);
+    const run = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
+    const deadline = Date.now() + 15_000;
+    while (world.fme.count < 100) {
+      await new Promise((r) => setTimeout(r, 20));
+      if (Date.now() > deadline) throw new Error('the run never got going');
+    }
+    run.child.kill('SIGTERM');
+    const r = await run;
+    expect(r.code).toBe(1);
+    const lines = logLines(r.stderr);
+    expect(lines.some((l) => l.message.includes('SIGTERM'))).toBe(true);
+    expect(lines.some((l) => /^stopped inside window .*continues from there/.test(l.message))).toBe(true);
+    expect(existsSync(join(world.dir, '.amp-fme', readdirSync(join(world.dir, '.amp-fme')).find((f) => f.endsWith('.lock')) ?? 'none'))).toBe(false);
+    // Drained: everything FME stored was acknowledged, so the next run sends no duplicates at all.
+    world.fme.faults.clear();
+    const again = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(again.code).toBe(0);
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
+
+  it('a second run while one is active exits 75 at once, naming the holder', async () => {
+    world = await startWorld();
+    seedHours(world, ago(10), 6, 200);
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize: 20, concurrency: 1 } });
+    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 30 }, 10_000);
+    const first = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
+    while (world.fme.count === 0) await new Promise((r) => setTimeout(r, 20));
+    const started = Date.now();
+    const second = await runCli(['export-events', '--since-last-run', '--log-format', 'text'], world.dir);
+    expect(second.code).toBe(75);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(second.stderr).toContain(`pid ${first.child.pid}`);
+    first.child.kill('SIGTERM');
+    await first;
+  });
+
+  it('takes over a lock left by a dead process', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(8), 2, 10);
+    world.writeConfig(CONFIG);
+    // Learn the lock path from a first run, then plant a lock of a dead pid there.
+    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8)), '--end', formatHour(ago(8))], world.dir);
+    expect(first.code).toBe(0);
+    const lockPath = stateFile(world).replace(/\.json$/, '.lock');
+    const dead = Number(spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim());
+    writeFileSync(lockPath, JSON.stringify({ pid: dead, hostname: hostname(), startedAt: new Date(Date.now() - 3_600_000).toISOString(), command: 'export-events' }));
+    const r = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(r.code).toBe(0);
+    expect(existsSync(lockPath)).toBe(false);
+    expect(uuidCounts(world).size).toBe(wanted.length);
+  });
+
+  it('stops with exit 1 on a corrupt state file and leaves it untouched', async () => {
+    world = await startWorld();
+    seedHours(world, ago(8), 2, 5);
+    world.writeConfig(CONFIG);
+    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8)), '--end', formatHour(ago(8))], world.dir);
+    expect(first.code).toBe(0);
+    const path = stateFile(world);
+    writeFileSync(path, '{"version":1,"kind":"export-events","cursor":');
+    const r = await runCli(['export-events', '--since-last-run', '--log-format', 'text'], world.dir);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('state file');
+    expect(readFileSync(path, 'utf8')).toBe('{"version":1,"kind":"export-events","cursor":');
+  });
+
+  it('--max-runtime stops at a clean point and the next run continues', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(10), 6, 300);
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize: 20, concurrency: 2 } });
+    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 30 }, 10_000);
+    const r = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--max-runtime', '1s'], world.dir);
+    expect(r.code).toBe(1);
+    expect(logLines(r.stderr).some((l) => l.message.includes('--max-runtime'))).toBe(true);
+    world.fme.faults.clear();
+    const again = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(again.code).toBe(0);
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
+
+  it('refuses to re-send an explicit range already delivered, unless --force', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 2, 5);
+    world.writeConfig(CONFIG);
+    const args = ['export-events', '--start', formatHour(ago(30)), '--end', formatHour(ago(29)), '--log-format', 'text'];
+    expect((await runCli(args, world.dir)).code).toBe(0);
+    const sent = world.fme.count;
+    const again = await runCli(args, world.dir);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('already delivered');
+    expect(world.fme.count).toBe(sent);
+    const forced = await runCli([...args, '--force'], world.dir);
+    expect(forced.code).toBe(0);
+    expect(world.fme.count).toBe(sent * 2);
+  });
+});
