@@ -20,7 +20,7 @@ interface ExportEventsFlags extends CommonFlags {
   force?: boolean;
 }
 
-function summaryLines(s: ExportEventsSummary, deadLetters: number): string[] {
+export function summaryLines(s: ExportEventsSummary, deadLetters: number): string[] {
   const renamed = Object.entries(s.renamedEventTypes);
   const more = renamed.length - Math.min(20, renamed.length) + s.renamedEventTypesNotListed;
   const lines = [

@@ -133,3 +133,46 @@ export function* generateExportRows(hourMs: number, count: number, options: Gene
     };
   }
 }
+
+const FLAGS = ['new_checkout', 'search_v2', 'dark_mode', 'pricing_page_test', 'onboarding_flow'];
+const TREATMENTS = ['on', 'off', 'control'];
+
+export interface ImpressionOptions {
+  users?: number;
+  seed?: number;
+  /** First and last impression time (epoch ms). */
+  from: number;
+  to: number;
+  environment?: string;
+}
+
+/**
+ * FME impressions as the webhook sends them (specs/fme.md shape 1), for the demo and the benchmark:
+ * keys match `generateExportRows` users, so a demo shows the same people on both sides.
+ */
+export function* generateWebhookImpressions(count: number, options: ImpressionOptions): Generator<Record<string, unknown>> {
+  const rand = rng((options.seed ?? 7) * 7_919);
+  const users = options.users ?? 2000;
+  const span = Math.max(1, options.to - options.from);
+  for (let i = 0; i < count; i++) {
+    const userNo = Math.floor(rand() * users);
+    const flagNo = Math.floor(rand() * FLAGS.length);
+    const key = `user-${String(userNo).padStart(6, '0')}`;
+    yield {
+      key,
+      split: FLAGS[flagNo],
+      environmentId: 'env-5e1a2b',
+      environmentName: options.environment ?? 'Production',
+      treatment: TREATMENTS[(userNo + flagNo) % (flagNo === 4 ? 3 : 2)],
+      time: options.from + Math.floor((i / count) * span),
+      bucketingKey: null,
+      label: flagNo === 2 ? 'whitelisted' : 'default rule',
+      machineName: 'web-1',
+      machineIp: '10.0.0.7',
+      splitVersionNumber: 1_700_000_000_000 + flagNo,
+      sdk: 'nodejs',
+      sdkVersion: '10.25.0',
+      properties: i % 10 === 0 ? JSON.stringify({ page: '/checkout' }) : null,
+    };
+  }
+}

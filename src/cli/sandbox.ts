@@ -1,0 +1,82 @@
+import { writeFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { formatHour } from '../amplitude/hours.js';
+import { UsageError } from '../errors.js';
+import { parseFaultRates } from '../sandbox/faults.js';
+import { startSandbox } from '../sandbox/sandbox.js';
+import { EXIT } from './exit-codes.js';
+
+interface SandboxFlags {
+  port?: string;
+  events?: string;
+  days?: string;
+  faults?: string;
+  writeConfig?: string;
+}
+
+export function intFlag(value: string | undefined, flag: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${value}"`);
+  return n;
+}
+
+export function sandboxCommand(): Command {
+  return new Command('sandbox')
+    .description('Serve emulators of the Amplitude and FME APIs on 127.0.0.1, seeded with a generated project, to try amp-fme without real keys')
+    .option('--port <n>', 'port to listen on (default: any free port)')
+    .option('--events <n>', 'events in the generated Amplitude project (default 20000)')
+    .option('--days <n>', 'whole UTC days of events before today (default 3)')
+    .option('--faults <spec>', 'inject faults at random, e.g. 5xx=0.1,429=0.05,slow=0.02,reset=0.01, to watch retries work')
+    .option('--write-config <file>', 'also write the ready config to this file')
+    .action(async (flags: SandboxFlags) => {
+      let code: number = EXIT.OK;
+      try {
+        const sandbox = await startSandbox({
+          ...(flags.port !== undefined ? { port: intFlag(flags.port, '--port', 0, 65535) as number } : {}),
+          ...(flags.events !== undefined ? { events: intFlag(flags.events, '--events', 0, 50_000_000) as number } : {}),
+          ...(flags.days !== undefined ? { days: intFlag(flags.days, '--days', 1, 60) as number } : {}),
+          ...(flags.faults !== undefined ? { faults: parseFaults(flags.faults) } : {}),
+        });
+        const configText = `${JSON.stringify(sandbox.config, null, 2)}\n`;
+        if (flags.writeConfig) writeFileSync(flags.writeConfig, configText);
+        const configHint = flags.writeConfig ? `--config ${flags.writeConfig}` : '--config sandbox.json';
+        process.stdout.write(
+          [
+            `amp-fme sandbox listening on ${sandbox.url}`,
+            `  Amplitude Export API   ${sandbox.url}/api/2/export`,
+            `  Amplitude Batch/HTTP   ${sandbox.url}/batch, ${sandbox.url}/2/httpapi, ${sandbox.url}/identify`,
+            `  FME events API         ${sandbox.url}/api/events/bulk`,
+            `  what they received     ${sandbox.url}/_sandbox/received`,
+            `  data                   ${sandbox.events.toLocaleString('en-US')} events, upload hours ${formatHour(sandbox.firstHour)}..${formatHour(sandbox.lastHour)}`,
+            '',
+            flags.writeConfig ? `Config written to ${flags.writeConfig}:` : 'Config (save as sandbox.json):',
+            configText,
+            'Try:',
+            `  amp-fme export-events ${configHint} --start ${formatHour(sandbox.firstHour)} --end ${formatHour(sandbox.lastHour)}`,
+            `  curl ${sandbox.url}/_sandbox/received`,
+            '',
+            'Press Ctrl-C to stop.',
+            '',
+          ].join('\n'),
+        );
+        await new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve);
+          process.once('SIGTERM', resolve);
+        });
+        await sandbox.close();
+      } catch (err) {
+        process.stderr.write(`amp-fme sandbox: ${(err as Error).message}\n`);
+        code = err instanceof UsageError ? EXIT.USAGE : EXIT.FAILED;
+      }
+      process.exitCode = code;
+    });
+}
+
+function parseFaults(spec: string): ReturnType<typeof parseFaultRates> {
+  try {
+    return parseFaultRates(spec);
+  } catch (err) {
+    throw new UsageError(`--faults: ${(err as Error).message}`);
+  }
+}
