@@ -35,7 +35,10 @@ interface Child {
 
 function runAmpFme(args: string[], cwd: string): Promise<Child> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    // The sandbox's keys are in the config file; real keys in the environment would override them.
+    const env = { ...process.env };
+    for (const k of ['AMPLITUDE_API_KEY', 'AMPLITUDE_SECRET_KEY', 'FME_SDK_KEY']) delete env[k];
+    const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));

@@ -1,7 +1,11 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
+import { demoCommand } from './demo.js';
 import { exportEventsCommand } from './export-events.js';
+import { pushImpressionsCommand } from './push-impressions.js';
+import { retryCommand } from './retry.js';
+import { sandboxCommand } from './sandbox.js';
 
 /** The amp-fme program. Commands set process.exitCode; this file is the only place that exits. */
 export function buildProgram(): Command {
@@ -11,6 +15,10 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', `\n${EXIT_CODES_HELP}\n\nSecrets come from AMPLITUDE_API_KEY, AMPLITUDE_SECRET_KEY and FME_SDK_KEY (or the config file).`);
   program.addCommand(exportEventsCommand());
+  program.addCommand(pushImpressionsCommand());
+  program.addCommand(retryCommand());
+  program.addCommand(sandboxCommand());
+  program.addCommand(demoCommand());
   for (const cmd of program.commands) {
     cmd.showHelpAfterError('(run with --help for usage)').addHelpText('after', `\n${EXIT_CODES_HELP}`);
   }

@@ -15,7 +15,7 @@ interface PushImpressionsFlags extends CommonFlags {
   output?: string;
 }
 
-function summaryLines(s: PushImpressionsSummary, deadLetters: number, deadLettersByReason: Record<string, number>): string[] {
+export function summaryLines(s: PushImpressionsSummary, deadLetters: number, deadLettersByReason: Record<string, number>): string[] {
   const shapes = Object.entries(s.byShape).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${n(v)}`).join(', ') || 'none';
   const what = s.mode === 'identify' ? 'identifications' : 'events';
   const lines = [

@@ -392,8 +392,9 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       if (interrupted) break;
     }
 
-    // Identify: the fold is complete only now (latest treatment wins over the whole run).
-    if (fold && failure === undefined) {
+    // Identify: the fold is complete only now (latest treatment wins over the whole run). An interrupted
+    // read leaves it incomplete, and sending it could set an older treatment: nothing is sent then.
+    if (fold && failure === undefined && !interrupted) {
       summary.usersFolded = fold.userCount;
       for (const [key, flags] of fold.entries()) {
         const json = JSON.stringify(toIdentification(key, flags, opts.identity, pc.userPropertyPrefix));

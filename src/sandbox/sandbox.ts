@@ -146,7 +146,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
         properties: ['event_properties.*', 'user_properties.plan', 'country', 'platform'],
         valueFrom: 'event_properties.price',
       },
+      // Short waits, so retries and throttling are quick to watch (the real APIs ask for 15-30 s).
       http: { retryBaseDelayMs: 200, retryMaxDelayMs: 2000 },
+      pushImpressions: { throttleDelayMs: { httpapi: 1000, batch: 1000, identify: 1000 } },
       state: { dir: '.amp-fme-sandbox' },
     },
     received,

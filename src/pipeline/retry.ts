@@ -1,0 +1,202 @@
+import { createReadStream, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/identify-client.js';
+import { INGESTION_LIMITS, IngestionClient } from '../amplitude/ingestion-client.js';
+import { requireSecrets } from '../config/load.js';
+import { ingestionBaseUrl, type Config } from '../config/types.js';
+import { UsageError } from '../errors.js';
+import { FmeEventsClient } from '../fme/events-client.js';
+import { createHttp } from '../http/client.js';
+import type { Logger } from '../log/logger.js';
+import { writeFileAtomic } from '../state/atomic-write.js';
+import type { DeadLetter, DeadLetterWriter } from './dead-letters.js';
+
+export interface RetryOptions {
+  config: Config;
+  file: string;
+  logger: Logger;
+  /** Where what still fails goes (a new dead-letter file). */
+  deadLetters: DeadLetterWriter;
+  /** Allow a file already marked `.retried`. */
+  force: boolean;
+  signal?: AbortSignal | undefined;
+}
+
+export interface RetrySummary {
+  file: string;
+  records: number;
+  /** Records skipped because an earlier, interrupted retry of this file handled them. */
+  alreadyHandled: number;
+  resent: { fme: number; amplitudeEvents: number; amplitudeIdentifications: number };
+  /** Records that still failed, by reason (now in the new dead-letter file). */
+  stillFailing: Record<string, number>;
+  /** Records that cannot be re-sent as they are, carried over to the new file. */
+  carriedOver: number;
+  renamedTo: string | undefined;
+  durationMs: number;
+}
+
+/** A dead-letter record as DeadLetterWriter writes it. */
+interface StoredLetter extends DeadLetter {
+  command?: string;
+}
+
+type Target = 'fme' | 'amplitude-event' | 'amplitude-identify';
+
+interface Pending {
+  json: string;
+  size: number;
+  id: string;
+  line: number;
+  letter: StoredLetter;
+}
+
+/** What a retriable record is re-sent to, judged by the command that wrote it and the payload's shape. */
+function targetOf(letter: StoredLetter): Target | undefined {
+  const p = letter.payload;
+  if (p === null || typeof p !== 'object' || Array.isArray(p)) return undefined;
+  const o = p as Record<string, unknown>;
+  if (letter.command === 'export-events' && typeof o.eventTypeId === 'string') return 'fme';
+  if (letter.command === 'push-impressions' && typeof o.event_type === 'string') return 'amplitude-event';
+  if (letter.command === 'push-impressions' && typeof o.user_properties === 'object') return 'amplitude-identify';
+  return undefined;
+}
+
+function idOf(payload: unknown): string {
+  const o = payload as Record<string, unknown>;
+  return String(o.user_id ?? o.device_id ?? o.key ?? '');
+}
+
+/**
+ * `amp-fme retry <file>`: re-sends the retriable records of a dead-letter file with the current config, in
+ * file order, one batch at a time; writes what still fails (and what cannot be re-sent) to a new dead-letter
+ * file. Progress is recorded beside the file after each acknowledged batch, so an interrupted retry goes on
+ * where it stopped instead of re-sending to FME, which does not deduplicate. When done, the file is renamed
+ * `<file>.retried`.
+ */
+export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
+  const { config, file, logger, deadLetters } = opts;
+  const started = Date.now();
+  if (!existsSync(file)) throw new UsageError(`dead-letter file not found: ${file}`);
+  if (file.endsWith('.retried') && !opts.force) {
+    throw new UsageError(`${file} was already retried; its failures are in a newer dead-letter file. Add --force to re-send it anyway.`);
+  }
+  const progressPath = `${file}.retry-progress.json`;
+  const linesDone = existsSync(progressPath) ? readProgress(progressPath) : 0;
+  if (linesDone > 0) logger.info(`continuing an interrupted retry of ${file} after line ${linesDone}`);
+
+  const summary: RetrySummary = {
+    file,
+    records: 0,
+    alreadyHandled: 0,
+    resent: { fme: 0, amplitudeEvents: 0, amplitudeIdentifications: 0 },
+    stillFailing: {},
+    carriedOver: 0,
+    renamedTo: undefined,
+    durationMs: 0,
+  };
+  const fail = (letter: StoredLetter, reason: string, detail: string, status?: number, retriable = true): void => {
+    summary.stillFailing[reason] = (summary.stillFailing[reason] ?? 0) + 1;
+    deadLetters.write({
+      reason,
+      detail,
+      ...(status !== undefined ? { status } : {}),
+      ...(letter.source ? { source: letter.source } : {}),
+      retriable,
+      payload: letter.payload,
+    });
+  };
+
+  const http = createHttp({ timeoutMs: config.http.timeoutMs });
+  const retry = { retries: config.http.retries, baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs };
+  const pc = config.pushImpressions;
+  let fme: FmeEventsClient | undefined;
+  let ingestion: IngestionClient | undefined;
+  let identify: IdentifyClient | undefined;
+  const limits: Record<Target, { count: number; bytes: number }> = {
+    fme: { count: config.exportEvents.batchSize, bytes: config.exportEvents.batchBytes },
+    'amplitude-event': { count: Math.min(pc.batchSize, INGESTION_LIMITS[pc.api].maxEvents), bytes: INGESTION_LIMITS[pc.api].maxBytes - 1000 },
+    'amplitude-identify': { count: Math.min(pc.batchSize, IDENTIFY_LIMITS.maxIdentifications), bytes: IDENTIFY_LIMITS.maxBytes - 1000 },
+  };
+  const pending: Record<Target, Pending[]> = { fme: [], 'amplitude-event': [], 'amplitude-identify': [] };
+  const sizes: Record<Target, number> = { fme: 0, 'amplitude-event': 0, 'amplitude-identify': 0 };
+
+  const send = async (target: Target): Promise<void> => {
+    const batch = pending[target];
+    if (batch.length === 0) return;
+    pending[target] = [];
+    sizes[target] = 0;
+    requireSecrets(config, [target === 'fme' ? 'fmeEvents' : 'amplitudeIngestion']);
+    if (target === 'fme') {
+      fme ??= new FmeEventsClient({ baseUrl: config.fme.eventsBaseUrl, sdkKey: config.fme.sdkKey ?? '', http, retry, logger });
+      const outcome = await fme.send({ jsons: batch.map((b) => b.json) });
+      if (outcome.delivered) summary.resent.fme += batch.length;
+      else for (const b of batch) fail(b.letter, 'fme_rejected', `FME answered ${outcome.status}: ${outcome.body}`, outcome.status);
+    } else if (target === 'amplitude-event') {
+      ingestion ??= new IngestionClient({ baseUrl: ingestionBaseUrl(config.amplitude), apiKey: config.amplitude.apiKey ?? '', http, api: pc.api, minIdLength: config.amplitude.minIdLength, retry, throttleDelayMs: pc.throttleDelayMs[pc.api], logger, signal: opts.signal });
+      summary.resent.amplitudeEvents += await ingestion.deliver(batch, (item, r) => fail(item.letter, r.reason, r.detail, r.status, r.retriable));
+    } else {
+      identify ??= new IdentifyClient({ baseUrl: ingestionBaseUrl(config.amplitude), apiKey: config.amplitude.apiKey ?? '', http, retry, throttleDelayMs: pc.throttleDelayMs.identify, logger, signal: opts.signal });
+      const items = batch.map((b) => ({ ...identifyItem(b.id, b.json), pending: b }));
+      summary.resent.amplitudeIdentifications += await identify.deliver(items, (item, r) => fail(item.pending.letter, r.reason, r.detail, r.status, r.retriable));
+    }
+  };
+
+  const flushAll = async (line: number): Promise<void> => {
+    for (const t of Object.keys(pending) as Target[]) await send(t);
+    writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: line }));
+  };
+
+  let line = 0;
+  const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  for await (const text of rl) {
+    line++;
+    if (line <= linesDone) {
+      summary.alreadyHandled++;
+      continue;
+    }
+    if (opts.signal?.aborted) break;
+    if (text.trim() === '') continue;
+    summary.records++;
+    let letter: StoredLetter;
+    try {
+      letter = JSON.parse(text) as StoredLetter;
+      if (letter === null || typeof letter !== 'object' || typeof letter.reason !== 'string') throw new Error('not a dead-letter record');
+    } catch (err) {
+      summary.carriedOver++;
+      deadLetters.write({ reason: 'unreadable_dead_letter', detail: `${file} line ${line}: ${(err as Error).message}`, source: { file, line }, retriable: false, payload: text });
+      continue;
+    }
+    const target = letter.retriable ? targetOf(letter) : undefined;
+    if (!target) {
+      summary.carriedOver++;
+      deadLetters.write({ reason: letter.reason, ...(letter.detail ? { detail: letter.detail } : {}), ...(letter.status ? { status: letter.status } : {}), ...(letter.source ? { source: letter.source } : {}), retriable: false, payload: letter.payload });
+      continue;
+    }
+    const json = JSON.stringify(letter.payload);
+    const size = Buffer.byteLength(json) + 1;
+    const lim = limits[target];
+    if (pending[target].length >= lim.count || sizes[target] + size > lim.bytes) await flushAll(line - 1);
+    pending[target].push({ json, size, id: idOf(letter.payload), line, letter });
+    sizes[target] += size;
+  }
+  await flushAll(line);
+  summary.durationMs = Date.now() - started;
+  if (!opts.signal?.aborted) {
+    const done = file.endsWith('.retried') ? file : `${file}.retried`;
+    if (done !== file) renameSync(file, done);
+    rmSync(progressPath, { force: true });
+    summary.renamedTo = done;
+  }
+  return summary;
+}
+
+function readProgress(path: string): number {
+  try {
+    const p = JSON.parse(readFileSync(path, 'utf8')) as { linesDone?: unknown };
+    if (typeof p.linesDone === 'number' && Number.isInteger(p.linesDone) && p.linesDone >= 0) return p.linesDone;
+  } catch {
+    // fall through
+  }
+  throw new UsageError(`${path} (progress of an earlier retry) is unreadable: delete it only if you know nothing of that retry was sent`);
+}
