@@ -88,10 +88,9 @@ export class CommandContext {
     const deadLetters = dl?.count ?? 0;
     const full = { ...summary, deadLetters, deadLettersByReason: dl?.counts() ?? {}, deadLetterFile: deadLetters > 0 ? dl?.path : undefined };
     if (this.json) process.stdout.write(`${redact(JSON.stringify(full))}\n`);
-    this.logger.info('summary', full);
-    if (!this.json && this.logFormatIsText) {
-      process.stderr.write(`${redact(textLines.join('\n'))}\n`);
-    }
+    // One summary per run: a JSON log line for machines, or the human block on a terminal.
+    if (!this.logFormatIsText) this.logger.info('summary', full);
+    else if (!this.json) process.stderr.write(`${redact(textLines.join('\n'))}\n`);
     if (deadLetters > 0) {
       this.logger.warn(`${deadLetters} record(s) could not be delivered; they are in ${dl?.path}. Fix the cause, then re-send them with: amp-fme retry ${dl?.path}`);
       return EXIT.DEAD_LETTERS;

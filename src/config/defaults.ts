@@ -24,8 +24,10 @@ export function defaultConfig(): Config {
       includeEventTypes: [],
       // FME's own impressions come back from Amplitude as get_treatment: sending them to FME would loop.
       excludeEventTypes: ['get_treatment'],
-      batchSize: 1000,
-      // FME advises payloads under 1 MB (specs/fme.md).
+      // FME's own tools send 500-5000 events per request and advise payloads under 1 MB (specs/fme.md):
+      // with typical events of a few hundred bytes, batchBytes is what closes a batch. Fewer, fuller
+      // requests mean fewer state writes and less per-request work (the benchmark: ~3,800 events a batch).
+      batchSize: 5000,
       batchBytes: 900_000,
       concurrency: 4,
     },

@@ -40,7 +40,24 @@ const AUTH_MESSAGE =
   'FME rejected the SDK key: use a server-side SDK key of the target environment from FME_SDK_KEY or fme.sdkKey ' +
   '(admin API keys do not work for the events API)';
 
-export function buildBulkBody(jsons: string[]): Buffer {
+/**
+ * `[json,json,...]` as UTF-8. With the body's size known (the Batcher counts it), each event is written
+ * straight into one buffer: joining thousands of strings first and encoding the result cost several
+ * times more (and twice the memory) in the benchmark's profile.
+ */
+export function buildBulkBody(jsons: string[], bytes?: number): Buffer {
+  if (bytes !== undefined) {
+    const body = Buffer.allocUnsafe(bytes);
+    let at = 0;
+    body[at++] = 0x5b; // [
+    for (let i = 0; i < jsons.length; i++) {
+      if (i > 0) body[at++] = 0x2c; // ,
+      at += body.write(jsons[i] as string, at, 'utf8');
+    }
+    body[at++] = 0x5d; // ]
+    if (at === bytes) return body;
+    // A wrong size would cut an event short: never send that, build the body the plain way instead.
+  }
   return Buffer.from(`[${jsons.join(',')}]`, 'utf8');
 }
 
@@ -53,9 +70,12 @@ export class FmeEventsClient {
     this.headers = { authorization: `Bearer ${options.sdkKey}`, 'content-type': 'application/json' };
   }
 
-  /** Sends one batch of pre-serialised events as one request (see the module comment for outcomes). */
-  async send(batch: { jsons: string[] }): Promise<SendOutcome> {
-    const body = buildBulkBody(batch.jsons);
+  /**
+   * Sends one batch of pre-serialised events as one request (see the module comment for outcomes).
+   * `bytes`, when given, is the body's UTF-8 size (as the Batcher counts it).
+   */
+  async send(batch: { jsons: string[]; bytes?: number }): Promise<SendOutcome> {
+    const body = buildBulkBody(batch.jsons, batch.bytes);
     const events = batch.jsons.length;
     const { logger, signal } = this.options;
     return withRetry(() => this.attempt(body, events), this.options.retry, {

@@ -144,7 +144,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     if (fatal) return;
     if (fme) {
       try {
-        const outcome = await fme.send({ jsons: batch.jsons });
+        const outcome = await fme.send({ jsons: batch.jsons, bytes: batch.bytes });
         if (outcome.delivered) {
           s.fmeEventsSent += batch.jsons.length;
           s.batchesSent++;
