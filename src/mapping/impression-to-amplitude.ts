@@ -1,4 +1,4 @@
-import { hash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { AmplitudeIdentification, AmplitudeUploadEvent } from '../amplitude/ingestion-types.js';
 import type { ImpressionIdentity, ImpressionPropertyNames } from '../config/types.js';
 import type { Impression } from '../impressions/types.js';
@@ -47,6 +47,12 @@ export function checkId(id: string, minIdLength: number | undefined): IdProblem 
   return undefined;
 }
 
+/** One-shot `crypto.hash` (Node >= 20.12) where it exists, else createHash: the same digest either way. */
+const digest: (algorithm: string, data: string) => Buffer =
+  typeof crypto.hash === 'function'
+    ? (algorithm, data) => crypto.hash(algorithm, data, 'buffer')
+    : (algorithm, data) => crypto.createHash(algorithm).update(data).digest();
+
 /**
  * A deterministic `insert_id` from the impression's content: the same impression always gets the same id,
  * so replaying a dump (or overlapping dumps) is deduplicated by Amplitude within 7 days (specs/amplitude.md).
@@ -54,7 +60,7 @@ export function checkId(id: string, minIdLength: number | undefined): IdProblem 
  */
 export function impressionInsertId(imp: Impression): string {
   const content = JSON.stringify([imp.key, imp.flag, imp.treatment, imp.time, imp.changeNumber ?? null, imp.label ?? null, imp.bucketingKey ?? null, imp.environment ?? null]);
-  return `fme-${hash('sha256', content, 'hex').slice(0, 40)}`;
+  return `fme-${digest('sha256', content).toString('hex', 0, 20)}`;
 }
 
 /**
@@ -63,7 +69,7 @@ export function impressionInsertId(imp: Impression): string {
  */
 export function coalesceKey(imp: Impression): string {
   const content = JSON.stringify([imp.key, imp.flag, imp.treatment, imp.changeNumber ?? null]);
-  return hash('md5', content, 'buffer').toString('latin1');
+  return digest('md5', content).toString('latin1');
 }
 
 /** One impression as one Amplitude event. The impression's own properties override built-ins of the same name, as FME's native integration does (specs/fme.md). */
