@@ -57,7 +57,7 @@ describe('validateConfig', () => {
     const { config, problems } = validateConfig({ exportEvents: { windowHours: 6 } });
     expect(problems).toEqual([]);
     expect(config.exportEvents.windowHours).toBe(6);
-    expect(config.exportEvents.batchSize).toBe(1000);
+    expect(config.exportEvents.batchSize).toBe(5000);
     expect(config.exportEvents.excludeEventTypes).toEqual(['get_treatment']);
     expect(config.exportEvents.identities).toEqual([{ trafficType: 'user', from: 'user_id' }]);
   });
