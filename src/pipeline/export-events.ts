@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import pLimit from 'p-limit';
 import { readArchiveLines } from '../amplitude/archive.js';
 import { ExportClient, exportWindows } from '../amplitude/export-client.js';
-import { describeWindow, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
+import { describeWindow, formatHour, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
 import { FatalRemoteError, InterruptedError, RetriableRemoteError } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
@@ -14,7 +14,7 @@ import { compileMapper, type MapperStats } from '../mapping/amplitude-to-fme.js'
 import { Batcher, type Batch } from './batcher.js';
 import type { DeadLetterWriter } from './dead-letters.js';
 import { noCheckpoint, type ExportCheckpoint } from './export-checkpoint.js';
-import { encodePosition, inRanges, decodePosition, type Ranges } from './positions.js';
+import { decodePosition, encodePosition, inRanges, MAX_IDENTITIES, type Ranges } from './positions.js';
 
 export interface ExportEventsOptions {
   config: Config;
@@ -74,6 +74,16 @@ export interface ExportEventsSummary {
   durationMs: number;
   eventsPerSecond: number;
   mode: 'send' | 'dry-run' | 'output';
+}
+
+/** Ends the iteration quietly when `signal` aborts it (the export client throws the abort reason). */
+async function* interruptible<T>(source: AsyncGenerator<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
+  try {
+    for await (const item of source) yield item;
+  } catch (err) {
+    if (signal?.aborted) return;
+    throw err;
+  }
 }
 
 function retryPolicy(c: Config): RetryPolicy {
@@ -178,7 +188,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     for (const window of windows) {
       if (opts.signal?.aborted || fatal) break;
       logger.info(`exporting ${describeWindow(window)}`, { window: describeWindow(window), hours: windowHours(window) });
-      for await (const part of exportWindows(exportClient, window, opts.signal)) {
+      for await (const part of interruptible(exportWindows(exportClient, window, opts.signal), opts.signal)) {
         const sub = part.window;
         if (!part.archive) {
           logger.info(`no data in ${describeWindow(sub)}`, { window: describeWindow(sub) });
@@ -224,87 +234,98 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       coverFrom = (batch.positions[batch.positions.length - 1] as number) + 1;
       const p = limit(() => deliver(window, batch, from, entries));
       inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
+      const done = (): boolean => inFlight.delete(p);
+      p.then(done, done); // the rejection itself is seen by Promise.all below
       // Bounded read-ahead: memory stays flat however fast the export is read.
       while (inFlight.size >= ec.concurrency * 2) await Promise.race(inFlight);
     };
 
-    for await (const chunk of readArchiveLines(path)) {
-      if (fatal || opts.signal?.aborted) break;
-      let entryIndex = entries.length - 1;
-      if (entries[entryIndex] !== chunk.entry) {
-        entries.push(chunk.entry);
-        entryIndex = entries.length - 1;
-      }
-      const lines = chunk.lines;
-      for (let i = 0; i < lines.length; i++) {
-        const text = lines[i] as string;
-        const lineNo = chunk.firstLine + i;
-        const base = encodePosition(entryIndex, lineNo, 0);
-        lastPos = base;
-        s.linesRead++;
-        if (text.length === 0 || text.trim().length === 0) {
-          s.blankLines++;
-          continue;
-        }
-        const already = resume.length > 0 && inRanges(resume, base);
-        let row: unknown;
-        try {
-          row = JSON.parse(text);
-        } catch (err) {
-          s.invalidLines++;
-          if (!already) {
-            deadLetters.write({
-              reason: 'invalid_json',
-              detail: (err as Error).message,
-              source: { window: label, entry: chunk.entry, line: lineNo },
-              retriable: false,
-              payload: text,
-            });
-          }
-          continue;
-        }
-        if (row === null || typeof row !== 'object' || Array.isArray(row)) {
-          s.invalidLines++;
-          if (!already) deadLetters.write({ reason: 'not_an_object', detail: 'the line is JSON but not an event object', source: { window: label, entry: chunk.entry, line: lineNo }, retriable: false, payload: text });
-          continue;
-        }
-        s.eventsRead++;
-        const result = mapper.map(row as Record<string, unknown>);
-        if (result.kind === 'skipped') continue;
-        if (result.kind === 'invalid') {
-          if (!already) deadLetters.write({ reason: result.reason, detail: result.detail, source: { window: label, entry: chunk.entry, line: lineNo }, retriable: false, payload: row });
-          continue;
-        }
-        for (let k = 0; k < result.events.length; k++) {
-          const mapped = result.events[k]!;
-          s.fmeEventsMapped++;
-          const pos = base + mapped.identityIndex;
-          if (already || (resume.length > 0 && inRanges(resume, pos))) {
-            s.fmeEventsAlreadyDelivered++;
-            continue;
-          }
-          if (mode === 'dry-run') continue;
-          const full = batcher.add(mapped.json, mapped.bytes, pos);
-          if (full) await dispatch(full);
-        }
-      }
-      progress();
+    try {
+      await readAndDispatch();
+    } catch (err) {
+      // Let what is in flight finish (and be recorded) before the error ends the run.
+      await Promise.allSettled(inFlight);
+      throw err;
     }
     const rest = batcher.flush();
     if (rest && !fatal) await dispatch(rest);
     await Promise.all(inFlight);
     if (!fatal && !opts.signal?.aborted && lastPos >= coverFrom) {
       // Lines after the last batch (skipped, invalid) are handled too.
-      await checkpoint.acknowledge(window, coverFrom, lastPos + 15);
+      await checkpoint.acknowledge(window, coverFrom, lastPos + MAX_IDENTITIES - 1);
+    }
+
+    async function readAndDispatch(): Promise<void> {
+      for await (const chunk of readArchiveLines(path)) {
+        if (fatal || opts.signal?.aborted) break;
+        let entryIndex = entries.length - 1;
+        if (entries[entryIndex] !== chunk.entry) {
+          entries.push(chunk.entry);
+          entryIndex = entries.length - 1;
+        }
+        const lines = chunk.lines;
+        for (let i = 0; i < lines.length; i++) {
+          const text = lines[i] as string;
+          const lineNo = chunk.firstLine + i;
+          const base = encodePosition(entryIndex, lineNo, 0);
+          lastPos = base;
+          s.linesRead++;
+          if (text.length === 0 || text.trim().length === 0) {
+            s.blankLines++;
+            continue;
+          }
+          const already = resume.length > 0 && inRanges(resume, base);
+          let row: unknown;
+          try {
+            row = JSON.parse(text);
+          } catch (err) {
+            s.invalidLines++;
+            if (!already) {
+              deadLetters.write({
+                reason: 'invalid_json',
+                detail: (err as Error).message,
+                source: { window: label, entry: chunk.entry, line: lineNo },
+                retriable: false,
+                payload: text,
+              });
+            }
+            continue;
+          }
+          if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+            s.invalidLines++;
+            if (!already) deadLetters.write({ reason: 'not_an_object', detail: 'the line is JSON but not an event object', source: { window: label, entry: chunk.entry, line: lineNo }, retriable: false, payload: text });
+            continue;
+          }
+          s.eventsRead++;
+          const result = mapper.map(row as Record<string, unknown>);
+          if (result.kind === 'skipped') continue;
+          if (result.kind === 'invalid') {
+            if (!already) deadLetters.write({ reason: result.reason, detail: result.detail, source: { window: label, entry: chunk.entry, line: lineNo }, retriable: false, payload: row });
+            continue;
+          }
+          for (let k = 0; k < result.events.length; k++) {
+            const mapped = result.events[k]!;
+            s.fmeEventsMapped++;
+            const pos = base + mapped.identityIndex;
+            if (already || (resume.length > 0 && inRanges(resume, pos))) {
+              s.fmeEventsAlreadyDelivered++;
+              continue;
+            }
+            if (mode === 'dry-run') continue;
+            const full = batcher.add(mapped.json, mapped.bytes, pos);
+            if (full) await dispatch(full);
+          }
+        }
+        progress();
+      }
     }
   }
 
   const durationMs = Date.now() - started;
   const mstats: MapperStats = mapper.stats;
   const summary: ExportEventsSummary = {
-    start: describeWindow({ start: opts.start, end: opts.start }).split('..')[0] ?? '',
-    end: describeWindow({ start: opts.end, end: opts.end }).split('..')[0] ?? '',
+    start: formatHour(opts.start),
+    end: formatHour(opts.end),
     windows: windows.length,
     ...s,
     skipped: { ...mstats.skipped } as Record<string, number>,

@@ -157,6 +157,23 @@ describe('unattended runs (spawned)', () => {
     expect([...counts.values()].every((c) => c === 1)).toBe(true);
   });
 
+  it('SIGTERM while Amplitude is still preparing the export stops cleanly (exit 1, no stack trace)', async () => {
+    world = await startWorld();
+    seedHours(world, ago(10), 2, 5);
+    world.writeConfig(CONFIG);
+    world.exportApi.faults.push({ status: 503, delayMs: 5000 });
+    const run = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
+    while (world.exportApi.requests.length === 0) await new Promise((r) => setTimeout(r, 20));
+    run.child.kill('SIGTERM');
+    const r = await run;
+    expect(r.code).toBe(1);
+    const lines = logLines(r.stderr);
+    expect(lines.some((l) => l.message.includes('SIGTERM'))).toBe(true);
+    expect(lines.find((l) => l.level === 'error')?.message).toMatch(/^stopped early/);
+    expect(r.stderr).not.toContain('Unexpected error');
+    expect(world.fme.count).toBe(0);
+  });
+
   it('a second run while one is active exits 75 at once, naming the holder', async () => {
     world = await startWorld();
     seedHours(world, ago(10), 6, 200);
