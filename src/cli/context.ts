@@ -33,6 +33,8 @@ export class CommandContext {
   readonly tty: boolean;
   readonly startedAt = new Date();
   readonly runStamp: string;
+  /** Human text on stderr (a terminal), or JSON lines (cron). */
+  readonly logFormat: LogFormat;
   private progress: Progress | undefined;
   private deadLetterWriter: DeadLetterWriter | undefined;
 
@@ -40,6 +42,7 @@ export class CommandContext {
     this.command = command;
     this.loaded = loaded;
     this.json = flags.json === true;
+    this.logFormat = logFormat;
     this.tty = process.stderr.isTTY === true;
     this.runStamp = this.startedAt.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
     this.logger = createLogger({
@@ -89,7 +92,7 @@ export class CommandContext {
     const full = { ...summary, deadLetters, deadLettersByReason: dl?.counts() ?? {}, deadLetterFile: deadLetters > 0 ? dl?.path : undefined };
     if (this.json) process.stdout.write(`${redact(JSON.stringify(full))}\n`);
     // One summary per run: a JSON log line for machines, or the human block on a terminal.
-    if (!this.logFormatIsText) this.logger.info('summary', full);
+    if (this.logFormat === 'json') this.logger.info('summary', full);
     else if (!this.json) process.stderr.write(`${redact(textLines.join('\n'))}\n`);
     if (deadLetters > 0) {
       this.logger.warn(`${deadLetters} record(s) could not be delivered; they are in ${dl?.path}. Fix the cause, then re-send them with: amp-fme retry ${dl?.path}`);
@@ -97,8 +100,6 @@ export class CommandContext {
     }
     return EXIT.OK;
   }
-
-  logFormatIsText = true;
 }
 
 function pickLogFormat(flags: CommonFlags, config?: Config): LogFormat {
@@ -115,11 +116,14 @@ export async function runCommand(command: string, flags: CommonFlags, body: (ctx
     const loaded = await loadConfig({ configPath: flags.config });
     const format = pickLogFormat(flags, loaded.config);
     ctx = new CommandContext(command, loaded, flags, format);
-    ctx.logFormatIsText = format === 'text';
     return await body(ctx);
   } catch (err) {
     ctx?.stopProgress();
-    await ctx?.deadLetters.close().catch(() => undefined);
+    if (ctx) {
+      const dl = ctx.deadLetters;
+      await dl.close().catch(() => undefined);
+      if (dl.count > 0) ctx.logger.warn(`${dl.count} record(s) of this run are in the dead-letter file ${dl.path}`, { deadLetters: dl.count, deadLetterFile: dl.path });
+    }
     const code = exitCodeFor(err);
     const message = messageFor(err);
     const format = pickLogFormat(flags, ctx?.config);
