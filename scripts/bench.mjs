@@ -27,7 +27,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { createGunzip, gzip } from 'node:zlib';
+import { createGunzip, createGzip, gzip } from 'node:zlib';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const DIST = join(ROOT, 'dist');
@@ -302,6 +302,20 @@ async function floorExport(files) {
 
 // --------------------------------------------------------------------------------- push-impressions
 
+/** A gzip file written with backpressure: `write` resolves when the stream can take more. */
+function gzipStream(path) {
+  const gz = createGzip({ level: 6 });
+  const file = createWriteStream(path);
+  gz.pipe(file);
+  return {
+    write: (text) => (gz.write(text) ? Promise.resolve() : once(gz, 'drain')),
+    end: () => {
+      gz.end();
+      return once(file, 'finish');
+    },
+  };
+}
+
 async function prepareImpressions(count) {
   const { generateWebhookImpressions } = await import(join(DIST, 'sandbox/generate.js'));
   const base = join(cacheDir(), `impressions-v${DATA_VERSION}-${count}`);
@@ -312,10 +326,19 @@ async function prepareImpressions(count) {
     // Impressions from the last few days: inside Amplitude's 7-day dedupe window, as a replay would be.
     const to = Date.now() - 3_600_000;
     const gen = () => generateWebhookImpressions(count, { seed: 11, users: 20_000, from: to - 3 * 86_400_000, to });
-    const lines = [];
-    for (const imp of gen()) lines.push(JSON.stringify(imp));
-    writeFileSync(`${ndjson}.tmp`, await gzipAsync(`${lines.join('\n')}\n`, { level: 6 }));
-    writeFileSync(`${array}.tmp`, await gzipAsync(`[\n${lines.join(',\n')}\n]\n`, { level: 6 }));
+    // Streamed to disk: a 3M dump does not fit in one string.
+    const nd = gzipStream(`${ndjson}.tmp`);
+    const arr = gzipStream(`${array}.tmp`);
+    await arr.write('[\n');
+    let first = true;
+    for (const imp of gen()) {
+      const line = JSON.stringify(imp);
+      await nd.write(`${line}\n`);
+      await arr.write(first ? line : `,\n${line}`);
+      first = false;
+    }
+    await arr.write('\n]\n');
+    await Promise.all([nd.end(), arr.end()]);
     renameSync(`${ndjson}.tmp`, ndjson);
     renameSync(`${array}.tmp`, array);
   }

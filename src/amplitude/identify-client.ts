@@ -1,7 +1,9 @@
 import type { Got } from 'got';
-import { FatalRemoteError, RetriableRemoteError } from '../errors.js';
-import { asNetworkError, bodySnippet } from '../http/client.js';
-import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
+import { FatalRemoteError } from '../errors.js';
+import { joinedBody, type BodyFrame } from '../http/body.js';
+import { bodySnippet } from '../http/client.js';
+import { postWithRetry } from '../http/post.js';
+import type { RetryPolicy } from '../http/retry.js';
 import type { Logger } from '../log/logger.js';
 import { invalidApiKeyError } from './ingestion-client.js';
 import { deliverItems, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
@@ -56,15 +58,16 @@ function idsOf(body: unknown, ...fields: string[]): Set<string> {
  */
 export class IdentifyClient {
   private readonly url: string;
-  private readonly prefix: string;
+  private readonly frame: BodyFrame;
 
   constructor(private readonly o: IdentifyClientOptions) {
     this.url = `${o.baseUrl}${IDENTIFY_LIMITS.path}`;
-    this.prefix = `api_key=${encodeURIComponent(o.apiKey)}&identification=`;
+    // The identification array, form-encoded: `[` `,` `]` are %5B %2C %5D (all ASCII: length = bytes).
+    this.frame = { prefix: `api_key=${encodeURIComponent(o.apiKey)}&identification=%5B`, separator: '%2C', suffix: '%5D' };
   }
 
   get envelopeBytes(): number {
-    return this.prefix.length + 6; // %5B ... %5D
+    return this.frame.prefix.length + this.frame.suffix.length;
   }
 
   deliver<T extends IdentifyItem>(items: T[], onReject: (item: T, r: Rejection) => void): Promise<number> {
@@ -79,36 +82,20 @@ export class IdentifyClient {
   }
 
   async post(items: readonly IdentifyItem[]): Promise<Verdict> {
-    const body = `${this.prefix}%5B${items.map((i) => i.encoded).join('%2C')}%5D`;
     const what = `Amplitude identify of ${items.length} users`;
-    const res = await withRetry(
-      async () => {
-        let r;
-        try {
-          r = await this.o.http.post(this.url, {
-            body,
-            headers: { 'content-type': 'application/x-www-form-urlencoded' },
-            responseType: 'text',
-            ...(this.o.signal ? { signal: this.o.signal } : {}),
-          });
-        } catch (err) {
-          throw asNetworkError(err, what) ?? err;
-        }
-        if (r.statusCode >= 500 || r.statusCode === 408) {
-          const retryAfterMs = parseRetryAfter(r.headers['retry-after']);
-          throw new RetriableRemoteError('AMPLITUDE_UNAVAILABLE', `${what}: HTTP ${r.statusCode} ${bodySnippet(r.body)}`, {
-            status: r.statusCode,
-            ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-          });
-        }
-        return r;
-      },
-      this.o.retry,
-      {
-        onRetry: (err, attempt, delayMs) => this.o.logger.warn('retrying Amplitude identify', { error: err.message, attempt, delayMs }),
-        ...(this.o.signal ? { signal: this.o.signal } : {}),
-      },
-    );
+    const res = await postWithRetry({
+      http: this.o.http,
+      url: this.url,
+      body: joinedBody(this.frame, items.map((i) => i.encoded)),
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      what,
+      errorCode: 'AMPLITUDE_UNAVAILABLE',
+      retry: this.o.retry,
+      // 429 is not retried here: `deliver` holds back the throttled ids.
+      retriable: (status) => status >= 500 || status === 408,
+      logger: this.o.logger,
+      signal: this.o.signal,
+    });
     const status = res.statusCode;
     if (status >= 200 && status < 300) return { kind: 'ok' };
     let parsed: unknown;

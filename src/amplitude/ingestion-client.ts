@@ -1,8 +1,10 @@
 import type { Got } from 'got';
 import type { IngestionApi } from '../config/types.js';
-import { FatalRemoteError, RetriableRemoteError } from '../errors.js';
-import { asNetworkError, bodySnippet } from '../http/client.js';
-import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
+import { FatalRemoteError } from '../errors.js';
+import { BodyBuilder, joinedBody, type BodyFrame } from '../http/body.js';
+import { bodySnippet } from '../http/client.js';
+import { postWithRetry } from '../http/post.js';
+import type { RetryPolicy } from '../http/retry.js';
 import type { Logger } from '../log/logger.js';
 import { deliverItems, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
 
@@ -103,26 +105,39 @@ export function sortResponse(status: number, body: IngestionBody, items: readonl
 export class IngestionClient {
   readonly limits: { maxEvents: number; maxBytes: number };
   private readonly url: string;
-  private readonly prefix: string;
-  private readonly suffix: string;
+  private readonly frame: BodyFrame;
+  private readonly envelope: number;
 
   constructor(private readonly o: IngestionClientOptions) {
     const l = INGESTION_LIMITS[o.api];
     this.limits = { maxEvents: l.maxEvents, maxBytes: l.maxBytes };
     this.url = `${o.baseUrl}${l.path}`;
-    this.prefix = `{"api_key":${JSON.stringify(o.apiKey)},"events":[`;
-    this.suffix = o.minIdLength !== undefined ? `],"options":${JSON.stringify({ min_id_length: o.minIdLength })}}` : ']}';
+    this.frame = {
+      prefix: `{"api_key":${JSON.stringify(o.apiKey)},"events":[`,
+      separator: ',',
+      suffix: o.minIdLength !== undefined ? `],"options":${JSON.stringify({ min_id_length: o.minIdLength })}}` : ']}',
+    };
+    this.envelope = Buffer.byteLength(this.frame.prefix) + Buffer.byteLength(this.frame.suffix);
   }
 
   /** Bytes of the request envelope around the events (add one byte per event after the first for commas). */
   get envelopeBytes(): number {
-    return Buffer.byteLength(this.prefix) + Buffer.byteLength(this.suffix);
+    return this.envelope;
   }
 
-  /** Sends `items` until each is acknowledged or rejected; returns the number acknowledged. */
-  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void): Promise<number> {
+  /** A builder of request bodies with this client's envelope, for callers that encode events as they batch them. */
+  newBody(): BodyBuilder {
+    return new BodyBuilder(this.frame);
+  }
+
+  /**
+   * Sends `items` until each is acknowledged or rejected; returns the number acknowledged. `body`, when
+   * given, is exactly `items` already encoded (`newBody`): the first request sends it as it is, and only
+   * requests for parts of `items` (bisecting, resending held events) are assembled again.
+   */
+  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void, body?: Buffer): Promise<number> {
     return deliverItems(items, {
-      post: (batch) => this.post(batch),
+      post: (batch) => this.post(batch, batch === items ? body : undefined),
       throttleDelayMs: this.o.throttleDelayMs,
       maxThrottleRounds: this.o.maxThrottleRounds ?? 8,
       onReject,
@@ -131,39 +146,24 @@ export class IngestionClient {
     });
   }
 
-  /** One request (retried on 5xx/network), answered as a verdict. */
-  async post(items: readonly WireItem[]): Promise<Verdict> {
-    const body = `${this.prefix}${items.map((i) => i.json).join(',')}${this.suffix}`;
+  /** One request (retried on 5xx/network), answered as a verdict. `body`: `items` already encoded, if at hand. */
+  async post(items: readonly WireItem[], body?: Buffer): Promise<Verdict> {
     const what = `Amplitude ${this.o.api} upload of ${items.length} events`;
-    const res = await withRetry(
-      async () => {
-        let r;
-        try {
-          r = await this.o.http.post(this.url, {
-            body,
-            headers: { 'content-type': 'application/json' },
-            responseType: 'text',
-            ...(this.o.signal ? { signal: this.o.signal } : {}),
-          });
-        } catch (err) {
-          throw asNetworkError(err, what) ?? err;
-        }
-        if (r.statusCode >= 500 || r.statusCode === 408) {
-          // 500/502/504 may or may not have stored the events, 503 did not: retrying is safe either way thanks to insert_id.
-          const retryAfterMs = parseRetryAfter(r.headers['retry-after']);
-          throw new RetriableRemoteError('AMPLITUDE_UNAVAILABLE', `${what}: HTTP ${r.statusCode} ${bodySnippet(r.body)}`, {
-            status: r.statusCode,
-            ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-          });
-        }
-        return r;
-      },
-      this.o.retry,
-      {
-        onRetry: (err, attempt, delayMs) => this.o.logger.warn('retrying Amplitude upload', { api: this.o.api, error: err.message, attempt, delayMs }),
-        ...(this.o.signal ? { signal: this.o.signal } : {}),
-      },
-    );
+    const res = await postWithRetry({
+      http: this.o.http,
+      url: this.url,
+      body: body ?? this.assemble(items),
+      headers: { 'content-type': 'application/json' },
+      what,
+      errorCode: 'AMPLITUDE_UNAVAILABLE',
+      retry: this.o.retry,
+      // 500/502/504 may or may not have stored the events, 503 did not: retrying is safe either way thanks
+      // to insert_id. 429 is not retried here: `deliver` sorts it per event.
+      retriable: (status) => status >= 500 || status === 408,
+      logger: this.o.logger,
+      logFields: { api: this.o.api },
+      signal: this.o.signal,
+    });
     const status = res.statusCode;
     if (status >= 200 && status < 300) return { kind: 'ok' };
     const parsed = parseBody(res.body);
@@ -185,5 +185,12 @@ export class IngestionClient {
       return v;
     }
     throw new FatalRemoteError('AMPLITUDE_UNEXPECTED', `${what}: unexpected HTTP ${status} ${bodySnippet(res.body)}: check amplitude.ingestionBaseUrl / region`, status);
+  }
+
+  /** The body for `items`, written straight into one Buffer (`size` is each event's UTF-8 length, see WireItem). */
+  private assemble(items: readonly WireItem[]): Buffer {
+    let bytes = this.envelopeBytes + Math.max(0, items.length - 1);
+    for (const it of items) bytes += it.size;
+    return joinedBody(this.frame, items.map((i) => i.json), bytes);
   }
 }

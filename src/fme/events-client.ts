@@ -15,9 +15,11 @@
  * batch twice. That is accepted here; the pipeline makes sure acknowledged batches are never re-sent.
  */
 import type { Got } from 'got';
-import { FatalRemoteError, RetriableRemoteError } from '../errors.js';
-import { asNetworkError, bodySnippet } from '../http/client.js';
-import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
+import { FatalRemoteError } from '../errors.js';
+import { joinedBody, JSON_ARRAY } from '../http/body.js';
+import { bodySnippet } from '../http/client.js';
+import { postWithRetry } from '../http/post.js';
+import type { RetryPolicy } from '../http/retry.js';
 import type { Logger } from '../log/logger.js';
 
 export interface FmeEventsClientOptions {
@@ -40,25 +42,9 @@ const AUTH_MESSAGE =
   'FME rejected the SDK key: use a server-side SDK key of the target environment from FME_SDK_KEY or fme.sdkKey ' +
   '(admin API keys do not work for the events API)';
 
-/**
- * `[json,json,...]` as UTF-8. With the body's size known (the Batcher counts it), each event is written
- * straight into one buffer: joining thousands of strings first and encoding the result cost several
- * times more (and twice the memory) in the benchmark's profile.
- */
-export function buildBulkBody(jsons: string[], bytes?: number): Buffer {
-  if (bytes !== undefined) {
-    const body = Buffer.allocUnsafe(bytes);
-    let at = 0;
-    body[at++] = 0x5b; // [
-    for (let i = 0; i < jsons.length; i++) {
-      if (i > 0) body[at++] = 0x2c; // ,
-      at += body.write(jsons[i] as string, at, 'utf8');
-    }
-    body[at++] = 0x5d; // ]
-    if (at === bytes) return body;
-    // A wrong size would cut an event short: never send that, build the body the plain way instead.
-  }
-  return Buffer.from(`[${jsons.join(',')}]`, 'utf8');
+/** `[json,json,...]` as UTF-8, written straight into one Buffer; `bytes` is the size the Batcher counted. */
+export function buildBulkBody(jsons: readonly string[], bytes?: number): Buffer {
+  return joinedBody(JSON_ARRAY, jsons, bytes);
 }
 
 export class FmeEventsClient {
@@ -75,23 +61,21 @@ export class FmeEventsClient {
    * `bytes`, when given, is the body's UTF-8 size (as the Batcher counts it).
    */
   async send(batch: { jsons: string[]; bytes?: number }): Promise<SendOutcome> {
-    const body = buildBulkBody(batch.jsons, batch.bytes);
     const events = batch.jsons.length;
-    const { logger, signal } = this.options;
-    return withRetry(() => this.attempt(body, events), this.options.retry, {
-      onRetry: (err, n, delayMs) =>
-        logger.warn('FME events request failed, retrying', { status: err.status, code: err.code, attempt: n, delayMs, events }),
-      ...(signal ? { signal } : {}),
+    const { http, logger, signal } = this.options;
+    const res = await postWithRetry({
+      http,
+      url: this.url,
+      body: buildBulkBody(batch.jsons, batch.bytes),
+      headers: this.headers,
+      what: 'FME events API',
+      errorCode: 'FME_HTTP',
+      retry: this.options.retry,
+      retriable: (status) => status === 408 || status === 429 || status >= 500,
+      logger,
+      logFields: { events },
+      signal,
     });
-  }
-
-  private async attempt(body: Buffer, events: number): Promise<SendOutcome> {
-    const { http, signal } = this.options;
-    const res = await http
-      .post(this.url, { body, headers: this.headers, responseType: 'text', ...(signal ? { signal } : {}) })
-      .catch((err: unknown) => {
-        throw asNetworkError(err, 'FME events API') ?? err;
-      });
     const status = res.statusCode;
     if (status >= 200 && status < 300) return { delivered: true, status, events };
     if (status === 401 || status === 403) {
@@ -103,13 +87,6 @@ export class FmeEventsClient {
         `FME events API answered HTTP ${status} at ${this.url}: check fme.eventsBaseUrl (default https://events.split.io/api)`,
         status,
       );
-    }
-    if (status === 408 || status === 429 || status >= 500) {
-      const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
-      throw new RetriableRemoteError('FME_HTTP', `FME events API answered HTTP ${status}: ${bodySnippet(res.body, 200)}`, {
-        status,
-        ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-      });
     }
     return { delivered: false, status, body: bodySnippet(res.body) };
   }

@@ -68,12 +68,12 @@ function build(f: Fields, shape: ImpressionShape, payload: unknown, item: number
   const key = asId(f.key);
   const flag = asText(f.flag);
   const treatment = asText(f.treatment);
-  const missing: string[] = [];
-  if (key === undefined || key === '') missing.push(names.key);
-  if (flag === undefined || flag === '') missing.push(names.flag);
-  if (treatment === undefined || treatment === '') missing.push(names.treatment);
-  if (f.time === undefined || f.time === null) missing.push(names.time);
-  if (missing.length > 0) {
+  const noKey = key === undefined || key === '';
+  const noFlag = flag === undefined || flag === '';
+  const noTreatment = treatment === undefined || treatment === '';
+  const noTime = f.time === undefined || f.time === null;
+  if (noKey || noFlag || noTreatment || noTime) {
+    const missing = [noKey && names.key, noFlag && names.flag, noTreatment && names.treatment, noTime && names.time].filter((n) => n !== false);
     sink.invalid('missing_field', `${shape} impression without ${missing.join(', ')}`, payload, item);
     return;
   }
@@ -116,11 +116,14 @@ export function readRecord(value: unknown, sink: ShapeSink): void {
   readOne(value, sink, undefined);
 }
 
+/** The item number of the next impression of an array record; undefined for a record that is one impression. */
+function nextItem(seq: { n: number } | undefined): number | undefined {
+  return seq ? seq.n++ : undefined;
+}
+
 function readOne(value: unknown, sink: ShapeSink, seq: { n: number } | undefined): void {
-  const single = (): number | undefined => (seq ? seq.n++ : undefined);
-  const grouped = seq ?? { n: 0 };
   if (!isObj(value)) {
-    sink.invalid('unknown_shape', `not an impression object (${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value})`, value, single());
+    sink.invalid('unknown_shape', `not an impression object (${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value})`, value, nextItem(seq));
     return;
   }
   // 2. SDK impression listener (JS `feature`/`label`, Java `split`/`appliedRule`).
@@ -139,7 +142,7 @@ function readOne(value: unknown, sink: ShapeSink, seq: { n: number } | undefined
       },
       'listener',
       value,
-      single(),
+      nextItem(seq),
       sink,
     );
     return;
@@ -148,6 +151,7 @@ function readOne(value: unknown, sink: ShapeSink, seq: { n: number } | undefined
   if (Array.isArray(value['i']) && 'f' in value) {
     const flag = value['f'];
     const items = value['i'] as unknown[];
+    const grouped = seq ?? { n: 0 };
     items.forEach((it: unknown) => {
       const item = grouped.n++;
       if (!isObj(it)) {
@@ -166,6 +170,7 @@ function readOne(value: unknown, sink: ShapeSink, seq: { n: number } | undefined
   }
   // 4. Synchronizer/evaluator listener body, grouped by flag.
   if (Array.isArray(value['impressions'])) {
+    const grouped = seq ?? { n: 0 };
     for (const group of value['impressions'] as unknown[]) {
       if (!isObj(group) || !Array.isArray(group['keyImpressions'])) {
         sink.invalid('unknown_shape', 'impressions[] entry without testName/keyImpressions', group, grouped.n++);
@@ -214,10 +219,10 @@ function readOne(value: unknown, sink: ShapeSink, seq: { n: number } | undefined
       },
       'webhook',
       value,
-      single(),
+      nextItem(seq),
       sink,
     );
     return;
   }
-  sink.invalid('unknown_shape', 'record matches none of the impression shapes (webhook, listener, bulk, grouped)', value, single());
+  sink.invalid('unknown_shape', 'record matches none of the impression shapes (webhook, listener, bulk, grouped)', value, nextItem(seq));
 }

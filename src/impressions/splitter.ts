@@ -82,6 +82,14 @@ export class RecordSplitter {
               this.finish(chunk, start, i, out, 'line ends inside a string');
               continue;
             }
+          } else {
+            // Plain string content (most of a record's bytes): skip to the next byte that can end the
+            // string, start an escape or end the line, without the per-byte state checks.
+            while (i + 1 < n) {
+              const d = chunk[i + 1];
+              if (d === QUOTE || d === BACKSLASH || d === LF) break;
+              i++;
+            }
           }
           continue;
         }

@@ -8,6 +8,7 @@ import type { Rejection, WireItem } from '../amplitude/ingestion-delivery.js';
 import { IngestionClient, INGESTION_LIMITS } from '../amplitude/ingestion-client.js';
 import { ingestionBaseUrl, type CoalesceMode, type Config, type ImpressionIdentity, type IngestionApi, type PushMode } from '../config/types.js';
 import { InterruptedError, UsageError } from '../errors.js';
+import type { BodyBuilder } from '../http/body.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
 import { decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
@@ -90,10 +91,30 @@ interface Item extends WireItem {
   source: SourcePosition;
 }
 
+/**
+ * An event already written into its lane's request body (BodyBuilder): the batch keeps its bytes, not its
+ * JSON string, and the text is decoded again only if Amplitude's answer needs the event on its own.
+ */
+class EncodedEvent implements Item {
+  constructor(
+    private readonly body: BodyBuilder,
+    private readonly start: number,
+    readonly size: number,
+    readonly id: string,
+    readonly source: SourcePosition,
+  ) {}
+
+  get json(): string {
+    return this.body.text(this.start, this.size);
+  }
+}
+
 interface Lane<T extends WireItem> {
   limit: LimitFunction;
   items: T[];
   bytes: number;
+  /** Event mode: the request body of `items`, encoded as they arrive. */
+  body: BodyBuilder | undefined;
 }
 
 function retryPolicy(c: Config): RetryPolicy {
@@ -209,7 +230,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   let inflight = 0;
   let waiters: (() => void)[] = [];
   let failure: unknown;
-  const lanes: Lane<Item>[] = Array.from({ length: laneCount }, () => ({ limit: pLimit(1), items: [], bytes: 0 }));
+  const lanes: Lane<Item>[] = Array.from({ length: laneCount }, () => ({ limit: pLimit(1), items: [], bytes: 0, body: undefined }));
   const all = new Set<Promise<void>>();
 
   const reject = (item: Item, r: Rejection): void => {
@@ -218,8 +239,10 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
 
   const submit = (lane: Lane<Item>): void => {
     const items = lane.items;
+    const body = lane.body?.finish();
     lane.items = [];
     lane.bytes = 0;
+    lane.body = undefined;
     if (items.length === 0) return;
     inflight++;
     const p = lane
@@ -228,7 +251,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
         summary.requests++;
         // Await first, then add: `x += await y` would read x before the await and lose other lanes' counts.
         if (ingestion) {
-          const sent = await ingestion.deliver(items, reject);
+          const sent = await ingestion.deliver(items, reject, body);
           summary.eventsSent += sent;
         } else if (identify) {
           const sent = await identify.deliver(items as (IdentifyItem & Item)[], reject);
@@ -275,7 +298,12 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     }
     const lane = lanes[laneOf(item.id, laneCount)] as Lane<Item>;
     if (lane.items.length >= limits.maxItems || lane.bytes + item.size + 1 > limits.maxBytes) submit(lane);
-    lane.items.push(item);
+    if (ingestion) {
+      lane.body ??= ingestion.newBody();
+      lane.items.push(new EncodedEvent(lane.body, lane.body.add(item.json, item.size), item.size, item.id, item.source));
+    } else {
+      lane.items.push(item);
+    }
     lane.bytes += item.size + 1;
   };
 
@@ -287,7 +315,10 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   const dedupeCutoff = now() - DEDUPE_WINDOW_MS;
   let warnedOld = false;
 
-  const onImpression = (imp: Impression, source: () => SourcePosition): void => {
+  // The record being read: set by handleRecord, so that the per-impression path allocates no closures.
+  let recFile = '';
+  let rec: RawRecord = { text: '', line: 0, index: undefined };
+  const onImpression = (imp: Impression, item: number | undefined): void => {
     if (imp.time < oldest) oldest = imp.time;
     if (imp.time > newest) newest = imp.time;
     if (opts.mode === 'event' && imp.time < dedupeCutoff) {
@@ -296,14 +327,14 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
         warnedOld = true;
         logger.warn(
           `impressions from ${new Date(imp.time).toISOString()} are older than Amplitude's 7-day insert_id dedupe window: sending them again later could duplicate them`,
-          source(),
+          sourceOf(recFile, rec, item),
         );
       }
     }
     const problem = checkId(imp.key, minIdLength);
     if (problem) {
       const detail = opts.mode === 'identify' && problem.reason === 'id_too_short' ? `key is ${imp.key.length} characters; the Identify API takes ids of 5 or more` : problem.detail;
-      deadLetters.write({ reason: problem.reason, detail, source: source(), retriable: false, payload: imp });
+      deadLetters.write({ reason: problem.reason, detail, source: sourceOf(recFile, rec, item), retriable: false, payload: imp });
       return;
     }
     if (seen) {
@@ -319,10 +350,23 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       return;
     }
     const json = JSON.stringify(impressionToEvent(imp, mapping));
-    enqueue({ json, size: Buffer.byteLength(json), id: imp.key, source: source() });
+    enqueue({ json, size: Buffer.byteLength(json), id: imp.key, source: sourceOf(recFile, rec, item) });
   };
 
-  const handleRecord = (file: string, rec: RawRecord): void => {
+  const sink: ShapeSink = {
+    impression: (imp, shape, item) => {
+      summary.impressionsRead++;
+      summary.byShape[shape]++;
+      onImpression(imp, item);
+    },
+    invalid: (reason, detail, payload, item) => {
+      deadLetters.write({ reason, detail, source: sourceOf(recFile, rec, item), retriable: false, payload });
+    },
+  };
+
+  const handleRecord = (file: string, record: RawRecord): void => {
+    recFile = file;
+    rec = record;
     summary.recordsRead++;
     if (rec.broken) {
       deadLetters.write({ reason: 'invalid_json', detail: rec.broken, source: sourceOf(file, rec, undefined), retriable: false, payload: rec.text });
@@ -335,16 +379,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       deadLetters.write({ reason: 'invalid_json', detail: (err as Error).message, source: sourceOf(file, rec, undefined), retriable: false, payload: rec.text });
       return;
     }
-    const sink: ShapeSink = {
-      impression: (imp, shape, item) => {
-        summary.impressionsRead++;
-        summary.byShape[shape]++;
-        onImpression(imp, () => sourceOf(file, rec, item));
-      },
-      invalid: (reason, detail, payload, item) => {
-        deadLetters.write({ reason, detail, source: sourceOf(file, rec, item), retriable: false, payload });
-      },
-    };
     readRecord(value, sink);
   };
 

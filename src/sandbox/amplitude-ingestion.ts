@@ -97,7 +97,8 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
   const countOnly = options.countOnly ?? false;
   const events: StoredAmplitudeEvent[] = [];
   const requests: IngestionRequestRecord[] = [];
-  const seen = new Map<string, number>();
+  /** When each insert_id was first accepted, per device (or user): Amplitude dedupes per id within 7 days. */
+  const seen = new Map<string, Map<string, number>>();
   const userProperties = new Map<string, Record<string, unknown>>();
   const scriptedThrottle = new Map<string, number>();
   const quota = new Set<string>();
@@ -169,21 +170,24 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
     const silencedDevices: string[] = [];
     const perId = new Map<string, number>();
     const idOf: string[] = [];
-    list.forEach((e: unknown, i) => {
+    const checkId = (field: 'user_id' | 'device_id', v: unknown, i: number): void => {
+      if (v === undefined || v === null) return;
+      if (typeof v !== 'string' || PLACEHOLDERS.has(v.trim().toLowerCase())) addIndex(invalid, field, i);
+      else if (v.length < minLen) addIndex(idLengths, field, i);
+    };
+    for (let i = 0; i < list.length; i++) {
+      const e: unknown = list[i];
       if (!isObj(e)) {
         addIndex(invalid, 'event', i);
         idOf.push('');
-        return;
+        continue;
       }
       if (typeof e['event_type'] !== 'string' || e['event_type'] === '') addIndex(missing, 'event_type', i);
       const uid = e['user_id'];
       const did = e['device_id'];
       if ((uid === undefined || uid === null) && (did === undefined || did === null)) addIndex(missing, 'user_id', i);
-      for (const [field, v] of [['user_id', uid], ['device_id', did]] as const) {
-        if (v === undefined || v === null) continue;
-        if (typeof v !== 'string' || PLACEHOLDERS.has(v.trim().toLowerCase())) addIndex(invalid, field, i);
-        else if (v.length < minLen) addIndex(idLengths, field, i);
-      }
+      checkId('user_id', uid, i);
+      checkId('device_id', did, i);
       const t = e['time'];
       if (t !== undefined && !(typeof t === 'number' && Number.isInteger(t) && t >= 0)) addIndex(invalid, 'time', i);
       const id = typeof did === 'string' ? did : typeof uid === 'string' ? uid : '';
@@ -193,7 +197,7 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
         if (!silencedDevices.includes(id)) silencedDevices.push(id);
       }
       perId.set(id, (perId.get(id) ?? 0) + 1);
-    });
+    }
     const extra: Obj = minIdLength !== undefined ? { minIdLength } : {};
     if (Object.keys(invalid).length || Object.keys(missing).length || Object.keys(idLengths).length) {
       const b: Obj = { code: 400, error: 'Request missing required field or has invalid field values on some events' };
@@ -241,13 +245,18 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
       for (const e of list as Obj[]) {
         const insertId = e['insert_id'];
         if (typeof insertId === 'string') {
-          const key = `${String(e['device_id'] ?? e['user_id'])}\u0000${insertId}`;
-          const at = seen.get(key);
+          const owner = String(e['device_id'] ?? e['user_id']);
+          let ids = seen.get(owner);
+          if (!ids) {
+            ids = new Map();
+            seen.set(owner, ids);
+          }
+          const at = ids.get(insertId);
           if (at !== undefined && t - at < DEDUPE_WINDOW_MS) {
             duplicates++;
             continue;
           }
-          seen.set(key, t);
+          ids.set(insertId, t);
         }
         count++;
         if (!countOnly) events.push(e as StoredAmplitudeEvent);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
 import type { Impression } from '../../src/impressions/types.js';
@@ -96,5 +97,48 @@ describe('identify folding', () => {
       { user_id: 'user-2', user_properties: { fme_a: 'on' } },
     ]);
     expect(toIdentification('dev-1', new Map([['f', { treatment: 't', time: 1 }]]), 'device_id', '')).toEqual({ device_id: 'dev-1', user_properties: { f: 't' } });
+  });
+});
+
+describe('insert_id and coalesce key values are stable across versions', () => {
+  // What earlier versions computed: a replay of an old dump must dedupe against the ids they sent.
+  const oldInsertId = (imp: Impression): string =>
+    `fme-${createHash('sha256')
+      .update(JSON.stringify([imp.key, imp.flag, imp.treatment, imp.time, imp.changeNumber ?? null, imp.label ?? null, imp.bucketingKey ?? null, imp.environment ?? null]))
+      .digest()
+      .toString('hex', 0, 20)}`;
+  const oldCoalesceKey = (imp: Impression): string =>
+    createHash('md5').update(JSON.stringify([imp.key, imp.flag, imp.treatment, imp.changeNumber ?? null])).digest().toString('latin1');
+
+  // Deterministic pseudo-random impressions, with the characters JSON escapes and multi-byte text.
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  const alphabet = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\u0001', '\u007f', 'é', 'ユ', '🎉', '\ud800', '|', ','];
+  const text = (): string => Array.from({ length: 1 + rnd(12) }, () => alphabet[rnd(alphabet.length)]).join('');
+  const randomImpression = (): Impression => {
+    const imp: Impression = { key: text(), flag: text(), treatment: text(), time: [1, 1_700_000_000_000 + rnd(1e9), 2 ** 53, 1.5e21][rnd(4)] as number };
+    if (rnd(2)) imp.label = text();
+    if (rnd(2)) imp.changeNumber = [0, 17, 1_700_000_000_123, -3][rnd(4)] as number;
+    if (rnd(2)) imp.bucketingKey = text();
+    if (rnd(2)) imp.environment = text();
+    if (rnd(3) === 0) imp.properties = { page: text() };
+    return imp;
+  };
+
+  it('matches the values earlier versions sent, over many random impressions', () => {
+    for (let i = 0; i < 5000; i++) {
+      const imp = randomImpression();
+      expect(impressionInsertId(imp)).toBe(oldInsertId(imp));
+      expect(coalesceKey(imp)).toBe(oldCoalesceKey(imp));
+    }
+  });
+
+  it('keeps known values', () => {
+    expect(impressionInsertId(base)).toBe('fme-fa5e95535e73def8341a81708156bafcc3bfe786');
+    expect(impressionInsertId({ key: 'ユーザー', flag: 'f"\\', treatment: 't\u0001', time: 5 })).toBe('fme-9b2d8eb0acf279abd3b0041232a488a2ae602b88');
+    expect(Buffer.from(coalesceKey(base), 'latin1').toString('hex')).toBe('ad1162053b8c08a1ee13e902f02103d1');
   });
 });

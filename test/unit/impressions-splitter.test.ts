@@ -23,6 +23,24 @@ describe('RecordSplitter', () => {
     }
   });
 
+  it('finds where strings end whatever they hold (escaped quotes, backslashes, brackets), at any chunk size', () => {
+    const elements = [
+      { s: 'plain text, then [brackets] and {braces}' },
+      { s: 'quote \\" inside', t: 'ends in a backslash \\\\' },
+      { s: '\\\\"', n: [1, { m: 'x}' }] },
+      { s: 'ünï ✓ 日本 🎉 "' },
+    ];
+    const text = `[\n${elements.map((e) => JSON.stringify(e)).join(',\n')}\n]\n`;
+    for (const size of [1, 2, 5, 13, 1 << 20]) {
+      const recs = split(text, size);
+      expect(values(recs)).toEqual(elements);
+      expect(recs.map((r) => r.line)).toEqual([2, 3, 4, 5]);
+    }
+    // NDJSON: a string with a raw newline is still a cut-off line, however long the text before it.
+    const cut = split(`{"a":"${'x'.repeat(100)}\n{"a":2}\n`, 7);
+    expect(cut.map((r) => r.broken !== undefined)).toEqual([true, false]);
+  });
+
   it('reads NDJSON line by line, skipping blank lines, with 1-based line numbers', () => {
     const recs = split('{"a":1}\n\n{"a":"q\\"uote\\\\"}\r\n{"a":3}');
     expect(values(recs)).toEqual([{ a: 1 }, { a: 'q"uote\\' }, { a: 3 }]);

@@ -1,0 +1,105 @@
+/**
+ * Request bodies made of pre-serialised pieces: `prefix`, the items joined by `separator`, then `suffix`,
+ * as UTF-8. Each piece is written straight into one Buffer: joining thousands of strings first and letting
+ * the HTTP layer encode (and measure) the result cost several times more, and twice the memory, in the
+ * benchmark's profiles.
+ */
+export interface BodyFrame {
+  prefix: string;
+  separator: string;
+  suffix: string;
+}
+
+/** A JSON array of already-serialised values: `[a,b,c]`. */
+export const JSON_ARRAY: BodyFrame = { prefix: '[', separator: ',', suffix: ']' };
+
+/**
+ * The body `prefix + items.join(separator) + suffix` as UTF-8. `bytes` is the caller's count of its size
+ * (batchers count it as they go); a missing or wrong count costs one measuring pass, never a cut body.
+ */
+export function joinedBody(frame: BodyFrame, items: readonly string[], bytes?: number): Buffer {
+  if (bytes !== undefined) {
+    const body = writeBody(frame, items, bytes);
+    if (body) return body;
+  }
+  let exact = Buffer.byteLength(frame.prefix) + Buffer.byteLength(frame.suffix) + Math.max(0, items.length - 1) * Buffer.byteLength(frame.separator);
+  for (const s of items) exact += Buffer.byteLength(s);
+  return writeBody(frame, items, exact) as Buffer;
+}
+
+/**
+ * Writes the body into `bytes` bytes, or returns undefined when that is not its size. Four spare bytes
+ * (the longest UTF-8 character) make the check exact: `Buffer.write` stops before a character that does
+ * not fit, so a body larger than `bytes` always ends past `bytes`, never exactly on it.
+ */
+function writeBody(frame: BodyFrame, items: readonly string[], bytes: number): Buffer | undefined {
+  const room = bytes + 4;
+  const body = Buffer.allocUnsafe(room);
+  let at = body.write(frame.prefix, 0, 'utf8');
+  for (let i = 0; i < items.length && at < room; i++) {
+    if (i > 0) at += body.write(frame.separator, at, 'utf8');
+    if (at < room) at += body.write(items[i] as string, at, 'utf8');
+  }
+  if (at < room) at += body.write(frame.suffix, at, 'utf8');
+  return at === bytes ? body.subarray(0, bytes) : undefined;
+}
+
+/**
+ * A body built while its items arrive: each item's text is encoded into one growing Buffer at once, so a
+ * batch being filled holds bytes outside the JS heap rather than thousands of strings that every
+ * young-generation GC copies (that copying cost ~1 s per 1M events in the push-impressions benchmark).
+ */
+export class BodyBuilder {
+  private buf: Buffer;
+  private at: number;
+  private items = 0;
+  private readonly separatorBytes: number;
+  private readonly suffixBytes: number;
+
+  constructor(
+    private readonly frame: BodyFrame,
+    initialBytes = 512 * 1024,
+  ) {
+    this.separatorBytes = Buffer.byteLength(frame.separator);
+    this.suffixBytes = Buffer.byteLength(frame.suffix);
+    this.buf = Buffer.allocUnsafe(Math.max(initialBytes, Buffer.byteLength(frame.prefix)));
+    this.at = this.buf.write(frame.prefix, 0, 'utf8');
+  }
+
+  get count(): number {
+    return this.items;
+  }
+
+  /** Appends one item whose UTF-8 length is `size`; returns where its bytes start (for `text`). */
+  add(text: string, size: number): number {
+    this.reserve(this.separatorBytes + size);
+    if (this.items > 0) this.at += this.buf.write(this.frame.separator, this.at, 'utf8');
+    const start = this.at;
+    const written = this.buf.write(text, start, 'utf8');
+    if (written !== size) throw new Error(`BodyBuilder.add: size ${size} is not the UTF-8 length of the text (${written} bytes written)`);
+    this.at += written;
+    this.items++;
+    return start;
+  }
+
+  /** An item's text, decoded again: for the rare answers that need items one by one. */
+  text(start: number, size: number): string {
+    return this.buf.toString('utf8', start, start + size);
+  }
+
+  /** Appends the suffix and returns the body. */
+  finish(): Buffer {
+    this.reserve(this.suffixBytes);
+    this.at += this.buf.write(this.frame.suffix, this.at, 'utf8');
+    return this.buf.subarray(0, this.at);
+  }
+
+  private reserve(bytes: number): void {
+    // Room for the suffix is kept too, so `finish` never has to copy the body.
+    const needed = this.at + bytes + this.suffixBytes;
+    if (needed <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, needed));
+    this.buf.copy(next, 0, 0, this.at);
+    this.buf = next;
+  }
+}
