@@ -98,7 +98,8 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
     head = head.length === 0 ? b : Buffer.concat([head, b]);
   }
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
-  if (!gzip) {
+  /** The bytes read to sniff the format, then the rest of the input. */
+  const all = async function* (): AsyncGenerator<Buffer> {
     if (head.length > 0) yield head;
     if (done) return;
     for (;;) {
@@ -108,21 +109,12 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
       onRaw?.(b.length);
       yield b;
     }
+  };
+  if (!gzip) {
+    yield* all();
+    return;
   }
-  const rest = Readable.from(
-    (async function* () {
-      yield head;
-      if (done) return;
-      for (;;) {
-        const r = await it.next();
-        if (r.done) return;
-        const b = toBuf(r.value);
-        onRaw?.(b.length);
-        yield b;
-      }
-    })(),
-    { objectMode: false },
-  );
+  const rest = Readable.from(all(), { objectMode: false });
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   pipeline(rest, gunzip, out, () => {

@@ -40,6 +40,16 @@ function uuidCounts(w: World): Map<string, number> {
   return m;
 }
 
+/** The next --since-last-run, with FME healthy again, leaves every wanted event in FME exactly once. */
+async function expectNextRunCompletesExactlyOnce(w: World, wanted: Record<string, unknown>[]): Promise<void> {
+  w.fme.faults.clear();
+  const again = await runCli(['export-events', '--since-last-run'], w.dir);
+  expect(again.code).toBe(0);
+  const counts = uuidCounts(w);
+  expect(counts.size).toBe(wanted.length);
+  expect([...counts.values()].every((c) => c === 1)).toBe(true);
+}
+
 const CONFIG = { exportEvents: { properties: ['uuid'], windowHours: 6, lagHours: 3 } };
 
 describe('unattended runs (spawned)', () => {
@@ -149,12 +159,7 @@ describe('unattended runs (spawned)', () => {
     expect(lines.some((l) => /^stopped inside window .*continues from there/.test(l.message))).toBe(true);
     expect(existsSync(join(world.dir, '.amp-fme', readdirSync(join(world.dir, '.amp-fme')).find((f) => f.endsWith('.lock')) ?? 'none'))).toBe(false);
     // Drained: everything FME stored was acknowledged, so the next run sends no duplicates at all.
-    world.fme.faults.clear();
-    const again = await runCli(['export-events', '--since-last-run'], world.dir);
-    expect(again.code).toBe(0);
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    await expectNextRunCompletesExactlyOnce(world, wanted);
   });
 
   it('SIGTERM while Amplitude is still preparing the export stops cleanly (exit 1, no stack trace)', async () => {
@@ -228,12 +233,7 @@ describe('unattended runs (spawned)', () => {
     const r = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--max-runtime', '1s'], world.dir);
     expect(r.code).toBe(1);
     expect(logLines(r.stderr).some((l) => l.message.includes('--max-runtime'))).toBe(true);
-    world.fme.faults.clear();
-    const again = await runCli(['export-events', '--since-last-run'], world.dir);
-    expect(again.code).toBe(0);
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    await expectNextRunCompletesExactlyOnce(world, wanted);
   });
 
   it('refuses to re-send an explicit range already delivered, unless --force', async () => {

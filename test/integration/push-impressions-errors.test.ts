@@ -2,7 +2,6 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { defaultConfig } from '../../src/config/defaults.js';
 import type { Config } from '../../src/config/types.js';
 import { FatalRemoteError, RetriableRemoteError } from '../../src/errors.js';
 import { createMemoryLogger } from '../../src/log/logger.js';
@@ -10,6 +9,7 @@ import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+import { pushConfig } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-errors-1';
 const NOW = 1700000000000 + 3600_000;
@@ -33,16 +33,10 @@ function dump(name: string, users: string[], per = 1): string {
 }
 
 function config(mut?: (c: Config) => void): Config {
-  const c = defaultConfig();
-  c.amplitude.apiKey = API_KEY;
-  c.amplitude.ingestionBaseUrl = server.url;
-  c.http.retries = 3;
-  c.http.retryBaseDelayMs = 1;
-  c.http.retryMaxDelayMs = 5;
-  c.pushImpressions.concurrency = 1;
-  c.pushImpressions.throttleDelayMs = { httpapi: 20, batch: 20, identify: 20 };
-  mut?.(c);
-  return c;
+  return pushConfig(API_KEY, server.url, 20, (c) => {
+    c.pushImpressions.concurrency = 1;
+    mut?.(c);
+  });
 }
 
 let runNo = 0;

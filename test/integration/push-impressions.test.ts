@@ -4,13 +4,13 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { defaultConfig } from '../../src/config/defaults.js';
 import type { Config } from '../../src/config/types.js';
 import { createMemoryLogger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+import { pushConfig } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-123456';
 const FIXTURES = new URL('../fixtures/impressions/', import.meta.url).pathname;
@@ -30,15 +30,7 @@ afterAll(async () => server.close());
 afterEach(() => emulator.reset());
 
 function config(mut?: (c: Config) => void): Config {
-  const c = defaultConfig();
-  c.amplitude.apiKey = API_KEY;
-  c.amplitude.ingestionBaseUrl = server.url;
-  c.http.retries = 3;
-  c.http.retryBaseDelayMs = 1;
-  c.http.retryMaxDelayMs = 5;
-  c.pushImpressions.throttleDelayMs = { httpapi: 30, batch: 30, identify: 30 };
-  mut?.(c);
-  return c;
+  return pushConfig(API_KEY, server.url, 30, mut);
 }
 
 let runNo = 0;
