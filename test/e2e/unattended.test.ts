@@ -183,7 +183,8 @@ describe('unattended runs (spawned)', () => {
     world = await startWorld();
     seedHours(world, ago(10), 6, 200);
     world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize: 20, concurrency: 1 } });
-    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 30 }, 10_000);
+    // ~40 batches of 100 ms, one at a time: the first run is busy for seconds.
+    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 100 }, 10_000);
     const first = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
     while (world.fme.count === 0) await new Promise((r) => setTimeout(r, 20));
     const started = Date.now();
@@ -229,7 +230,8 @@ describe('unattended runs (spawned)', () => {
     world = await startWorld();
     const wanted = seedHours(world, ago(10), 6, 300);
     world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize: 20, concurrency: 2 } });
-    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 30 }, 10_000);
+    // ~60 batches of 100 ms over 2 lanes: about 3 s of sending, well past the 1 s limit.
+    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 100 }, 10_000);
     const r = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--max-runtime', '1s'], world.dir);
     expect(r.code).toBe(1);
     expect(logLines(r.stderr).some((l) => l.message.includes('--max-runtime'))).toBe(true);
