@@ -10,10 +10,6 @@ export function registerSecret(value: string | undefined): void {
   if (value && value.length >= 6) secrets.add(value);
 }
 
-export function clearSecrets(): void {
-  secrets.clear();
-}
-
 export function redact(text: string): string {
   if (secrets.size === 0) return text;
   let out = text;

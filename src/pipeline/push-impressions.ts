@@ -7,7 +7,7 @@ import { IdentifyClient, identifyItem, IDENTIFY_LIMITS, type IdentifyItem } from
 import type { Rejection, WireItem } from '../amplitude/ingestion-delivery.js';
 import { IngestionClient, INGESTION_LIMITS } from '../amplitude/ingestion-client.js';
 import { ingestionBaseUrl, type CoalesceMode, type Config, type ImpressionIdentity, type IngestionApi, type PushMode } from '../config/types.js';
-import { InterruptedError, UsageError } from '../errors.js';
+import { InterruptedError } from '../errors.js';
 import type { BodyBuilder } from '../http/body.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
@@ -152,8 +152,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   const { config, logger, deadLetters } = opts;
   const pc = config.pushImpressions;
   const run: PushImpressionsSummary['run'] = opts.dryRun ? 'dry-run' : opts.output ? 'output' : 'send';
-  if (opts.dryRun && opts.output) throw new UsageError('--dry-run and --output cannot be used together');
-  if (run === 'send' && !config.amplitude.apiKey) throw new UsageError('amplitude.apiKey is missing: set AMPLITUDE_API_KEY (or amplitude.apiKey in the config file)');
   const inputs: InputSource[] = await resolveInputs(opts.files, opts.cwd, opts.stdin);
   const deadLettersAtStart = deadLetters.count;
   const deadLetterCountsAtStart = deadLetters.counts();

@@ -156,4 +156,3 @@ function held(path: string, mine: LockInfo): HeldLock {
   };
 }
 
-export { readLock };

@@ -9,7 +9,7 @@ import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
-import { pushConfig } from '../helpers/push.js';
+import { pushConfig, pushRunOptions } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-errors-1';
 const NOW = 1700000000000 + 3600_000;
@@ -43,20 +43,7 @@ let runNo = 0;
 function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
   const deadLetters = new DeadLetterWriter(join(dir, `dl-${++runNo}.ndjson`), 'push-impressions');
   const logger = createMemoryLogger();
-  const done = runPushImpressions({
-    config: config(),
-    files,
-    mode: 'event',
-    api: 'batch',
-    identity: 'user_id',
-    coalesce: 'none',
-    dryRun: false,
-    logger,
-    deadLetters,
-    cwd: dir,
-    now: () => NOW,
-    ...over,
-  }).finally(() => deadLetters.close());
+  const done = runPushImpressions(pushRunOptions({ config: config(), files, logger, deadLetters, cwd: dir, now: NOW }, over)).finally(() => deadLetters.close());
   const letters = (): { reason: string; detail?: string; status?: number; source?: Record<string, unknown>; retriable: boolean; payload: { user_id?: string } }[] =>
     existsSync(deadLetters.path) ? readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
   return { done, letters, logger, deadLetters };

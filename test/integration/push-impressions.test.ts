@@ -10,7 +10,7 @@ import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
-import { pushConfig } from '../helpers/push.js';
+import { pushConfig, pushRunOptions } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-123456';
 const FIXTURES = new URL('../fixtures/impressions/', import.meta.url).pathname;
@@ -37,20 +37,7 @@ let runNo = 0;
 function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
   const deadLetters = new DeadLetterWriter(join(dir, `dl-${++runNo}.ndjson`), 'push-impressions');
   const logger = createMemoryLogger();
-  const opts: PushImpressionsOptions = {
-    config: config(),
-    files,
-    mode: 'event',
-    api: 'batch',
-    identity: 'user_id',
-    coalesce: 'none',
-    dryRun: false,
-    logger,
-    deadLetters,
-    cwd: dir,
-    now: () => FIXTURE_NOW,
-    ...over,
-  };
+  const opts = pushRunOptions({ config: config(), files, logger, deadLetters, cwd: dir, now: FIXTURE_NOW }, over);
   const done = runPushImpressions(opts).then(async (summary) => {
     await deadLetters.close();
     return summary;
