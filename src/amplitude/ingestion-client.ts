@@ -126,8 +126,8 @@ export class IngestionClient {
   }
 
   /** A builder of request bodies with this client's envelope, for callers that encode events as they batch them. */
-  newBody(): BodyBuilder {
-    return new BodyBuilder(this.frame);
+  newBody(reuse?: ArrayBuffer): BodyBuilder {
+    return new BodyBuilder(this.frame, reuse);
   }
 
   /**
@@ -135,7 +135,7 @@ export class IngestionClient {
    * given, is exactly `items` already encoded (`newBody`): the first request sends it as it is, and only
    * requests for parts of `items` (bisecting, resending held events) are assembled again.
    */
-  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void, body?: Buffer): Promise<number> {
+  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void, body?: Buffer, firstVerdict?: Verdict): Promise<number> {
     return deliverItems(items, {
       post: (batch) => this.post(batch, batch === items ? body : undefined),
       throttleDelayMs: this.o.throttleDelayMs,
@@ -143,18 +143,34 @@ export class IngestionClient {
       onReject,
       onThrottle: (count, delayMs) => this.o.logger.warn('Amplitude throttled some ids: holding their events back', { api: this.o.api, events: count, delayMs }),
       ...(this.o.signal ? { signal: this.o.signal } : {}),
+      ...(firstVerdict ? { firstVerdict } : {}),
     });
+  }
+
+  /**
+   * `deliver` for a body already encoded (`newBody`) that holds `count` events, without the events as items:
+   * `items` builds them only when Amplitude's answer needs them one by one, which a clean run never does.
+   */
+  async deliverEncoded<T extends WireItem>(body: Buffer, count: number, items: () => T[], onReject: (item: T, r: Rejection) => void): Promise<number> {
+    let list: T[] | undefined;
+    const listed = (): T[] => (list ??= items());
+    const v = this.answer(await this.send(count, body), listed);
+    if (v.kind === 'ok') return count;
+    return this.deliver(listed(), onReject, body, v);
   }
 
   /** One request (retried on 5xx/network), answered as a verdict. `body`: `items` already encoded, if at hand. */
   async post(items: readonly WireItem[], body?: Buffer): Promise<Verdict> {
-    const what = `Amplitude ${this.o.api} upload of ${items.length} events`;
-    const res = await postWithRetry({
+    return this.answer(await this.send(items.length, body ?? this.assemble(items)), () => items);
+  }
+
+  private send(count: number, body: Buffer): Promise<{ statusCode: number; body: string }> {
+    return postWithRetry({
       http: this.o.http,
       url: this.url,
-      body: body ?? this.assemble(items),
+      body,
       headers: { 'content-type': 'application/json' },
-      what,
+      what: `Amplitude ${this.o.api} upload of ${count} events`,
       errorCode: 'AMPLITUDE_UNAVAILABLE',
       retry: this.o.retry,
       // 500/502/504 may or may not have stored the events, 503 did not: retrying is safe either way thanks
@@ -164,6 +180,10 @@ export class IngestionClient {
       logFields: { api: this.o.api },
       signal: this.o.signal,
     });
+  }
+
+  /** Amplitude's answer to one request as a verdict; `items` (the request's events) is asked for only when the answer names events. */
+  private answer(res: { statusCode: number; body: string }, items: () => readonly WireItem[]): Verdict {
     const status = res.statusCode;
     if (status >= 200 && status < 300) return { kind: 'ok' };
     const parsed = parseBody(res.body);
@@ -177,14 +197,14 @@ export class IngestionClient {
         if (status === 429) return { kind: 'sorted', status, reject: new Map(), hold: new Set() };
         return { kind: 'reject_all', rejection: { reason: 'amplitude_bad_request', detail: `HTTP 400 ${bodySnippet(res.body)}`, status, retriable: false } };
       }
-      const v = sortResponse(status, parsed, items);
+      const v = sortResponse(status, parsed, items());
       if (status === 400 && v.kind === 'sorted' && v.reject.size === 0 && v.hold.size === 0) {
         const field = typeof parsed.missing_field === 'string' ? ` (missing_field: ${parsed.missing_field})` : '';
         return { kind: 'reject_all', rejection: { reason: 'amplitude_bad_request', detail: `HTTP 400 ${error}${field}`, status, retriable: false } };
       }
       return v;
     }
-    throw new FatalRemoteError('AMPLITUDE_UNEXPECTED', `${what}: unexpected HTTP ${status} ${bodySnippet(res.body)}: check amplitude.ingestionBaseUrl / region`, status);
+    throw new FatalRemoteError('AMPLITUDE_UNEXPECTED', `Amplitude ${this.o.api} upload: unexpected HTTP ${status} ${bodySnippet(res.body)}: check amplitude.ingestionBaseUrl / region`, status);
   }
 
   /** The body for `items`, written straight into one Buffer (`size` is each event's UTF-8 length, see WireItem). */

@@ -44,6 +44,8 @@ export interface DeliveryOptions<T extends WireItem> {
   onReject(item: T, rejection: Rejection): void;
   onThrottle?(count: number, delayMs: number): void;
   signal?: AbortSignal;
+  /** The answer to a first request of all `items` already sent by the caller: the loop starts from it. */
+  firstVerdict?: Verdict;
 }
 
 interface Work<T> {
@@ -60,6 +62,7 @@ interface Work<T> {
 export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOptions<T>): Promise<number> {
   let sent = 0;
   const queue: Work<T>[] = [{ items, round: 0, delayMs: 0 }];
+  let first = o.firstVerdict;
   while (queue.length > 0) {
     const work = queue.shift() as Work<T>;
     if (work.items.length === 0) continue;
@@ -67,7 +70,8 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
       o.onThrottle?.(work.items.length, work.delayMs);
       await sleep(work.delayMs, undefined, o.signal ? { signal: o.signal } : undefined);
     }
-    const v = await o.post(work.items);
+    const v = first ?? (await o.post(work.items));
+    first = undefined;
     switch (v.kind) {
       case 'ok':
         sent += work.items.length;

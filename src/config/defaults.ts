@@ -48,6 +48,7 @@ export function defaultConfig(): Config {
       coalesce: 'none',
       batchSize: 1000,
       concurrency: 4,
+      workers: undefined,
       // specs/amplitude.md: pause a throttled id ~30 s on HTTP V2, ~15 s on Batch and Identify.
       throttleDelayMs: { httpapi: 30_000, batch: 15_000, identify: 15_000 },
     },

@@ -74,6 +74,8 @@ export interface PushImpressionsConfig {
   /** Events (or identifications) per request; capped by the API's own limit. */
   batchSize: number;
   concurrency: number;
+  /** Threads that parse and map impressions (0: the main thread does); unset: one per core but one, 1 to 4. */
+  workers: number | undefined;
   /** How long to hold back throttled ids after a 429, per API, ms. */
   throttleDelayMs: { httpapi: number; batch: number; identify: number };
 }

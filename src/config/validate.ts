@@ -163,6 +163,7 @@ const SCHEMA: Schema = {
     coalesce: oneOf('none', 'first'),
     batchSize: int(1, 2000),
     concurrency: int(1, 64),
+    workers: int(0, 64),
     throttleDelayMs: {
       httpapi: int(0, 600_000),
       batch: int(0, 600_000),

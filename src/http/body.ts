@@ -56,13 +56,15 @@ export class BodyBuilder {
   private readonly separatorBytes: number;
   private readonly suffixBytes: number;
 
+  /** @param initial the starting size in bytes, or a buffer to write into (reused from an earlier body); it grows as needed. */
   constructor(
     private readonly frame: BodyFrame,
-    initialBytes = 512 * 1024,
+    initial: number | ArrayBuffer = 512 * 1024,
   ) {
     this.separatorBytes = Buffer.byteLength(frame.separator);
     this.suffixBytes = Buffer.byteLength(frame.suffix);
-    this.buf = Buffer.allocUnsafe(Math.max(initialBytes, Buffer.byteLength(frame.prefix)));
+    const prefixBytes = Buffer.byteLength(frame.prefix);
+    this.buf = typeof initial === 'number' || initial.byteLength < prefixBytes ? Buffer.allocUnsafeSlow(Math.max(Number(initial) || 0, prefixBytes)) : Buffer.from(initial);
     this.at = this.buf.write(frame.prefix, 0, 'utf8');
   }
 
@@ -82,12 +84,26 @@ export class BodyBuilder {
     return start;
   }
 
+  /** Appends one item already encoded as UTF-8 (`bytes[start, end)`); returns where it starts here. */
+  addBytes(bytes: Uint8Array, start: number, end: number): number {
+    this.reserve(this.separatorBytes + end - start);
+    if (this.items > 0) this.at += this.buf.write(this.frame.separator, this.at, 'utf8');
+    const at = this.at;
+    this.buf.set(bytes.subarray(start, end), at);
+    this.at += end - start;
+    this.items++;
+    return at;
+  }
+
   /** An item's text, decoded again: for the rare answers that need items one by one. */
   text(start: number, size: number): string {
     return this.buf.toString('utf8', start, start + size);
   }
 
-  /** Appends the suffix and returns the body. */
+  /**
+   * Appends the suffix and returns the body: a view from the start of a buffer of its own (allocUnsafeSlow,
+   * never Node's shared pool), so `body.buffer` can be reused for another body once this one is sent.
+   */
   finish(): Buffer {
     this.reserve(this.suffixBytes);
     this.at += this.buf.write(this.frame.suffix, this.at, 'utf8');
@@ -98,7 +114,7 @@ export class BodyBuilder {
     // Room for the suffix is kept too, so `finish` never has to copy the body.
     const needed = this.at + bytes + this.suffixBytes;
     if (needed <= this.buf.length) return;
-    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, needed));
+    const next = Buffer.allocUnsafeSlow(Math.max(this.buf.length * 2, needed));
     this.buf.copy(next, 0, 0, this.at);
     this.buf = next;
   }

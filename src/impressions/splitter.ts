@@ -1,14 +1,17 @@
 import { BadDataError } from '../errors.js';
 
-/** One top-level value cut out of the input, not yet parsed. */
-export interface RawRecord {
-  text: string;
-  /** 1-based line where the value starts. */
-  line: number;
-  /** Index in the enclosing top-level array, when the input is (or the line holds) a JSON array. */
-  index: number | undefined;
-  /** Set when the splitter already knows the text cannot be a complete value (cut off, broken line). */
-  broken?: string;
+/**
+ * Receives each top-level value cut out of the input, not yet parsed: bytes `[start, end)` of `bytes`,
+ * which is the chunk as pushed (or a buffer of the splitter's own for a value cut across chunks). Neither is
+ * written to afterwards, so a sink may keep a reference and copy later.
+ */
+export interface RecordSink {
+  /**
+   * @param line 1-based line where the value starts.
+   * @param index Index in the enclosing top-level array, when the input is (or the line holds) a JSON array.
+   * @param broken Set when the splitter already knows the bytes cannot be a complete value (cut off, broken line).
+   */
+  record(bytes: Buffer, start: number, end: number, line: number, index: number | undefined, broken?: string): void;
 }
 
 const LF = 0x0a;
@@ -20,6 +23,23 @@ const OPEN_ARR = 0x5b;
 const CLOSE_ARR = 0x5d;
 const COMMA = 0x2c;
 const BOM = [0xef, 0xbb, 0xbf];
+
+const EMPTY = Buffer.alloc(0);
+/** Bytes of string content scanned one by one before switching to native searches. */
+const SHORT_STRING = 32;
+
+/** Where the next newline at or after `from` is, or the chunk's length when there is none. */
+function lfAfter(chunk: Buffer, from: number): number {
+  const at = chunk.indexOf(LF, from);
+  return at === -1 ? chunk.length : at;
+}
+
+/** Whether an odd number of backslashes stands right before `at` (not looking before `from`). */
+function oddBackslashesBefore(chunk: Buffer, at: number, from: number): boolean {
+  let k = at - 1;
+  while (k >= from && chunk[k] === BACKSLASH) k--;
+  return (at - 1 - k) % 2 === 1;
+}
 
 function isSpace(c: number): boolean {
   return c === 0x20 || c === LF || c === 0x0d || c === 0x09;
@@ -54,8 +74,8 @@ export class RecordSplitter {
   /** @param maxRecordBytes a record larger than this is not a dump record: fail instead of buffering it. */
   constructor(private readonly maxRecordBytes = 64 * 1024 * 1024) {}
 
-  /** Feeds one chunk; complete records are appended to `out`. */
-  push(chunk: Buffer, out: RawRecord[]): void {
+  /** Feeds one chunk; complete records go to `out`. */
+  push(chunk: Buffer, out: RecordSink): void {
     let i = 0;
     const n = chunk.length;
     // A UTF-8 byte order mark (EF BB BF), possibly split across chunks.
@@ -68,6 +88,8 @@ export class RecordSplitter {
       }
     }
     let start = this.inValue ? 0 : -1;
+    /** Position of the next newline at or after the scan (n: none left); found lazily, once per line. */
+    let nextLf = -1;
     for (; i < n; i++) {
       const c = chunk[i] as number;
       if (this.inValue) {
@@ -83,12 +105,28 @@ export class RecordSplitter {
               continue;
             }
           } else {
-            // Plain string content (most of a record's bytes): skip to the next byte that can end the
-            // string, start an escape or end the line, without the per-byte state checks.
-            while (i + 1 < n) {
+            // Plain string content (most of a record's bytes). Short strings: a byte loop to the next byte
+            // that can end the string, start an escape or end the line.
+            const shortEnd = Math.min(n - 1, i + SHORT_STRING);
+            while (i < shortEnd) {
               const d = chunk[i + 1];
               if (d === QUOTE || d === BACKSLASH || d === LF) break;
               i++;
+            }
+            if (i < shortEnd || i === n - 1) continue;
+            // Longer strings: jump to the byte before the quote that ends the string (or the next newline,
+            // or the end of the chunk) with native searches. Escapes in between need no state: a quote is
+            // escaped exactly when an odd run of backslashes precedes it.
+            if (nextLf <= i) nextLf = lfAfter(chunk, i);
+            let q = chunk.indexOf(QUOTE, i + 1);
+            while (q !== -1 && q < nextLf && oddBackslashesBefore(chunk, q, i)) q = chunk.indexOf(QUOTE, q + 1);
+            const stop = q === -1 ? Math.min(nextLf, n) : Math.min(q, nextLf);
+            if (stop === n) {
+              // The string goes on in the next chunk: carry an escape that the chunk's last byte opened.
+              this.escape = oddBackslashesBefore(chunk, n, i);
+              i = n - 1;
+            } else {
+              i = stop - 1;
             }
           }
           continue;
@@ -160,7 +198,7 @@ export class RecordSplitter {
             let end = lf - 1;
             while (end > i && isSpace(chunk[end] as number)) end--;
             if (chunk[end] === CLOSE_OBJ && end > i) {
-              out.push({ text: chunk.toString('utf8', i, end + 1), line: this.line, index: undefined });
+              out.record(chunk, i, end + 1, this.line, undefined);
               this.line++;
               i = lf;
               continue;
@@ -187,18 +225,17 @@ export class RecordSplitter {
   }
 
   /** Call at end of input: a value still open is reported as cut off. */
-  end(out: RawRecord[]): void {
+  end(out: RecordSink): void {
     if (this.inValue) {
-      const text = Buffer.concat(this.parts).toString('utf8');
+      const bytes = Buffer.concat(this.parts);
       this.parts = [];
       this.partBytes = 0;
       this.inValue = false;
-      const rec: RawRecord = { text, line: this.valueLine, index: this.valueIndex };
       // A scalar line without a trailing newline is complete; an open object or string is not.
-      if (this.depth > 0 || this.inString) rec.broken = 'input ends inside this record (truncated file?)';
-      out.push(rec);
+      const broken = this.depth > 0 || this.inString ? 'input ends inside this record (truncated file?)' : undefined;
+      out.record(bytes, 0, bytes.length, this.valueLine, this.valueIndex, broken);
     } else if (this.inArray) {
-      out.push({ text: '', line: this.line, index: this.arrayIndex, broken: 'input ends before the JSON array is closed (truncated file?)' });
+      out.record(EMPTY, 0, 0, this.line, this.arrayIndex, 'input ends before the JSON array is closed (truncated file?)');
     }
     this.inArray = false;
   }
@@ -214,24 +251,21 @@ export class RecordSplitter {
     return i;
   }
 
-  private finish(chunk: Buffer, start: number, end: number, out: RawRecord[], broken?: string): void {
-    let text: string;
-    if (this.parts.length === 0) {
-      text = chunk.toString('utf8', start, end);
-    } else {
-      this.parts.push(chunk.subarray(start, end));
-      text = Buffer.concat(this.parts).toString('utf8');
-      this.parts = [];
-      this.partBytes = 0;
-    }
+  private finish(chunk: Buffer, start: number, end: number, out: RecordSink, broken?: string): void {
     this.inValue = false;
     this.inString = false;
     this.escape = false;
     this.depth = 0;
     this.lineStart = false;
     // The line counter has already moved past a terminating newline; records keep their starting line.
-    const rec: RawRecord = { text, line: this.valueLine, index: this.valueIndex };
-    if (broken) rec.broken = broken;
-    out.push(rec);
+    if (this.parts.length === 0) {
+      out.record(chunk, start, end, this.valueLine, this.valueIndex, broken);
+    } else {
+      this.parts.push(chunk.subarray(start, end));
+      const bytes = Buffer.concat(this.parts);
+      this.parts = [];
+      this.partBytes = 0;
+      out.record(bytes, 0, bytes.length, this.valueLine, this.valueIndex, broken);
+    }
   }
 }

@@ -1,4 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Got } from 'got';
@@ -11,14 +12,19 @@ import { InterruptedError } from '../errors.js';
 import type { BodyBuilder } from '../http/body.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
+import { ITEM_FIELDS, laneOf, type DecodedBatch, type DecodedSource, type DecodeSettings } from '../impressions/decode.js';
+import { createDecodePool } from '../impressions/decode-pool.js';
 import { decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
-import { readRecord, type ShapeSink } from '../impressions/shapes.js';
-import { RecordSplitter, type RawRecord } from '../impressions/splitter.js';
-import { IMPRESSION_SHAPES, type Impression, type ImpressionShape } from '../impressions/types.js';
+import { BATCH_BYTES, RecordBatchWriter } from '../impressions/record-batch.js';
+import { ScratchBuffers } from '../impressions/scratch-buffers.js';
+import { RecordSplitter } from '../impressions/splitter.js';
+import { IMPRESSION_SHAPES, type ImpressionShape } from '../impressions/types.js';
 import type { Logger } from '../log/logger.js';
-import { checkId, coalesceKey, IdentifyFold, impressionToEvent, toIdentification, type EventMapping } from '../mapping/impression-to-amplitude.js';
+import { IdentifyFold, toIdentification } from '../mapping/impression-to-amplitude.js';
 import { VERSION } from '../version.js';
 import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
+
+const NEWLINE = Buffer.from('\n');
 
 /** Amplitude deduplicates `insert_id` within 7 days (specs/amplitude.md). */
 const DEDUPE_WINDOW_MS = 7 * 24 * 3600 * 1000;
@@ -88,54 +94,73 @@ export interface PushImpressionsSummary {
 }
 
 interface Item extends WireItem {
-  source: SourcePosition;
+  readonly source: SourcePosition;
 }
 
 /**
- * An event already written into its lane's request body (BodyBuilder): the batch keeps its bytes, not its
- * JSON string, and the text is decoded again only if Amplitude's answer needs the event on its own.
+ * An event of a request body that Amplitude's answer needs one by one (rejected, throttled): its text,
+ * user and origin are worked out from the body and the lane's records only then.
  */
 class EncodedEvent implements Item {
+  private user: string | undefined;
+
   constructor(
-    private readonly body: BodyBuilder,
+    private readonly body: Buffer,
     private readonly start: number,
     readonly size: number,
-    readonly id: string,
     readonly source: SourcePosition,
   ) {}
 
   get json(): string {
-    return this.body.text(this.start, this.size);
+    return this.body.toString('utf8', this.start, this.start + this.size);
+  }
+
+  /** The event's user_id or device_id: throttling and quotas are per id. */
+  get id(): string {
+    if (this.user === undefined) {
+      const e = JSON.parse(this.json) as { user_id?: unknown; device_id?: unknown };
+      this.user = String(e.user_id ?? e.device_id ?? '');
+    }
+    return this.user;
   }
 }
 
-interface Lane<T extends WireItem> {
+/** Per event of a lane's body, EVENT_FIELDS numbers: start and size in the body, input number, line, index, item. */
+const EVENT_FIELDS = 6;
+
+interface Lane {
   limit: LimitFunction;
-  items: T[];
   bytes: number;
-  /** Event mode: the request body of `items`, encoded as they arrive. */
+  /** Identify mode: the identifications of the next request. */
+  items: (IdentifyItem & Item)[];
+  /** Event mode: the next request's body, encoded as events arrive, and where each event lies and came from. */
   body: BodyBuilder | undefined;
+  events: number[];
+  count: number;
 }
 
 function retryPolicy(c: Config): RetryPolicy {
   return { retries: c.http.retries, baseDelayMs: c.http.retryBaseDelayMs, maxDelayMs: c.http.retryMaxDelayMs };
 }
 
-/** FNV-1a over UTF-16 code units: cheap, stable lane choice per user. */
-function laneOf(id: string, lanes: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) {
-    h ^= id.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % lanes;
+/** A dead letter's source: file and line, and the array index and item inside the record when there are (-1: none). */
+function positionOf(file: string, line: number, index: number, item: number): SourcePosition {
+  const s: SourcePosition = { file, line };
+  if (index >= 0) s['index'] = index;
+  if (item >= 0) s['item'] = item;
+  return s;
 }
 
-function sourceOf(file: string, rec: RawRecord, item: number | undefined): SourcePosition {
-  const s: SourcePosition = { file, line: rec.line };
-  if (rec.index !== undefined) s['index'] = rec.index;
-  if (item !== undefined) s['item'] = item;
-  return s;
+function sourcePosition(src: DecodedSource): SourcePosition {
+  return positionOf(src.file, src.line, src.index ?? -1, src.item ?? -1);
+}
+
+/**
+ * Decode threads by default: one per core but one (the main thread reads, batches and sends), at least
+ * one, at most four (past that the main thread is the bottleneck).
+ */
+export function defaultDecodeWorkers(cores: number): number {
+  return Math.min(4, Math.max(1, cores - 1));
 }
 
 /**
@@ -214,12 +239,14 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     out = createWriteStream(opts.output);
     await once(out, 'open');
   }
-  let outBuffer: string[] = [];
+  /** --output: events or identifications as NDJSON, written once per decoded batch. */
+  let outBuffer: (string | Uint8Array)[] = [];
   const flushOutput = async (): Promise<void> => {
     if (!out || outBuffer.length === 0) return;
-    const text = `${outBuffer.join('\n')}\n`;
+    const parts: Uint8Array[] = [];
+    for (const p of outBuffer) parts.push(typeof p === 'string' ? Buffer.from(p) : p, NEWLINE);
     outBuffer = [];
-    if (!out.write(text)) await once(out, 'drain');
+    if (!out.write(Buffer.concat(parts))) await once(out, 'drain');
   };
 
   // --- Lanes of batches ------------------------------------------------------------------------------------
@@ -228,31 +255,53 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   let inflight = 0;
   let waiters: (() => void)[] = [];
   let failure: unknown;
-  const lanes: Lane<Item>[] = Array.from({ length: laneCount }, () => ({ limit: pLimit(1), items: [], bytes: 0, body: undefined }));
+  // Decode threads, and the batches they may have at once (each thread has one to work on and one queued).
+  const threads = pc.workers ?? defaultDecodeWorkers(availableParallelism());
+  const maxDecoding = Math.max(2, threads * 2);
+  const scratch = new ScratchBuffers(Math.max(maxDecoding, maxInflight) + 2);
+  const lanes: Lane[] = Array.from({ length: laneCount }, () => ({ limit: pLimit(1), bytes: 0, items: [], body: undefined, events: [], count: 0 }));
   const all = new Set<Promise<void>>();
+  /** Input names by number, for the events' origins kept in the lanes as numbers. */
+  const inputNames: string[] = [];
 
   const reject = (item: Item, r: Rejection): void => {
     deadLetters.write({ reason: r.reason, detail: r.detail, status: r.status, source: item.source, retriable: r.retriable, payload: JSON.parse(item.json) as unknown });
   };
 
-  const submit = (lane: Lane<Item>): void => {
+  /** A body's events as items, for the rare answers that name events one by one. */
+  const encodedEvents = (body: Buffer, events: number[], count: number): EncodedEvent[] => {
+    const out: EncodedEvent[] = [];
+    for (let i = 0; i < count; i++) {
+      const [start, size, fileNo, line, index, item] = events.slice(i * EVENT_FIELDS, (i + 1) * EVENT_FIELDS) as [number, number, number, number, number, number];
+      out.push(new EncodedEvent(body, start, size, positionOf(inputNames[fileNo] as string, line, index, item)));
+    }
+    return out;
+  };
+
+  const submit = (lane: Lane): void => {
     const items = lane.items;
     const body = lane.body?.finish();
+    const events = lane.events;
+    const count = lane.count;
     lane.items = [];
     lane.bytes = 0;
     lane.body = undefined;
-    if (items.length === 0) return;
+    lane.events = [];
+    lane.count = 0;
+    if (items.length === 0 && count === 0) return;
     inflight++;
     const p = lane
       .limit(async () => {
         if (failure !== undefined) return;
         summary.requests++;
         // Await first, then add: `x += await y` would read x before the await and lose other lanes' counts.
-        if (ingestion) {
-          const sent = await ingestion.deliver(items, reject, body);
+        if (ingestion && body) {
+          const sent = await ingestion.deliverEncoded(body, count, () => encodedEvents(body, events, count), reject);
           summary.eventsSent += sent;
+          // Delivered (or dead-lettered): nothing reads the body any more, its buffer serves the next one.
+          scratch.give('bodies', body.buffer as ArrayBuffer);
         } else if (identify) {
-          const sent = await identify.deliver(items as (IdentifyItem & Item)[], reject);
+          const sent = await identify.deliver(items, reject);
           summary.identificationsSent += sent;
         }
         progress();
@@ -274,115 +323,136 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     while (inflight >= maxInflight && failure === undefined) await new Promise<void>((r) => waiters.push(r));
   };
 
-  const enqueue = (item: Item): void => {
-    if (item.size > limits.maxBytes) {
-      deadLetters.write({
-        reason: 'amplitude_payload_too_large',
-        detail: `${item.size} bytes is over the ${limits.maxBytes}-byte request limit`,
-        source: item.source,
-        retriable: false,
-        payload: JSON.parse(item.json) as unknown,
-      });
-      return;
-    }
-    if (run === 'dry-run') {
-      summary.mapped++;
-      return;
-    }
-    if (run === 'output') {
+  const tooLarge = (size: number, source: () => SourcePosition, json: () => string): boolean => {
+    if (size <= limits.maxBytes) return false;
+    deadLetters.write({
+      reason: 'amplitude_payload_too_large',
+      detail: `${size} bytes is over the ${limits.maxBytes}-byte request limit`,
+      source: source(),
+      retriable: false,
+      payload: JSON.parse(json()) as unknown,
+    });
+    return true;
+  };
+
+  /** Lane number `n`, its current request sent first when an item of `size` bytes would not fit in it. */
+  const laneWithRoom = (n: number, size: number): Lane => {
+    const lane = lanes[n] as Lane;
+    if (lane.items.length + lane.count >= limits.maxItems || lane.bytes + size + 1 > limits.maxBytes) submit(lane);
+    return lane;
+  };
+
+  /** One identification (identify mode, once the fold is complete). */
+  const enqueueIdentification = (item: IdentifyItem & Item): void => {
+    if (tooLarge(item.size, () => item.source, () => item.json)) return;
+    if (run === 'dry-run') summary.mapped++;
+    else if (run === 'output') {
       summary.written++;
       outBuffer.push(item.json);
-      return;
-    }
-    const lane = lanes[laneOf(item.id, laneCount)] as Lane<Item>;
-    if (lane.items.length >= limits.maxItems || lane.bytes + item.size + 1 > limits.maxBytes) submit(lane);
-    if (ingestion) {
-      lane.body ??= ingestion.newBody();
-      lane.items.push(new EncodedEvent(lane.body, lane.body.add(item.json, item.size), item.size, item.id, item.source));
     } else {
+      const lane = laneWithRoom(laneOf(item.id, laneCount), item.size);
       lane.items.push(item);
+      lane.bytes += item.size + 1;
     }
-    lane.bytes += item.size + 1;
+  };
+
+  /** The accepted impressions of one decoded batch, as events (event mode) or into the fold (identify). */
+  const enqueueDecoded = (d: DecodedBatch): void => {
+    const bytes = Buffer.from(d.bytes.buffer, d.bytes.byteOffset, d.bytes.byteLength);
+    let fileNo = inputNames.lastIndexOf(d.file);
+    if (fileNo === -1) fileNo = inputNames.push(d.file) - 1;
+    const it = d.items;
+    for (let i = 0; i < d.count; i++) {
+      const f = i * ITEM_FIELDS;
+      if (seen) {
+        const k = d.coalesceKeys?.[i] as string;
+        if (seen.has(k)) {
+          summary.coalesced++;
+          continue;
+        }
+        seen.add(k);
+      }
+      if (fold) {
+        fold.add({ key: d.keys[i] as string, flag: d.flags[i] as string, treatment: d.treatments[i] as string, time: it[f + 5] as number });
+        continue;
+      }
+      const start = it[f] as number;
+      const size = it[f + 1] as number;
+      if (tooLarge(size, () => positionOf(d.file, it[f + 2] as number, it[f + 3] as number, it[f + 4] as number), () => bytes.toString('utf8', start, start + size))) continue;
+      if (run === 'dry-run') summary.mapped++;
+      else if (run === 'output') {
+        summary.written++;
+        outBuffer.push(d.bytes.subarray(start, start + size));
+      } else {
+        const lane = laneWithRoom(it[f + 6] as number, size);
+        lane.body ??= (ingestion as IngestionClient).newBody(scratch.spare('bodies'));
+        const at = lane.body.addBytes(d.bytes, start, start + size);
+        lane.events.push(at, size, fileNo, it[f + 2] as number, it[f + 3] as number, it[f + 4] as number);
+        lane.count++;
+        lane.bytes += size + 1;
+      }
+    }
   };
 
   // --- Impressions -------------------------------------------------------------------------------------------
-  const mapping: EventMapping = { eventType: pc.eventType, identity: opts.identity, propertyNames: pc.propertyNames, library: `amp-fme/${VERSION}` };
   const seen = opts.coalesce === 'first' ? new Set<string>() : undefined;
   const fold = opts.mode === 'identify' ? new IdentifyFold() : undefined;
-  const minIdLength = opts.mode === 'event' ? config.amplitude.minIdLength : undefined;
-  const dedupeCutoff = now() - DEDUPE_WINDOW_MS;
   let warnedOld = false;
 
-  // The record being read: set by handleRecord, so that the per-impression path allocates no closures.
-  let recFile = '';
-  let rec: RawRecord = { text: '', line: 0, index: undefined };
-  const onImpression = (imp: Impression, item: number | undefined): void => {
-    if (imp.time < oldest) oldest = imp.time;
-    if (imp.time > newest) newest = imp.time;
-    if (opts.mode === 'event' && imp.time < dedupeCutoff) {
-      summary.olderThanDedupeWindow++;
-      if (!warnedOld) {
-        warnedOld = true;
-        logger.warn(
-          `impressions from ${new Date(imp.time).toISOString()} are older than Amplitude's 7-day insert_id dedupe window: sending them again later could duplicate them`,
-          sourceOf(recFile, rec, item),
-        );
-      }
+  /** Applies one decoded batch, in input order: counts, dead letters, then its impressions. */
+  const apply = (d: DecodedBatch): void => {
+    summary.recordsRead += d.records;
+    summary.impressionsRead += d.impressions;
+    for (const shape of IMPRESSION_SHAPES) summary.byShape[shape] += d.byShape[shape];
+    if (d.oldest < oldest) oldest = d.oldest;
+    if (d.newest > newest) newest = d.newest;
+    summary.olderThanDedupeWindow += d.olderThanWindow;
+    if (d.firstOld && !warnedOld) {
+      warnedOld = true;
+      logger.warn(
+        `impressions from ${new Date(d.firstOld.time).toISOString()} are older than Amplitude's 7-day insert_id dedupe window: sending them again later could duplicate them`,
+        sourcePosition(d.firstOld.source),
+      );
     }
-    const problem = checkId(imp.key, minIdLength);
-    if (problem) {
-      const detail = opts.mode === 'identify' && problem.reason === 'id_too_short' ? `key is ${imp.key.length} characters; the Identify API takes ids of 5 or more` : problem.detail;
-      deadLetters.write({ reason: problem.reason, detail, source: sourceOf(recFile, rec, item), retriable: false, payload: imp });
-      return;
-    }
-    if (seen) {
-      const k = coalesceKey(imp);
-      if (seen.has(k)) {
-        summary.coalesced++;
-        return;
-      }
-      seen.add(k);
-    }
-    if (fold) {
-      fold.add(imp);
-      return;
-    }
-    const json = JSON.stringify(impressionToEvent(imp, mapping));
-    enqueue({ json, size: Buffer.byteLength(json), id: imp.key, source: sourceOf(recFile, rec, item) });
+    for (const r of d.rejects) deadLetters.write({ reason: r.reason, detail: r.detail, source: sourcePosition(r.source), retriable: false, payload: r.payload });
+    enqueueDecoded(d);
   };
 
-  const sink: ShapeSink = {
-    impression: (imp, shape, item) => {
-      summary.impressionsRead++;
-      summary.byShape[shape]++;
-      onImpression(imp, item);
-    },
-    invalid: (reason, detail, payload, item) => {
-      deadLetters.write({ reason, detail, source: sourceOf(recFile, rec, item), retriable: false, payload });
-    },
+  const settings: DecodeSettings = {
+    mode: opts.mode,
+    identity: opts.identity,
+    mapping: { eventType: pc.eventType, identity: opts.identity, propertyNames: pc.propertyNames, library: `amp-fme/${VERSION}` },
+    minIdLength: opts.mode === 'event' ? config.amplitude.minIdLength : undefined,
+    coalesce: seen !== undefined,
+    dedupeCutoff: now() - DEDUPE_WINDOW_MS,
+    lanes: laneCount,
   };
-
-  const handleRecord = (file: string, record: RawRecord): void => {
-    recFile = file;
-    rec = record;
-    summary.recordsRead++;
-    if (rec.broken) {
-      deadLetters.write({ reason: 'invalid_json', detail: rec.broken, source: sourceOf(file, rec, undefined), retriable: false, payload: rec.text });
-      return;
+  /** Batches handed to the decoders, oldest first: applied in this order, whichever finishes first. */
+  const decoding: Promise<DecodedBatch>[] = [];
+  const pool = createDecodePool(settings, threads, scratch);
+  const dispatch = (writer: RecordBatchWriter): void => {
+    const batch = writer.take();
+    if (!batch) return;
+    const p = pool.decode(batch);
+    // Awaited in order below; marked handled now so a failure is not reported as unhandled meanwhile.
+    p.catch(() => undefined);
+    decoding.push(p);
+  };
+  /** Applies decoded batches until at most `keep` are left decoding, pausing while the lanes are full. */
+  const drain = async (keep: number): Promise<void> => {
+    while (decoding.length > keep) {
+      const d = await (decoding.shift() as Promise<DecodedBatch>);
+      if (failure !== undefined) continue;
+      apply(d);
+      await flushOutput();
+      pool.recycle(d);
+      progress();
+      await waitForRoom();
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(rec.text);
-    } catch (err) {
-      deadLetters.write({ reason: 'invalid_json', detail: (err as Error).message, source: sourceOf(file, rec, undefined), retriable: false, payload: rec.text });
-      return;
-    }
-    readRecord(value, sink);
   };
 
   // --- Read ------------------------------------------------------------------------------------------------
   let interrupted = false;
-  const records: RawRecord[] = [];
   try {
     for (const input of inputs) {
       if (failure !== undefined) break;
@@ -391,15 +461,15 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
         break;
       }
       const splitter = new RecordSplitter();
+      const writer = new RecordBatchWriter(input.name, scratch);
       const raw = input.open();
       try {
         for await (const chunk of decodedChunks(raw, (n) => (summary.bytesRead += n))) {
-          records.length = 0;
-          splitter.push(chunk, records);
-          for (const rec of records) handleRecord(input.name, rec);
-          await flushOutput();
-          progress();
-          await waitForRoom();
+          splitter.push(chunk, writer);
+          if (writer.size >= BATCH_BYTES) {
+            dispatch(writer);
+            await drain(maxDecoding - 1);
+          }
           if (failure !== undefined) break;
           if (opts.signal?.aborted) {
             interrupted = true;
@@ -416,13 +486,13 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       } finally {
         raw.destroy();
       }
-      records.length = 0;
-      if (!interrupted) {
-        splitter.end(records);
-        for (const rec of records) handleRecord(input.name, rec);
-      }
+      if (!interrupted) splitter.end(writer);
+      dispatch(writer);
+      writer.release();
       if (interrupted) break;
     }
+    // What was read is decoded and delivered, interrupted or not.
+    await drain(0);
 
     // Identify: the fold is complete only now (latest treatment wins over the whole run). An interrupted
     // read leaves it incomplete, and sending it could set an older treatment: nothing is sent then.
@@ -430,9 +500,8 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       summary.usersFolded = fold.userCount;
       for (const [key, flags] of fold.entries()) {
         const json = JSON.stringify(toIdentification(key, flags, opts.identity, pc.userPropertyPrefix));
-        const item = { ...identifyItem(key, json), source: { user: key } };
-        enqueue(item);
-        if (inflight >= maxInflight) {
+        enqueueIdentification({ ...identifyItem(key, json), source: { user: key } });
+        if (inflight >= maxInflight || outBuffer.length >= 1000) {
           await flushOutput();
           await waitForRoom();
           if (failure !== undefined) break;
@@ -443,7 +512,8 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     for (const lane of lanes) submit(lane);
     await Promise.all([...all]);
   } finally {
-    // Whatever happened, let in-flight requests finish and close the output file.
+    // Whatever happened, stop the decoders, let in-flight requests finish and close the output file.
+    await pool.close();
     for (const lane of lanes) lane.items = [];
     await Promise.allSettled([...all]);
     if (out) {

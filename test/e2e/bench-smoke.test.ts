@@ -40,7 +40,7 @@ describe('npm run bench (smoke, --quick)', () => {
     }
     // The benchmark verified what the emulators received, not just that the CLI exited 0.
     expect(r.stderr).toMatch(/export-events 20,000: [\d,]+ FME events counted = expected/);
-    expect(r.stderr).toMatch(/push-impressions json\.gz 20,000: 20,000 events stored = expected/);
+    expect(r.stderr).toMatch(/push-impressions json\.gz 20,000: 20,000 events received = expected/);
   }, 120_000);
 
   it('rejects an unknown flag', async () => {

@@ -5,6 +5,7 @@ import type { Impression } from '../../src/impressions/types.js';
 import {
   checkId,
   coalesceKey,
+  compileEventJson,
   IdentifyFold,
   impressionInsertId,
   impressionToEvent,
@@ -140,5 +141,33 @@ describe('insert_id and coalesce key values are stable across versions', () => {
     expect(impressionInsertId(base)).toBe('fme-fa5e95535e73def8341a81708156bafcc3bfe786');
     expect(impressionInsertId({ key: 'ユーザー', flag: 'f"\\', treatment: 't\u0001', time: 5 })).toBe('fme-9b2d8eb0acf279abd3b0041232a488a2ae602b88');
     expect(Buffer.from(coalesceKey(base), 'latin1').toString('hex')).toBe('ad1162053b8c08a1ee13e902f02103d1');
+  });
+});
+
+describe('compileEventJson', () => {
+  const texts = ['plain', 'quote " and backslash \\', 'new\nline\ttab\u0001', 'ユーザー 🎉', 'lone \ud800 surrogate', '', '</script>'];
+  const impressions: Impression[] = [
+    base,
+    { key: 'user-00002', flag: 'f', treatment: 'off', time: 1 },
+    ...texts.map((t, i): Impression => ({ key: `user-${t}`, flag: `flag ${t}`, treatment: t || 'on', time: 1700000000000 + i, label: t, changeNumber: -0, environment: t, bucketingKey: t })),
+    { ...base, properties: { treatment: 'custom', page: 'cart', nested: { a: [1, 'x'] } } },
+    { ...base, properties: { page: 'cart "quoted"', nested: { a: [1, 'x', null] }, n: 2.5 } },
+    { ...base, properties: {} },
+    { ...base, properties: { page: 'cart', 42: 'integer-like' } },
+    { ...base, properties: JSON.parse('{"__proto__":{"x":1},"page":"cart"}') as Record<string, unknown> },
+  ];
+  const mappings: EventMapping[] = [
+    mapping,
+    { ...mapping, identity: 'device_id', eventType: 'FME "impression"' },
+    // Colliding and integer-like names: JavaScript objects would merge or reorder them.
+    { ...mapping, propertyNames: { ...mapping.propertyNames, label: 'flag' } },
+    { ...mapping, propertyNames: { ...mapping.propertyNames, environment: '7' } },
+  ];
+
+  it('writes exactly what JSON.stringify(impressionToEvent(...)) writes, for every shape of impression and mapping', () => {
+    for (const m of mappings) {
+      const eventJson = compileEventJson(m);
+      for (const imp of impressions) expect(eventJson(imp)).toBe(JSON.stringify(impressionToEvent(imp, m)));
+    }
   });
 });

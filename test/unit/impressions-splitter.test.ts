@@ -1,13 +1,32 @@
 import { describe, expect, it } from 'vitest';
-import { RecordSplitter, type RawRecord } from '../../src/impressions/splitter.js';
+import { RecordSplitter, type RecordSink } from '../../src/impressions/splitter.js';
+
+interface RawRecord {
+  text: string;
+  line: number;
+  index: number | undefined;
+  broken?: string;
+}
+
+/** A sink that keeps each record as text. */
+function collect(out: RawRecord[]): RecordSink {
+  return {
+    record(bytes, start, end, line, index, broken) {
+      const r: RawRecord = { text: bytes.toString('utf8', start, end), line, index };
+      if (broken !== undefined) r.broken = broken;
+      out.push(r);
+    },
+  };
+}
 
 /** Splits `text`, feeding it in chunks of `size` bytes (1 = byte by byte, the harshest boundaries). */
 function split(text: string | Buffer, size = 1 << 20): RawRecord[] {
   const buf = typeof text === 'string' ? Buffer.from(text) : text;
   const s = new RecordSplitter();
   const out: RawRecord[] = [];
-  for (let i = 0; i < buf.length; i += size) s.push(buf.subarray(i, i + size), out);
-  s.end(out);
+  const sink = collect(out);
+  for (let i = 0; i < buf.length; i += size) s.push(buf.subarray(i, i + size), sink);
+  s.end(sink);
   return out;
 }
 
@@ -91,9 +110,37 @@ describe('RecordSplitter', () => {
 
   it('refuses to buffer a record larger than its limit', () => {
     const s = new RecordSplitter(1000);
-    const out: RawRecord[] = [];
+    const sink = collect([]);
     expect(() => {
-      for (let i = 0; i < 10; i++) s.push(Buffer.from(`{"a":"${'x'.repeat(300)}`), out);
+      for (let i = 0; i < 10; i++) s.push(Buffer.from(`{"a":"${'x'.repeat(300)}`), sink);
     }).toThrow(/larger than/);
+  });
+});
+
+describe('RecordSplitter on strings full of escapes', () => {
+  // Quotes, backslash runs of every parity, escaped newlines and non-ASCII text, at every chunk boundary.
+  const tricky = ['plain', 'a"b', 'a\\', 'a\\\\', '\\"', '\\\\"}{][,', 'x\\\\\\"y', 'line\nbreak', 'tab\tend\\', 'é ü 日本 🎉', '{"nested":"json"}', ''];
+  // Each also padded past the splitter's short-string loop (32 bytes), so its native search runs too.
+  const pad = 'p'.repeat(40);
+  const CHUNK_SIZES = [...Array.from({ length: 17 }, (_, i) => i + 1), 41, 64, 97, 256, 1 << 20];
+  const objects = tricky.map((s, i) => ({ i, s, t: `${s}${s}`, long: `${pad}${s}${pad}`, n: [s, { s }] }));
+
+  it('finds the same records in a JSON array whatever the chunk size', () => {
+    const text = `[\n${objects.map((o) => JSON.stringify(o)).join(',\n')}\n]\n`;
+    for (const size of CHUNK_SIZES) {
+      const recs = split(text, size);
+      expect(values(recs)).toEqual(objects);
+      expect(recs.map((r) => r.index)).toEqual(objects.map((_, i) => i));
+      expect(recs.map((r) => r.line)).toEqual(objects.map((_, i) => i + 2));
+    }
+  });
+
+  it('finds the same records in NDJSON and in pretty-printed objects whatever the chunk size', () => {
+    const ndjson = objects.map((o) => JSON.stringify(o)).join('\n');
+    const pretty = objects.map((o) => JSON.stringify(o, null, 2)).join('\n');
+    for (const size of CHUNK_SIZES) {
+      expect(values(split(ndjson, size))).toEqual(objects);
+      expect(values(split(pretty, size))).toEqual(objects);
+    }
   });
 });

@@ -1,0 +1,233 @@
+import type { ImpressionIdentity, PushMode } from '../config/types.js';
+import { checkId, coalesceKey, compileEventJson, type EventMapping } from '../mapping/impression-to-amplitude.js';
+import type { RecordBatch } from './record-batch.js';
+import { SPAN_FIELDS } from './record-batch.js';
+import { readRecord, type ShapeSink } from './shapes.js';
+import { IMPRESSION_SHAPES, type Impression, type ImpressionShape } from './types.js';
+
+/**
+ * The CPU-heavy part of push-impressions, with no I/O: parse a batch of raw records, recognise the
+ * impressions in them, check them, and (event mode) map each one to its Amplitude event's JSON, written
+ * into one byte buffer. It runs on decode worker threads (decode-worker.ts) or, with no workers, on the
+ * main thread; either way the run applies the results in input order (pipeline/push-impressions.ts).
+ */
+
+export interface DecodeSettings {
+  mode: PushMode;
+  identity: ImpressionIdentity;
+  mapping: EventMapping;
+  /** `amplitude.minIdLength` in event mode; identify always uses Amplitude's default. */
+  minIdLength: number | undefined;
+  /** `--coalesce first`: hand back each impression's coalescing key (the run-wide set is the caller's). */
+  coalesce: boolean;
+  /** Impressions older than this (epoch ms) fall outside Amplitude's insert_id dedupe window. */
+  dedupeCutoff: number;
+  /** Sending lanes: each event gets the lane of its user (`laneOf`). */
+  lanes: number;
+}
+
+/** The sending lane of a user: FNV-1a over UTF-16 code units, cheap and stable. */
+export function laneOf(id: string, lanes: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % lanes;
+}
+
+/** Where in the input a record or impression sits, as dead letters show it. */
+export interface DecodedSource {
+  file: string;
+  line: number;
+  index?: number;
+  item?: number;
+}
+
+/** A record or impression that cannot be sent, and why (a dead letter, never retriable as it is). */
+export interface DecodeReject {
+  reason: string;
+  detail: string;
+  source: DecodedSource;
+  payload: unknown;
+}
+
+/**
+ * Per accepted impression, ITEM_FIELDS numbers: start and size of its event JSON in `bytes`, line, index
+ * (-1: none), item (-1: none), time, sending lane.
+ */
+export const ITEM_FIELDS = 7;
+
+export interface DecodedBatch {
+  file: string;
+  records: number;
+  impressions: number;
+  byShape: Record<ImpressionShape, number>;
+  /** Oldest and newest impression time read (Infinity and 0 when none). */
+  oldest: number;
+  newest: number;
+  /** Event mode: impressions older than `dedupeCutoff`, and the first of them. */
+  olderThanWindow: number;
+  firstOld: { time: number; source: DecodedSource } | undefined;
+  rejects: DecodeReject[];
+  /** Impressions accepted, in input order. */
+  count: number;
+  /** Event mode: the accepted impressions' Amplitude events as UTF-8 JSON, back to back. */
+  bytes: Uint8Array;
+  items: Float64Array;
+  /** Identify mode: the user or device id of each accepted impression (events carry theirs in their JSON). */
+  keys: string[];
+  /** `coalesce`: each accepted impression's coalescing key. */
+  coalesceKeys: string[] | undefined;
+  /** Identify mode: each accepted impression's flag and treatment (events are not built). */
+  flags: string[];
+  treatments: string[];
+  /** The batch's own buffers, handed back for reuse. */
+  spent: { records: ArrayBuffer; spans: ArrayBuffer };
+}
+
+/** Buffers for a batch's results, lent by the caller (see scratch-buffers.ts); either may be replaced by a larger one. */
+export interface DecodeScratch {
+  events: ArrayBuffer;
+  items: ArrayBuffer;
+}
+
+/** Builds the events' bytes: one growing buffer, written in place. */
+class ByteWriter {
+  buf: Buffer;
+  at = 0;
+
+  constructor(start: ArrayBuffer) {
+    this.buf = Buffer.from(start);
+  }
+
+  /** Appends `text` as UTF-8; returns its size in bytes. */
+  write(text: string): number {
+    // A UTF-16 unit is at most 3 UTF-8 bytes: measure exactly only when the cheap bound does not fit.
+    if (this.at + text.length * 3 > this.buf.length) {
+      const needed = this.at + Buffer.byteLength(text);
+      if (needed > this.buf.length) {
+        const next = Buffer.from(new ArrayBuffer(Math.max(this.buf.length * 2, needed)));
+        this.buf.copy(next, 0, 0, this.at);
+        this.buf = next;
+      }
+    }
+    const size = this.buf.write(text, this.at, 'utf8');
+    this.at += size;
+    return size;
+  }
+
+  /** The bytes written, as a view over the writer's (transferable) buffer. */
+  take(): Uint8Array {
+    return new Uint8Array(this.buf.buffer, 0, this.at);
+  }
+}
+
+/** Decodes one batch of records (see the module comment). Throws only on a programming error. */
+export function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: DecodeScratch): DecodedBatch {
+  const out: DecodedBatch = {
+    file: batch.file,
+    records: batch.count,
+    impressions: 0,
+    byShape: Object.fromEntries(IMPRESSION_SHAPES.map((k) => [k, 0])) as Record<ImpressionShape, number>,
+    oldest: Number.POSITIVE_INFINITY,
+    newest: 0,
+    olderThanWindow: 0,
+    firstOld: undefined,
+    rejects: [],
+    count: 0,
+    bytes: new Uint8Array(0),
+    items: new Float64Array(0),
+    keys: [],
+    coalesceKeys: s.coalesce ? [] : undefined,
+    flags: [],
+    treatments: [],
+    spent: { records: batch.bytes.buffer as ArrayBuffer, spans: batch.spans.buffer as ArrayBuffer },
+  };
+  const text = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.byteLength);
+  const writer = s.mode === 'event' ? new ByteWriter(scratch.events) : undefined;
+  let items = new Float64Array(scratch.items);
+  const broken = new Map(batch.broken);
+  const eventJson = compileEventJson(s.mapping);
+
+  // The record being decoded: set per record, so the per-impression path allocates no closures.
+  let line = 0;
+  let index = -1;
+  const sourceOf = (item: number | undefined): DecodedSource => {
+    const src: DecodedSource = { file: batch.file, line };
+    if (index >= 0) src.index = index;
+    if (item !== undefined) src.item = item;
+    return src;
+  };
+
+  const accept = (imp: Impression, item: number | undefined): void => {
+    if (imp.time < out.oldest) out.oldest = imp.time;
+    if (imp.time > out.newest) out.newest = imp.time;
+    if (s.mode === 'event' && imp.time < s.dedupeCutoff) {
+      out.olderThanWindow++;
+      out.firstOld ??= { time: imp.time, source: sourceOf(item) };
+    }
+    const problem = checkId(imp.key, s.minIdLength);
+    if (problem) {
+      const detail = s.mode === 'identify' && problem.reason === 'id_too_short' ? `key is ${imp.key.length} characters; the Identify API takes ids of 5 or more` : problem.detail;
+      out.rejects.push({ reason: problem.reason, detail, source: sourceOf(item), payload: imp });
+      return;
+    }
+    if ((out.count + 1) * ITEM_FIELDS > items.length) {
+      const next = new Float64Array(Math.max(64 * ITEM_FIELDS, items.length * 2));
+      next.set(items);
+      items = next;
+    }
+    const f = out.count * ITEM_FIELDS;
+    if (writer) {
+      const start = writer.at;
+      items[f] = start;
+      items[f + 1] = writer.write(eventJson(imp));
+    } else {
+      out.keys.push(imp.key);
+      out.flags.push(imp.flag);
+      out.treatments.push(imp.treatment);
+    }
+    items[f + 2] = line;
+    items[f + 3] = index;
+    items[f + 4] = item ?? -1;
+    items[f + 5] = imp.time;
+    items[f + 6] = laneOf(imp.key, s.lanes);
+    out.coalesceKeys?.push(coalesceKey(imp));
+    out.count++;
+  };
+
+  const sink: ShapeSink = {
+    impression: (imp, shape, item) => {
+      out.impressions++;
+      out.byShape[shape]++;
+      accept(imp, item);
+    },
+    invalid: (reason, detail, payload, item) => {
+      out.rejects.push({ reason, detail, source: sourceOf(item), payload });
+    },
+  };
+
+  for (let r = 0; r < batch.count; r++) {
+    const at = r * SPAN_FIELDS;
+    const json = text.toString('utf8', batch.spans[at], batch.spans[at + 1]);
+    line = batch.spans[at + 2] as number;
+    index = batch.spans[at + 3] as number;
+    const why = broken.get(r);
+    if (why !== undefined) {
+      out.rejects.push({ reason: 'invalid_json', detail: why, source: sourceOf(undefined), payload: json });
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(json);
+    } catch (err) {
+      out.rejects.push({ reason: 'invalid_json', detail: (err as Error).message, source: sourceOf(undefined), payload: json });
+      continue;
+    }
+    readRecord(value, sink);
+  }
+  out.items = items.subarray(0, out.count * ITEM_FIELDS);
+  out.bytes = writer ? writer.take() : new Uint8Array(scratch.events, 0, 0);
+  return out;
+}
