@@ -28,6 +28,8 @@ export interface DecodeRequest {
 }
 
 const EVENTS_ROOM = BATCH_BYTES + 64 * 1024;
+/** Batches a worker may have at once: one being decoded, one waiting, so it never idles between them. */
+const WORKER_QUEUE = 2;
 const ITEMS_ROOM = ITEM_FIELDS * 8 * 4096;
 
 function lend(scratch: ScratchBuffers): DecodeScratch {
@@ -84,13 +86,12 @@ class WorkerPool implements DecodePool {
   private readonly workers: Worker[] = [];
   private readonly pending: Map<number, Pending>[] = [];
   private nextId = 0;
-  private next = 0;
   /** Set once a worker failed: every later call fails with it. */
   private failure: Error | undefined;
   private closing = false;
 
   constructor(
-    settings: DecodeSettings,
+    private readonly settings: DecodeSettings,
     readonly threads: number,
     private readonly scratch: ScratchBuffers,
     workerUrl: URL,
@@ -126,8 +127,16 @@ class WorkerPool implements DecodePool {
 
   decode(batch: RecordBatch): Promise<DecodedBatch> {
     if (this.failure) return Promise.reject(this.failure);
-    const w = this.next;
-    this.next = (this.next + 1) % this.workers.length;
+    let w = 0;
+    for (let i = 1; i < this.pending.length; i++) if ((this.pending[i] as Map<number, Pending>).size < (this.pending[w] as Map<number, Pending>).size) w = i;
+    if ((this.pending[w] as Map<number, Pending>).size >= WORKER_QUEUE) {
+      // Every worker has its hands full: the calling thread, otherwise waiting for them, decodes this one.
+      try {
+        return Promise.resolve(decodeBatch(batch, this.settings, lend(this.scratch)));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
+    }
     const id = this.nextId++;
     return new Promise<DecodedBatch>((resolve, reject) => {
       (this.pending[w] as Map<number, Pending>).set(id, { resolve, reject });

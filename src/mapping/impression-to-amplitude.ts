@@ -47,6 +47,14 @@ export function checkId(id: string, minIdLength: number | undefined): IdProblem 
   return undefined;
 }
 
+/** Characters JSON.stringify would escape in a string (quotes, backslashes, controls, and surrogates to be safe). */
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/** A string as JSON.stringify writes it, without its per-call cost for the common plain string. */
+function jsonString(v: string): string {
+  return NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`;
+}
+
 /**
  * One-shot `crypto.hash` (Node >= 20.12) where it exists, else createHash: the same digest either way.
  * The digest comes back as text directly: a Buffer result then converted cost twice as much per impression.
@@ -62,7 +70,20 @@ const digest: (algorithm: string, data: string, encoding: crypto.BinaryToTextEnc
  * Fields are JSON-encoded as a list, so no separator inside a value can make two impressions collide.
  */
 export function impressionInsertId(imp: Impression): string {
-  const content = JSON.stringify([imp.key, imp.flag, imp.treatment, imp.time, imp.changeNumber ?? null, imp.label ?? null, imp.bucketingKey ?? null, imp.environment ?? null]);
+  return insertIdOf(jsonString(imp.key), jsonString(imp.flag), jsonString(imp.treatment), imp);
+}
+
+/**
+ * The insert_id from the key, flag and treatment already JSON-encoded: the hashed text is exactly
+ * `JSON.stringify([key, flag, treatment, time, changeNumber ?? null, label ?? null, bucketingKey ?? null,
+ * environment ?? null])`, assembled from parts the event's JSON needs too.
+ */
+function insertIdOf(key: string, flag: string, treatment: string, imp: Impression): string {
+  const changeNumber = imp.changeNumber === undefined ? 'null' : `${imp.changeNumber}`;
+  const label = imp.label === undefined ? 'null' : jsonString(imp.label);
+  const bucketingKey = imp.bucketingKey === undefined ? 'null' : jsonString(imp.bucketingKey);
+  const environment = imp.environment === undefined ? 'null' : jsonString(imp.environment);
+  const content = `[${key},${flag},${treatment},${imp.time},${changeNumber},${label},${bucketingKey},${environment}]`;
   return `fme-${digest('sha256', content, 'hex').slice(0, 40)}`;
 }
 
@@ -96,21 +117,14 @@ export function impressionToEvent(imp: Impression, m: EventMapping): AmplitudeUp
   return event;
 }
 
-/** Characters JSON.stringify would escape in a string (quotes, backslashes, controls, and surrogates to be safe). */
-const INTEGER_KEY = /^(0|[1-9]\d*)$/;
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
-
-/** A string as JSON.stringify writes it, without its per-call cost for the common plain string. */
-function jsonString(v: string): string {
-  return NEEDS_ESCAPE.test(v) ? JSON.stringify(v) : `"${v}"`;
-}
-
 /**
  * `JSON.stringify(impressionToEvent(imp, m))`, the same text, written from a template compiled once per
  * mapping: building the event object and serialising it generically cost more than twice as much per
  * impression. Property names that collide, or that JavaScript objects would reorder (integer-like) or
  * treat specially (`__proto__`), take the generic path, in the mapping or in an impression's properties.
  */
+const INTEGER_KEY = /^(0|[1-9]\d*)$/;
+
 export function compileEventJson(m: EventMapping): (imp: Impression) => string {
   const n = m.propertyNames;
   const names = [n.flag, n.treatment, n.label, n.changeNumber, n.environment, n.bucketingKey];
@@ -135,12 +149,15 @@ export function compileEventJson(m: EventMapping): (imp: Impression) => string {
   return (imp) => {
     const own = imp.properties === undefined ? '' : ownProperties(imp.properties);
     if (!templated || own === undefined) return JSON.stringify(impressionToEvent(imp, m));
-    let s = `${head}${imp.time},"insert_id":"${impressionInsertId(imp)}"${props}${jsonString(imp.flag)}${treatment}${jsonString(imp.treatment)}`;
+    const k = jsonString(imp.key);
+    const flag = jsonString(imp.flag);
+    const t = jsonString(imp.treatment);
+    let s = `${head}${imp.time},"insert_id":"${insertIdOf(k, flag, t, imp)}"${props}${flag}${treatment}${t}`;
     if (imp.label !== undefined) s += label + jsonString(imp.label);
     if (imp.changeNumber !== undefined) s += `${changeNumber}${imp.changeNumber}`;
     if (imp.environment !== undefined) s += environment + jsonString(imp.environment);
     if (imp.bucketingKey !== undefined) s += bucketingKey + jsonString(imp.bucketingKey);
-    return `${s}${own}${id}${jsonString(imp.key)}}`;
+    return `${s}${own}${id}${k}}`;
   };
 }
 

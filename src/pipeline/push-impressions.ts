@@ -255,9 +255,10 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   let inflight = 0;
   let waiters: (() => void)[] = [];
   let failure: unknown;
-  // Decode threads, and the batches they may have at once (each thread has one to work on and one queued).
+  // Decode threads, and the batches being decoded at once: two per thread (one at work, one queued), and
+  // two more that this thread decodes itself when the threads are all busy.
   const threads = pc.workers ?? defaultDecodeWorkers(availableParallelism());
-  const maxDecoding = Math.max(2, threads * 2);
+  const maxDecoding = threads * 2 + 2;
   const scratch = new ScratchBuffers(Math.max(maxDecoding, maxInflight) + 2);
   const lanes: Lane[] = Array.from({ length: laneCount }, () => ({ limit: pLimit(1), bytes: 0, items: [], body: undefined, events: [], count: 0 }));
   const all = new Set<Promise<void>>();
@@ -428,20 +429,26 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     lanes: laneCount,
   };
   /** Batches handed to the decoders, oldest first: applied in this order, whichever finishes first. */
-  const decoding: Promise<DecodedBatch>[] = [];
+  const decoding: { result: Promise<DecodedBatch>; ready: boolean }[] = [];
   const pool = createDecodePool(settings, threads, scratch);
   const dispatch = (writer: RecordBatchWriter): void => {
     const batch = writer.take();
     if (!batch) return;
-    const p = pool.decode(batch);
-    // Awaited in order below; marked handled now so a failure is not reported as unhandled meanwhile.
-    p.catch(() => undefined);
-    decoding.push(p);
+    const entry = { result: pool.decode(batch), ready: false };
+    // Awaited in order below (a failure is not unhandled meanwhile); `ready` lets finished ones be applied without waiting.
+    entry.result.then(
+      () => (entry.ready = true),
+      () => (entry.ready = true),
+    );
+    decoding.push(entry);
   };
-  /** Applies decoded batches until at most `keep` are left decoding, pausing while the lanes are full. */
+  /**
+   * Applies decoded batches in order: those already finished, then older ones, waiting for them, until at
+   * most `keep` are left decoding. Between waits this thread reads on (and decodes when the workers are busy).
+   */
   const drain = async (keep: number): Promise<void> => {
-    while (decoding.length > keep) {
-      const d = await (decoding.shift() as Promise<DecodedBatch>);
+    while (decoding.length > 0 && (decoding.length > keep || (decoding[0] as { ready: boolean }).ready)) {
+      const d = await (decoding.shift() as { result: Promise<DecodedBatch> }).result;
       if (failure !== undefined) continue;
       apply(d);
       await flushOutput();

@@ -170,4 +170,24 @@ describe('compileEventJson', () => {
       for (const imp of impressions) expect(eventJson(imp)).toBe(JSON.stringify(impressionToEvent(imp, m)));
     }
   });
+
+  it('writes the same text as the generic path over many random impressions', () => {
+    let seed = 7;
+    const rnd = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) % 2147483648;
+      return seed % n;
+    };
+    const alphabet = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\u0001', 'é', 'ユ', '🎉', '\ud800', '\udfff', ','];
+    const text = (): string => Array.from({ length: 1 + rnd(10) }, () => alphabet[rnd(alphabet.length)]).join('');
+    const eventJson = compileEventJson(mapping);
+    for (let i = 0; i < 3000; i++) {
+      const imp: Impression = { key: text(), flag: text(), treatment: text(), time: [1, 1_700_000_000_000 + rnd(1e9), 1.5e21][rnd(3)] as number };
+      if (rnd(2)) imp.label = text();
+      if (rnd(2)) imp.changeNumber = [0, 17, -3, 1_700_000_000_123][rnd(4)] as number;
+      if (rnd(2)) imp.bucketingKey = text();
+      if (rnd(2)) imp.environment = text();
+      if (rnd(3) === 0) imp.properties = { [text()]: text(), n: rnd(100) };
+      expect(eventJson(imp)).toBe(JSON.stringify(impressionToEvent(imp, mapping)));
+    }
+  });
 });
