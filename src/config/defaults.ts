@@ -30,6 +30,7 @@ export function defaultConfig(): Config {
       batchSize: 5000,
       batchBytes: 900_000,
       concurrency: 4,
+      workers: undefined,
     },
     pushImpressions: {
       mode: 'event',

@@ -47,6 +47,8 @@ export interface ExportEventsConfig {
   batchSize: number;
   batchBytes: number;
   concurrency: number;
+  /** Threads that parse and map export rows (0: the main thread does); unset: one per core but one, 1 to 4. */
+  workers: number | undefined;
 }
 
 export type ImpressionIdentity = 'user_id' | 'device_id';

@@ -145,6 +145,7 @@ const SCHEMA: Schema = {
     batchSize: int(1, 5000),
     batchBytes: int(40_000, 1_000_000),
     concurrency: int(1, 64),
+    workers: int(0, 64),
   },
   pushImpressions: {
     mode: oneOf('event', 'identify'),

@@ -60,13 +60,17 @@ export class FmeEventsClient {
    * Sends one batch of pre-serialised events as one request (see the module comment for outcomes).
    * `bytes`, when given, is the body's UTF-8 size (as the Batcher counts it).
    */
-  async send(batch: { jsons: string[]; bytes?: number }): Promise<SendOutcome> {
-    const events = batch.jsons.length;
+  send(batch: { jsons: string[]; bytes?: number }): Promise<SendOutcome> {
+    return this.sendBody(buildBulkBody(batch.jsons, batch.bytes), batch.jsons.length);
+  }
+
+  /** `send` for a body already written (`[e1,e2,...]`, see pipeline/batcher.ts) holding `events` events. */
+  async sendBody(body: Buffer, events: number): Promise<SendOutcome> {
     const { http, logger, signal } = this.options;
     const res = await postWithRetry({
       http,
       url: this.url,
-      body: buildBulkBody(batch.jsons, batch.bytes),
+      body,
       headers: this.headers,
       what: 'FME events API',
       errorCode: 'FME_HTTP',

@@ -1,7 +1,7 @@
 import type { ImpressionIdentity, PushMode } from '../config/types.js';
 import { checkId, coalesceKey, compileEventJson, type EventMapping } from '../mapping/impression-to-amplitude.js';
-import type { RecordBatch } from './record-batch.js';
-import { SPAN_FIELDS } from './record-batch.js';
+import type { RecordBatch } from '../workers/record-batch.js';
+import { SPAN_FIELDS } from '../workers/record-batch.js';
 import { readRecord, type ShapeSink } from './shapes.js';
 import { IMPRESSION_SHAPES, type Impression, type ImpressionShape } from './types.js';
 

@@ -3,6 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { chunksOf } from '../io/chunks.js';
 import picomatch from 'picomatch';
 import { UsageError } from '../errors.js';
 
@@ -115,11 +116,10 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
     return;
   }
   const rest = Readable.from(all(), { objectMode: false });
-  // Iterated directly: a PassThrough in between handed out its buffered chunks joined into fresh buffers,
-  // garbage that piled up outside the heap (tens of MB at the peak) while decode threads did the parsing.
+  // Chunk by chunk (io/chunks.ts): reading the buffered output at once joined it into fresh buffers.
   const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   pipeline(rest, gunzip, () => {
     // Errors surface through iteration of `gunzip`, which pipeline destroys with the error.
   });
-  for await (const chunk of gunzip) yield chunk as Buffer;
+  yield* chunksOf(gunzip);
 }

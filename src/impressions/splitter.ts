@@ -1,18 +1,5 @@
 import { BadDataError } from '../errors.js';
-
-/**
- * Receives each top-level value cut out of the input, not yet parsed: bytes `[start, end)` of `bytes`,
- * which is the chunk as pushed (or a buffer of the splitter's own for a value cut across chunks). Neither is
- * written to afterwards, so a sink may keep a reference and copy later.
- */
-export interface RecordSink {
-  /**
-   * @param line 1-based line where the value starts.
-   * @param index Index in the enclosing top-level array, when the input is (or the line holds) a JSON array.
-   * @param broken Set when the splitter already knows the bytes cannot be a complete value (cut off, broken line).
-   */
-  record(bytes: Buffer, start: number, end: number, line: number, index: number | undefined, broken?: string): void;
-}
+import type { RecordSink } from '../workers/record-batch.js';
 
 const LF = 0x0a;
 const QUOTE = 0x22;

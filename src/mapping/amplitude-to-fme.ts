@@ -100,7 +100,47 @@ export interface MapperStats {
 
 export interface Mapper {
   map(row: AmplitudeExportRow): MapResult;
+  /** What `map` counted so far (since the last `takeStats`). */
   readonly stats: MapperStats;
+  /** The counts so far, and a fresh start: decode workers hand each batch's counts to the main thread. */
+  takeStats(): MapperStats;
+}
+
+export function emptyMapperStats(): MapperStats {
+  return {
+    rows: 0,
+    events: 0,
+    skipped: {},
+    invalid: {},
+    identities: {},
+    trimmed: {},
+    value: { from_string: 0, not_numeric: 0 },
+    timestampFallback: { client_event_time: 0, server_upload_time: 0 },
+    renamed: new Map(),
+    renamedNotListed: 0,
+  };
+}
+
+function addCounts(into: Record<string, number>, from: Record<string, number | undefined>): void {
+  for (const [k, v] of Object.entries(from)) if (v !== undefined) into[k] = (into[k] ?? 0) + v;
+}
+
+/** Adds the counts of `from` to `into`; renamed types are merged, at most RENAMED_KEPT listed. */
+export function addMapperStats(into: MapperStats, from: MapperStats): void {
+  into.rows += from.rows;
+  into.events += from.events;
+  addCounts(into.skipped, from.skipped);
+  addCounts(into.invalid, from.invalid);
+  addCounts(into.identities, from.identities);
+  addCounts(into.trimmed, from.trimmed);
+  addCounts(into.value, from.value);
+  addCounts(into.timestampFallback, from.timestampFallback);
+  for (const [name, id] of from.renamed) {
+    if (into.renamed.has(name)) continue;
+    if (into.renamed.size < RENAMED_KEPT) into.renamed.set(name, id);
+    else into.renamedNotListed++;
+  }
+  into.renamedNotListed += from.renamedNotListed;
 }
 
 export const RENAMED_KEPT = 1000;
@@ -176,18 +216,7 @@ export function compileMapper(cfg: MapperConfig): Mapper {
   if (problems.length > 0) throw new ConfigError(problems);
 
   const prefix = cfg.eventTypePrefix;
-  const stats: MapperStats = {
-    rows: 0,
-    events: 0,
-    skipped: {},
-    invalid: {},
-    identities: {},
-    trimmed: {},
-    value: { from_string: 0, not_numeric: 0 },
-    timestampFallback: { client_event_time: 0, server_upload_time: 0 },
-    renamed: new Map(),
-    renamedNotListed: 0,
-  };
+  let stats = emptyMapperStats();
   // null = filtered out.
   const typeCache = new Map<string, TypePlan | null>();
 
@@ -320,5 +349,15 @@ export function compileMapper(cfg: MapperConfig): Mapper {
     return { kind: 'events', events };
   };
 
-  return { map, stats };
+  return {
+    map,
+    get stats() {
+      return stats;
+    },
+    takeStats() {
+      const taken = stats;
+      stats = emptyMapperStats();
+      return taken;
+    },
+  };
 }

@@ -1,7 +1,8 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import pLimit from 'p-limit';
-import { readArchiveLines } from '../amplitude/archive.js';
+import { availableParallelism } from 'node:os';
+import { readArchiveRecords, type LineSink } from '../amplitude/archive.js';
 import { ExportClient, exportWindows } from '../amplitude/export-client.js';
 import { describeWindow, formatHour, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
@@ -10,10 +11,15 @@ import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
 import type { Logger } from '../log/logger.js';
-import { compileMapper, type MapperStats } from '../mapping/amplitude-to-fme.js';
-import { Batcher, type Batch } from './batcher.js';
+import { addMapperStats, emptyMapperStats, type MapperStats } from '../mapping/amplitude-to-fme.js';
+import { EVENT_FIELDS, LINE_FIELDS, LineOutcome, type DecodedRows, type RowReject } from '../mapping/export-rows.js';
+import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
+import { ScratchBuffers } from '../workers/scratch-buffers.js';
+import { defaultWorkerThreads } from '../workers/task-pool.js';
+import { Batcher, eventJson, type Batch } from './batcher.js';
 import type { DeadLetterWriter } from './dead-letters.js';
 import { noCheckpoint, type ExportCheckpoint } from './export-checkpoint.js';
+import { createRowsPool } from './export-rows-pool.js';
 import { decodePosition, encodePosition, inRanges, MAX_IDENTITIES, type Ranges } from './positions.js';
 
 export interface ExportEventsOptions {
@@ -86,6 +92,8 @@ async function* interruptible<T>(source: AsyncGenerator<T>, signal: AbortSignal 
   }
 }
 
+const NEWLINE = Buffer.from('\n');
+
 function retryPolicy(c: Config): RetryPolicy {
   return { retries: c.http.retries, baseDelayMs: c.http.retryBaseDelayMs, maxDelayMs: c.http.retryMaxDelayMs };
 }
@@ -101,7 +109,12 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   const started = Date.now();
   const ec = config.exportEvents;
   const mode: ExportEventsSummary['mode'] = opts.dryRun ? 'dry-run' : opts.output ? 'output' : 'send';
-  const mapper = compileMapper(ec);
+  // Rows are parsed and mapped on worker threads (and on this one when they are busy): see export-rows-pool.ts.
+  const threads = ec.workers ?? defaultWorkerThreads(availableParallelism());
+  const maxDecoding = threads * 2 + 2;
+  const scratch = new ScratchBuffers(Math.max(maxDecoding, ec.concurrency * 2) + 2);
+  const rows = createRowsPool(ec, threads, scratch);
+  const mapperStats = emptyMapperStats();
   const retry = retryPolicy(config);
 
   const exportClient = new ExportClient({
@@ -154,32 +167,36 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     if (fatal) return;
     if (fme) {
       try {
-        const outcome = await fme.send({ jsons: batch.jsons, bytes: batch.bytes });
+        const outcome = await fme.sendBody(batch.body, batch.count);
         if (outcome.delivered) {
-          s.fmeEventsSent += batch.jsons.length;
+          s.fmeEventsSent += batch.count;
           s.batchesSent++;
         } else {
-          batch.jsons.forEach((json, i) => {
-            const pos = decodePosition(batch.positions[i] as number);
+          batch.positions.forEach((position, i) => {
+            const pos = decodePosition(position);
             deadLetters.write({
               reason: 'fme_rejected',
               detail: `FME answered ${outcome.status}: ${outcome.body}`,
               status: outcome.status,
               source: { window: describeWindow(window), entry: entries[pos.entryIndex] ?? '', line: pos.line },
               retriable: true,
-              payload: JSON.parse(json) as unknown,
+              payload: JSON.parse(eventJson(batch, i)) as unknown,
             });
           });
-          logger.warn(`FME rejected a batch of ${batch.jsons.length} events (HTTP ${outcome.status}); they are in the dead-letter file`, { status: outcome.status, window: describeWindow(window) });
+          logger.warn(`FME rejected a batch of ${batch.count} events (HTTP ${outcome.status}); they are in the dead-letter file`, { status: outcome.status, window: describeWindow(window) });
         }
       } catch (err) {
         fatal ??= err;
         return;
       }
     } else if (output) {
-      if (!output.write(`${batch.jsons.join('\n')}\n`)) await once(output, 'drain');
-      s.fmeEventsWritten += batch.jsons.length;
+      const lines: Buffer[] = [];
+      for (let i = 0; i < batch.count; i++) lines.push(batch.body.subarray(batch.starts[i], (batch.starts[i] as number) + (batch.sizes[i] as number)), NEWLINE);
+      if (!output.write(Buffer.concat(lines))) await once(output, 'drain');
+      s.fmeEventsWritten += batch.count;
     }
+    // Nothing reads the body any more: its buffer serves a later batch.
+    scratch.give('bodies', batch.body.buffer as ArrayBuffer);
     await checkpoint.acknowledge(window, coverFrom, coverTo);
     progress();
   };
@@ -215,6 +232,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       progress();
     }
   } finally {
+    await rows.close();
     if (output) {
       output.end();
       await once(output, 'finish');
@@ -222,7 +240,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   }
 
   async function processArchive(window: HourWindow, path: string, resume: Ranges): Promise<void> {
-    const batcher = new Batcher(ec.batchSize, ec.batchBytes);
+    const batcher = new Batcher(ec.batchSize, ec.batchBytes, () => scratch.spare('bodies'));
     const inFlight = new Set<Promise<void>>();
     const entries: string[] = [];
     const label = describeWindow(window);
@@ -256,73 +274,108 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     }
 
     async function readAndDispatch(): Promise<void> {
-      for await (const chunk of readArchiveLines(path)) {
-        if (fatal || opts.signal?.aborted) break;
-        let entryIndex = entries.length - 1;
-        if (entries[entryIndex] !== chunk.entry) {
-          entries.push(chunk.entry);
-          entryIndex = entries.length - 1;
+      /** Batches of lines handed to the decoders, oldest first: applied in this order, whichever finishes first. */
+      const decoding: { result: Promise<DecodedRows>; ready: boolean }[] = [];
+      let writer: RecordBatchWriter | undefined;
+      const send = (): void => {
+        const batch = writer?.take();
+        if (!batch) return;
+        const entry = { result: rows.decode(batch), ready: false };
+        // Awaited in order below (a failure is not unhandled meanwhile); `ready` lets finished ones be applied without waiting.
+        entry.result.then(
+          () => (entry.ready = true),
+          () => (entry.ready = true),
+        );
+        decoding.push(entry);
+      };
+      /** Applies decoded batches in order until at most `keep` are left decoding (finished ones at once). */
+      const drain = async (keep: number): Promise<void> => {
+        while (decoding.length > 0 && (decoding.length > keep || (decoding[0] as { ready: boolean }).ready)) {
+          const d = await (decoding.shift() as { result: Promise<DecodedRows> }).result;
+          await apply(d);
+          rows.recycle(d);
+          if (fatal || opts.signal?.aborted) return;
         }
-        const lines = chunk.lines;
-        for (let i = 0; i < lines.length; i++) {
-          const text = lines[i] as string;
-          const lineNo = chunk.firstLine + i;
-          const base = encodePosition(entryIndex, lineNo, 0);
-          lastPos = base;
-          s.linesRead++;
-          if (text.length === 0 || text.trim().length === 0) {
-            s.blankLines++;
-            continue;
-          }
-          const already = resume.length > 0 && inRanges(resume, base);
-          let row: unknown;
-          try {
-            row = JSON.parse(text);
-          } catch (err) {
-            s.invalidLines++;
-            if (!already) {
-              deadLetters.write({
-                reason: 'invalid_json',
-                detail: (err as Error).message,
-                source: { window: label, entry: chunk.entry, line: lineNo },
-                retriable: false,
-                payload: text,
-              });
-            }
-            continue;
-          }
-          if (row === null || typeof row !== 'object' || Array.isArray(row)) {
-            s.invalidLines++;
-            if (!already) deadLetters.write({ reason: 'not_an_object', detail: 'the line is JSON but not an event object', source: { window: label, entry: chunk.entry, line: lineNo }, retriable: false, payload: text });
-            continue;
-          }
-          s.eventsRead++;
-          const result = mapper.map(row as Record<string, unknown>);
-          if (result.kind === 'skipped') continue;
-          if (result.kind === 'invalid') {
-            if (!already) deadLetters.write({ reason: result.reason, detail: result.detail, source: { window: label, entry: chunk.entry, line: lineNo }, retriable: false, payload: row });
-            continue;
-          }
-          for (let k = 0; k < result.events.length; k++) {
-            const mapped = result.events[k]!;
-            s.fmeEventsMapped++;
-            const pos = base + mapped.identityIndex;
-            if (already || (resume.length > 0 && inRanges(resume, pos))) {
-              s.fmeEventsAlreadyDelivered++;
-              continue;
-            }
-            if (mode === 'dry-run') continue;
-            const full = batcher.add(mapped.json, mapped.bytes, pos);
-            if (full) await dispatch(full);
+      };
+      const sink: LineSink = {
+        entry(name) {
+          send();
+          writer = new RecordBatchWriter(name, scratch);
+        },
+        record(bytes, start, end, line, index) {
+          writer?.record(bytes, start, end, line, index);
+        },
+      };
+      try {
+        for await (const entryEnded of readArchiveRecords(path, sink)) {
+          if (fatal || opts.signal?.aborted) break;
+          if (entryEnded || (writer && writer.size >= BATCH_BYTES)) {
+            send();
+            await drain(maxDecoding - 1);
           }
         }
-        progress();
+        if (!fatal && !opts.signal?.aborted) {
+          send();
+          await drain(0);
+        }
+      } finally {
+        writer?.release();
+        // Whatever stopped the reading, let the decoders finish what they hold (their results are dropped).
+        await Promise.allSettled(decoding.map((e) => e.result));
       }
+    }
+
+    /** One decoded batch of lines, in order: positions, dead letters, and its events into the batcher. */
+    async function apply(d: DecodedRows): Promise<void> {
+      addMapperStats(mapperStats, d.stats);
+      let entryIndex = entries.length - 1;
+      if (entries[entryIndex] !== d.entry) {
+        entries.push(d.entry);
+        entryIndex = entries.length - 1;
+      }
+      let reject = 0;
+      for (let i = 0; i < d.count; i++) {
+        const f = i * LINE_FIELDS;
+        const lineNo = d.lines[f] as number;
+        const outcome = d.lines[f + 1] as number;
+        const base = encodePosition(entryIndex, lineNo, 0);
+        lastPos = base;
+        s.linesRead++;
+        if (outcome === LineOutcome.Blank) {
+          s.blankLines++;
+          continue;
+        }
+        const already = resume.length > 0 && inRanges(resume, base);
+        if (outcome === LineOutcome.InvalidJson || outcome === LineOutcome.NotAnObject || outcome === LineOutcome.Invalid) {
+          const r = d.rejects[reject++] as RowReject;
+          if (outcome === LineOutcome.Invalid) s.eventsRead++;
+          else s.invalidLines++;
+          if (!already) deadLetters.write({ reason: r.reason, detail: r.detail, source: { window: label, entry: d.entry, line: lineNo }, retriable: false, payload: r.payload });
+          continue;
+        }
+        s.eventsRead++;
+        if (outcome === LineOutcome.Skipped) continue;
+        const first = d.lines[f + 2] as number;
+        const count = d.lines[f + 3] as number;
+        for (let k = first; k < first + count; k++) {
+          s.fmeEventsMapped++;
+          const e = k * EVENT_FIELDS;
+          const pos = base + (d.events[e + 2] as number);
+          if (already || (resume.length > 0 && inRanges(resume, pos))) {
+            s.fmeEventsAlreadyDelivered++;
+            continue;
+          }
+          if (mode === 'dry-run') continue;
+          const full = batcher.add(d.bytes, d.events[e] as number, d.events[e + 1] as number, pos);
+          if (full) await dispatch(full);
+        }
+      }
+      progress();
     }
   }
 
   const durationMs = Date.now() - started;
-  const mstats: MapperStats = mapper.stats;
+  const mstats: MapperStats = mapperStats;
   const summary: ExportEventsSummary = {
     start: formatHour(opts.start),
     end: formatHour(opts.end),

@@ -15,8 +15,9 @@ import type { RetryPolicy } from '../http/retry.js';
 import { ITEM_FIELDS, laneOf, type DecodedBatch, type DecodedSource, type DecodeSettings } from '../impressions/decode.js';
 import { createDecodePool } from '../impressions/decode-pool.js';
 import { decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
-import { BATCH_BYTES, RecordBatchWriter } from '../impressions/record-batch.js';
-import { ScratchBuffers } from '../impressions/scratch-buffers.js';
+import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
+import { ScratchBuffers } from '../workers/scratch-buffers.js';
+import { defaultWorkerThreads } from '../workers/task-pool.js';
 import { RecordSplitter } from '../impressions/splitter.js';
 import { IMPRESSION_SHAPES, type ImpressionShape } from '../impressions/types.js';
 import type { Logger } from '../log/logger.js';
@@ -155,13 +156,6 @@ function sourcePosition(src: DecodedSource): SourcePosition {
   return positionOf(src.file, src.line, src.index ?? -1, src.item ?? -1);
 }
 
-/**
- * Decode threads by default: one per core but one (the main thread reads, batches and sends), at least
- * one, at most four (past that the main thread is the bottleneck).
- */
-export function defaultDecodeWorkers(cores: number): number {
-  return Math.min(4, Math.max(1, cores - 1));
-}
 
 /**
  * push-impressions: FME impression dumps -> Amplitude events (Batch / HTTP V2) or user properties (Identify).
@@ -257,7 +251,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   let failure: unknown;
   // Decode threads, and the batches being decoded at once: two per thread (one at work, one queued), and
   // two more that this thread decodes itself when the threads are all busy.
-  const threads = pc.workers ?? defaultDecodeWorkers(availableParallelism());
+  const threads = pc.workers ?? defaultWorkerThreads(availableParallelism());
   const maxDecoding = threads * 2 + 2;
   const scratch = new ScratchBuffers(Math.max(maxDecoding, maxInflight) + 2);
   const lanes: Lane[] = Array.from({ length: laneCount }, () => ({ limit: pLimit(1), bytes: 0, items: [], body: undefined, events: [], count: 0 }));

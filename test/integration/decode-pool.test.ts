@@ -2,8 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { ITEM_FIELDS, type DecodedBatch, type DecodeSettings } from '../../src/impressions/decode.js';
 import { createDecodePool, type DecodePool } from '../../src/impressions/decode-pool.js';
-import { RecordBatchWriter, type RecordBatch } from '../../src/impressions/record-batch.js';
-import { ScratchBuffers } from '../../src/impressions/scratch-buffers.js';
+import { RecordBatchWriter, type RecordBatch } from '../../src/workers/record-batch.js';
+import { ScratchBuffers } from '../../src/workers/scratch-buffers.js';
 import { RecordSplitter } from '../../src/impressions/splitter.js';
 
 // The compiled worker (`npm test` builds first): worker threads run JavaScript, not the TypeScript sources.

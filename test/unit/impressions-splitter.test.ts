@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RecordSplitter, type RecordSink } from '../../src/impressions/splitter.js';
+import { RecordSplitter } from '../../src/impressions/splitter.js';
+import type { RecordSink } from '../../src/workers/record-batch.js';
 
 interface RawRecord {
   text: string;

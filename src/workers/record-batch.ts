@@ -1,10 +1,23 @@
 import type { ScratchBuffers } from './scratch-buffers.js';
-import type { RecordSink } from './splitter.js';
 
 /**
- * Records cut out of one input, not yet parsed, packed for a decode worker: their bytes back to back in one
- * ArrayBuffer of their own (so it can be transferred, not copied, to a worker thread) and where each one
- * starts, ends and came from.
+ * Receives each record (a JSON value, a line) cut out of an input, not yet parsed: bytes `[start, end)` of
+ * `bytes`, which is a chunk of the input as read (or a buffer of the reader's own for a record cut across
+ * chunks). Neither is written to afterwards, so a sink may keep a reference and copy later.
+ */
+export interface RecordSink {
+  /**
+   * @param line 1-based line where the record starts.
+   * @param index Index in the enclosing top-level array, when the input is (or the line holds) a JSON array.
+   * @param broken Set when the reader already knows the bytes cannot be a complete record (cut off, broken line).
+   */
+  record(bytes: Buffer, start: number, end: number, line: number, index: number | undefined, broken?: string): void;
+}
+
+/**
+ * Records cut out of one input (an impressions file, an export archive entry), not yet parsed, packed for
+ * a decode worker: their bytes back to back in one ArrayBuffer of their own (so it can be transferred, not
+ * copied, to a worker thread) and where each one starts, ends and came from.
  */
 export interface RecordBatch {
   /** The input's name as the user gave it (for dead letters). */

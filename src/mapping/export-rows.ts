@@ -1,0 +1,130 @@
+import { SPAN_FIELDS, type RecordBatch } from '../workers/record-batch.js';
+import type { AmplitudeExportRow } from '../amplitude/types.js';
+import { emptyMapperStats, type Mapper, type MapperStats } from './amplitude-to-fme.js';
+
+/**
+ * The CPU-heavy part of export-events, with no I/O: parse a batch of export lines and map each row to its
+ * FME events. It runs on worker threads (pipeline/export-rows-pool.ts) or on the main thread; the pipeline
+ * applies the results in line order, with positions, checkpoints and dead letters (pipeline/export-events.ts).
+ */
+
+/** What became of one line. */
+export const LineOutcome = { Blank: 0, InvalidJson: 1, NotAnObject: 2, Skipped: 3, Invalid: 4, Events: 5 } as const;
+
+/** Per line, LINE_FIELDS numbers: line number, LineOutcome, index of its first event, number of events. */
+export const LINE_FIELDS = 4;
+
+/** A line that becomes a dead letter (unless an earlier run already reported it). */
+export interface RowReject {
+  /** The line's index in the batch. */
+  at: number;
+  reason: string;
+  detail: string;
+  /** The line's text (not JSON) or the parsed row. */
+  payload: unknown;
+}
+
+/** Per FME event, EVENT_FIELDS numbers: start and size of its JSON in `bytes`, the identity rule it is for. */
+export const EVENT_FIELDS = 3;
+
+export interface DecodedRows {
+  /** The archive entry the lines are from. */
+  entry: string;
+  count: number;
+  lines: Float64Array;
+  /** The FME events' JSON, UTF-8, back to back, in line order (a view over a scratch buffer). */
+  bytes: Uint8Array;
+  events: Float64Array;
+  eventCount: number;
+  rejects: RowReject[];
+  /** What the mapper counted for these lines. */
+  stats: MapperStats;
+  /** The batch's own buffers, handed back for reuse. */
+  spent: { records: ArrayBuffer; spans: ArrayBuffer };
+}
+
+/** Buffers for the results, lent by the caller (scratch buffers); either may be replaced by a larger one. */
+export interface RowsScratch {
+  events: ArrayBuffer;
+  items: ArrayBuffer;
+}
+
+export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: RowsScratch): DecodedRows {
+  const text = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.byteLength);
+  const lines = new Float64Array(batch.count * LINE_FIELDS);
+  let bytes = Buffer.from(scratch.events);
+  let at = 0;
+  let events = new Float64Array(scratch.items);
+  let eventCount = 0;
+  const out: DecodedRows = {
+    entry: batch.file,
+    count: batch.count,
+    lines,
+    bytes,
+    events,
+    eventCount: 0,
+    rejects: [],
+    stats: emptyMapperStats(),
+    spent: { records: batch.bytes.buffer as ArrayBuffer, spans: batch.spans.buffer as ArrayBuffer },
+  };
+  for (let i = 0; i < batch.count; i++) {
+    const start = batch.spans[i * SPAN_FIELDS] as number;
+    const end = batch.spans[i * SPAN_FIELDS + 1] as number;
+    const f = i * LINE_FIELDS;
+    lines[f] = batch.spans[i * SPAN_FIELDS + 2] as number;
+    lines[f + 2] = eventCount;
+    lines[f + 3] = 0;
+    const line = text.toString('utf8', start, end);
+    if (line.trim().length === 0) {
+      lines[f + 1] = LineOutcome.Blank;
+      continue;
+    }
+    let row: unknown;
+    try {
+      row = JSON.parse(line);
+    } catch (err) {
+      lines[f + 1] = LineOutcome.InvalidJson;
+      out.rejects.push({ at: i, reason: 'invalid_json', detail: (err as Error).message, payload: line });
+      continue;
+    }
+    if (row === null || typeof row !== 'object' || Array.isArray(row)) {
+      lines[f + 1] = LineOutcome.NotAnObject;
+      out.rejects.push({ at: i, reason: 'not_an_object', detail: 'the line is JSON but not an event object', payload: line });
+      continue;
+    }
+    const result = mapper.map(row as AmplitudeExportRow);
+    if (result.kind === 'skipped') {
+      lines[f + 1] = LineOutcome.Skipped;
+    } else if (result.kind === 'invalid') {
+      lines[f + 1] = LineOutcome.Invalid;
+      out.rejects.push({ at: i, reason: result.reason, detail: result.detail, payload: row });
+    } else {
+      lines[f + 1] = LineOutcome.Events;
+      lines[f + 3] = result.events.length;
+      for (const e of result.events) {
+        if (at + e.bytes > bytes.length) {
+          const next = Buffer.from(new ArrayBuffer(Math.max(bytes.length * 2, at + e.bytes)));
+          bytes.copy(next, 0, 0, at);
+          bytes = next;
+        }
+        if ((eventCount + 1) * EVENT_FIELDS > events.length) {
+          const next = new Float64Array(Math.max(1024, events.length * 2));
+          next.set(events);
+          events = next;
+        }
+        const written = bytes.write(e.json, at, 'utf8');
+        events[eventCount * EVENT_FIELDS] = at;
+        events[eventCount * EVENT_FIELDS + 1] = written;
+        events[eventCount * EVENT_FIELDS + 2] = e.identityIndex;
+        at += written;
+        eventCount++;
+      }
+    }
+  }
+  out.bytes = new Uint8Array(bytes.buffer, 0, at);
+  out.events = events.subarray(0, eventCount * EVENT_FIELDS);
+  out.eventCount = eventCount;
+  // This batch's counts, handed over with it (the mapper counts on for the next batch from zero).
+  out.stats = mapper.takeStats();
+  return out;
+}

@@ -1,0 +1,23 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import type { TaskResponse } from './task-pool.js';
+
+/**
+ * The worker side of a TaskPool: runs each task posted by the main thread, in arrival order, and posts the
+ * output back with `transfer(output)` moved rather than copied. `setup` runs once with the pool's workerData.
+ */
+export function serveTasks<S, I, O>(setup: (data: unknown) => S, task: (state: S, input: I) => O, transfer: (output: O) => ArrayBuffer[]): void {
+  const port = parentPort;
+  if (!port) return;
+  const state = setup(workerData);
+  port.on('message', ({ id, input }: { id: number; input: I }) => {
+    let res: TaskResponse<O>;
+    try {
+      const output = task(state, input);
+      res = { id, output };
+      port.postMessage(res, transfer(output));
+    } catch (err) {
+      res = { id, error: { message: (err as Error).message, stack: (err as Error).stack } };
+      port.postMessage(res);
+    }
+  });
+}

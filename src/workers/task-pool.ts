@@ -1,0 +1,136 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+
+/**
+ * CPU-heavy steps (parsing and mapping records) on worker threads, so that they use the machine's other
+ * cores while the main thread reads, batches and sends. Each `run` returns its own promise; callers await
+ * them in the order they made them, which keeps the input order whichever worker finishes first. When
+ * every worker already has QUEUE tasks, or there are no workers, the calling thread runs the task itself:
+ * it would otherwise only wait.
+ */
+export interface TaskPool<I, O> {
+  /** Worker threads in use (0: the calling thread runs every task). */
+  readonly threads: number;
+  /** Runs one task. Buffers in `transfer` move to the worker: the caller must not touch them afterwards. */
+  run(input: I, transfer: ArrayBuffer[]): Promise<O>;
+  close(): Promise<void>;
+}
+
+/** What a worker posts back for one task (see serveTasks). */
+export type TaskResponse<O> = { id: number; output: O; error?: undefined } | { id: number; output?: undefined; error: { message: string; stack?: string | undefined } };
+
+export interface TaskPoolOptions<I, O> {
+  threads: number;
+  /** The compiled worker script (it calls serveTasks). Workers are not used when it does not exist. */
+  workerUrl: URL;
+  /** Handed to each worker as `workerData` (structured-cloned). */
+  workerData: unknown;
+  /** The same task on the calling thread. */
+  inline(input: I): O;
+  /** Names the step in errors, e.g. `decoding impressions`. */
+  what: string;
+}
+
+/**
+ * Worker threads by default: one per core but one (the main thread reads, batches and sends, and decodes
+ * too when the workers are busy), at least one, at most four (past that the main thread is the bottleneck).
+ */
+export function defaultWorkerThreads(cores: number): number {
+  return Math.min(4, Math.max(1, cores - 1));
+}
+
+/** Tasks a worker may have at once: one at work, one waiting, so it never idles between them. */
+const QUEUE = 2;
+
+interface Pending<O> {
+  resolve(output: O): void;
+  reject(err: Error): void;
+}
+
+/** Whether `url` is a script a worker can run: compiled JavaScript exists only in dist/, not next to the TypeScript sources tests run. */
+export function workerScriptExists(url: URL): boolean {
+  return existsSync(fileURLToPath(url));
+}
+
+export function createTaskPool<I, O>(o: TaskPoolOptions<I, O>): TaskPool<I, O> {
+  if (o.threads <= 0 || !workerScriptExists(o.workerUrl)) {
+    return {
+      threads: 0,
+      run: (input) => runInline(o, input),
+      close: () => Promise.resolve(),
+    };
+  }
+  return new WorkerTaskPool(o);
+}
+
+function runInline<I, O>(o: TaskPoolOptions<I, O>, input: I): Promise<O> {
+  try {
+    return Promise.resolve(o.inline(input));
+  } catch (err) {
+    return Promise.reject(err as Error);
+  }
+}
+
+class WorkerTaskPool<I, O> implements TaskPool<I, O> {
+  readonly threads: number;
+  private readonly workers: Worker[] = [];
+  private readonly pending: Map<number, Pending<O>>[] = [];
+  private nextId = 0;
+  /** Set once a worker failed: every later task fails with it. */
+  private failure: Error | undefined;
+  private closing = false;
+
+  constructor(private readonly o: TaskPoolOptions<I, O>) {
+    this.threads = o.threads;
+    for (let w = 0; w < o.threads; w++) {
+      const worker = new Worker(o.workerUrl, { workerData: o.workerData });
+      const pending = new Map<number, Pending<O>>();
+      worker.on('message', (res: TaskResponse<O>) => {
+        const p = pending.get(res.id);
+        if (!p) return;
+        pending.delete(res.id);
+        if (res.error) {
+          const err = new Error(`${o.what} failed: ${res.error.message}`);
+          if (res.error.stack) err.stack = res.error.stack;
+          p.reject(err);
+        } else {
+          p.resolve(res.output);
+        }
+      });
+      const fail = (err: Error): void => {
+        this.failure ??= err;
+        for (const p of pending.values()) p.reject(err);
+        pending.clear();
+      };
+      worker.on('error', fail);
+      worker.on('exit', (code) => {
+        if (!this.closing) fail(new Error(`a worker thread ${o.what} stopped unexpectedly (exit code ${code})`));
+      });
+      this.workers.push(worker);
+      this.pending.push(pending);
+    }
+  }
+
+  run(input: I, transfer: ArrayBuffer[]): Promise<O> {
+    if (this.failure) return Promise.reject(this.failure);
+    let w = 0;
+    for (let i = 1; i < this.pending.length; i++) if ((this.pending[i] as Map<number, Pending<O>>).size < (this.pending[w] as Map<number, Pending<O>>).size) w = i;
+    const pending = this.pending[w] as Map<number, Pending<O>>;
+    if (pending.size >= QUEUE) return runInline(this.o, input);
+    const id = this.nextId++;
+    return new Promise<O>((resolve, reject) => {
+      pending.set(id, { resolve, reject });
+      (this.workers[w] as Worker).postMessage({ id, input }, transfer);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    for (const p of this.pending) {
+      for (const q of p.values()) q.reject(new Error(`${this.o.what}: the worker pool was closed`));
+      p.clear();
+    }
+  }
+}
