@@ -1,7 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
-import pLimit from 'p-limit';
 import { availableParallelism } from 'node:os';
+import pLimit from 'p-limit';
 import { readArchiveRecords, type LineSink } from '../amplitude/archive.js';
 import { ExportClient, exportWindows } from '../amplitude/export-client.js';
 import { describeWindow, formatHour, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
@@ -300,6 +300,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       const sink: LineSink = {
         entry(name) {
           send();
+          writer?.release();
           writer = new RecordBatchWriter(name, scratch);
         },
         record(bytes, start, end, line, index) {

@@ -15,14 +15,14 @@ import type { RetryPolicy } from '../http/retry.js';
 import { ITEM_FIELDS, laneOf, type DecodedBatch, type DecodedSource, type DecodeSettings } from '../impressions/decode.js';
 import { createDecodePool } from '../impressions/decode-pool.js';
 import { decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
-import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
-import { ScratchBuffers } from '../workers/scratch-buffers.js';
-import { defaultWorkerThreads } from '../workers/task-pool.js';
 import { RecordSplitter } from '../impressions/splitter.js';
 import { IMPRESSION_SHAPES, type ImpressionShape } from '../impressions/types.js';
 import type { Logger } from '../log/logger.js';
 import { IdentifyFold, toIdentification } from '../mapping/impression-to-amplitude.js';
 import { VERSION } from '../version.js';
+import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
+import { ScratchBuffers } from '../workers/scratch-buffers.js';
+import { defaultWorkerThreads } from '../workers/task-pool.js';
 import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
 
 const NEWLINE = Buffer.from('\n');
@@ -155,7 +155,6 @@ function positionOf(file: string, line: number, index: number, item: number): So
 function sourcePosition(src: DecodedSource): SourcePosition {
   return positionOf(src.file, src.line, src.index ?? -1, src.item ?? -1);
 }
-
 
 /**
  * push-impressions: FME impression dumps -> Amplitude events (Batch / HTTP V2) or user properties (Identify).

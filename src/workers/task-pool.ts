@@ -40,6 +40,13 @@ export function defaultWorkerThreads(cores: number): number {
   return Math.min(4, Math.max(1, cores - 1));
 }
 
+/**
+ * A worker's records die young (each is parsed, mapped and dropped): a small young generation is enough,
+ * and V8's default lets each worker grow it to tens of MB (about 9 MB of peak RSS saved per worker in the
+ * benchmark, for about 3% of speed).
+ */
+const WORKER_YOUNG_GENERATION_MB = 4;
+
 /** Tasks a worker may have at once: one at work, one waiting, so it never idles between them. */
 const QUEUE = 2;
 
@@ -84,7 +91,7 @@ class WorkerTaskPool<I, O> implements TaskPool<I, O> {
   constructor(private readonly o: TaskPoolOptions<I, O>) {
     this.threads = o.threads;
     for (let w = 0; w < o.threads; w++) {
-      const worker = new Worker(o.workerUrl, { workerData: o.workerData });
+      const worker = new Worker(o.workerUrl, { workerData: o.workerData, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
       const pending = new Map<number, Pending<O>>();
       worker.on('message', (res: TaskResponse<O>) => {
         const p = pending.get(res.id);
