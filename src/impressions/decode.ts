@@ -1,7 +1,6 @@
-import type { ImpressionIdentity, PushMode } from '../config/types.js';
+import type { PushMode } from '../config/types.js';
 import { checkId, coalesceKey, compileEventJson, type EventMapping } from '../mapping/impression-to-amplitude.js';
-import type { RecordBatch } from '../workers/record-batch.js';
-import { SPAN_FIELDS } from '../workers/record-batch.js';
+import { SPAN_FIELDS, type RecordBatch } from '../workers/record-batch.js';
 import { readRecord, type ShapeSink } from './shapes.js';
 import { IMPRESSION_SHAPES, type Impression, type ImpressionShape } from './types.js';
 
@@ -14,7 +13,6 @@ import { IMPRESSION_SHAPES, type Impression, type ImpressionShape } from './type
 
 export interface DecodeSettings {
   mode: PushMode;
-  identity: ImpressionIdentity;
   mapping: EventMapping;
   /** `amplitude.minIdLength` in event mode; identify always uses Amplitude's default. */
   minIdLength: number | undefined;

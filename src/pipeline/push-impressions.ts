@@ -414,7 +414,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
 
   const settings: DecodeSettings = {
     mode: opts.mode,
-    identity: opts.identity,
     mapping: { eventType: pc.eventType, identity: opts.identity, propertyNames: pc.propertyNames, library: `amp-fme/${VERSION}` },
     minIdLength: opts.mode === 'event' ? config.amplitude.minIdLength : undefined,
     coalesce: seen !== undefined,

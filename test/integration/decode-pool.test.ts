@@ -11,7 +11,6 @@ const WORKER = new URL('../../dist/impressions/decode-worker.js', import.meta.ur
 
 const settings: DecodeSettings = {
   mode: 'event',
-  identity: 'user_id',
   mapping: { eventType: 'get_treatment', identity: 'user_id', propertyNames: defaultConfig().pushImpressions.propertyNames, library: 'amp-fme/test' },
   minIdLength: undefined,
   coalesce: true,
