@@ -1,5 +1,6 @@
 import type { PushMode } from '../config/types.js';
 import { checkId, coalesceKey, compileEventJson, type EventMapping } from '../mapping/impression-to-amplitude.js';
+import type { OutputScratch } from '../workers/batch-pool.js';
 import { SPAN_FIELDS, type RecordBatch } from '../workers/record-batch.js';
 import { readRecord, type ShapeSink } from './shapes.js';
 import { IMPRESSION_SHAPES, type Impression, type ImpressionShape } from './types.js';
@@ -84,12 +85,6 @@ export interface DecodedBatch {
   spent: { records: ArrayBuffer; spans: ArrayBuffer };
 }
 
-/** Buffers for a batch's results, lent by the caller (see scratch-buffers.ts); either may be replaced by a larger one. */
-export interface DecodeScratch {
-  events: ArrayBuffer;
-  items: ArrayBuffer;
-}
-
 /** Builds the events' bytes: one growing buffer, written in place. */
 class ByteWriter {
   buf: Buffer;
@@ -122,7 +117,7 @@ class ByteWriter {
 }
 
 /** Decodes one batch of records (see the module comment). Throws only on a programming error. */
-export function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: DecodeScratch): DecodedBatch {
+export function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: OutputScratch): DecodedBatch {
   const out: DecodedBatch = {
     file: batch.file,
     records: batch.count,

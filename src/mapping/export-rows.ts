@@ -1,3 +1,4 @@
+import type { OutputScratch } from '../workers/batch-pool.js';
 import { SPAN_FIELDS, type RecordBatch } from '../workers/record-batch.js';
 import type { AmplitudeExportRow } from '../amplitude/types.js';
 import { emptyMapperStats, type Mapper, type MapperStats } from './amplitude-to-fme.js';
@@ -34,7 +35,8 @@ export interface DecodedRows {
   lines: Float64Array;
   /** The FME events' JSON, UTF-8, back to back, in line order (a view over a scratch buffer). */
   bytes: Uint8Array;
-  events: Float64Array;
+  /** Per FME event, EVENT_FIELDS numbers (see above). */
+  items: Float64Array;
   eventCount: number;
   rejects: RowReject[];
   /** What the mapper counted for these lines. */
@@ -43,13 +45,7 @@ export interface DecodedRows {
   spent: { records: ArrayBuffer; spans: ArrayBuffer };
 }
 
-/** Buffers for the results, lent by the caller (scratch buffers); either may be replaced by a larger one. */
-export interface RowsScratch {
-  events: ArrayBuffer;
-  items: ArrayBuffer;
-}
-
-export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: RowsScratch): DecodedRows {
+export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: OutputScratch): DecodedRows {
   const text = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.byteLength);
   const lines = new Float64Array(batch.count * LINE_FIELDS);
   let bytes = Buffer.from(scratch.events);
@@ -61,7 +57,7 @@ export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: RowsScra
     count: batch.count,
     lines,
     bytes,
-    events,
+    items: events,
     eventCount: 0,
     rejects: [],
     stats: emptyMapperStats(),
@@ -122,7 +118,7 @@ export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: RowsScra
     }
   }
   out.bytes = new Uint8Array(bytes.buffer, 0, at);
-  out.events = events.subarray(0, eventCount * EVENT_FIELDS);
+  out.items = events.subarray(0, eventCount * EVENT_FIELDS);
   out.eventCount = eventCount;
   // This batch's counts, handed over with it (the mapper counts on for the next batch from zero).
   out.stats = mapper.takeStats();

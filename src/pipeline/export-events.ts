@@ -15,6 +15,7 @@ import { addMapperStats, emptyMapperStats, type MapperStats } from '../mapping/a
 import { EVENT_FIELDS, LINE_FIELDS, LineOutcome, type DecodedRows, type RowReject } from '../mapping/export-rows.js';
 import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
 import { ScratchBuffers } from '../workers/scratch-buffers.js';
+import { InOrder } from '../workers/in-order.js';
 import { defaultWorkerThreads } from '../workers/task-pool.js';
 import { Batcher, eventJson, type Batch } from './batcher.js';
 import type { DeadLetterWriter } from './dead-letters.js';
@@ -274,29 +275,20 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     }
 
     async function readAndDispatch(): Promise<void> {
-      /** Batches of lines handed to the decoders, oldest first: applied in this order, whichever finishes first. */
-      const decoding: { result: Promise<DecodedRows>; ready: boolean }[] = [];
+      /** Batches of lines handed to the decoders: applied in line order, whichever finishes first. */
+      const decoding = new InOrder<DecodedRows>();
       let writer: RecordBatchWriter | undefined;
       const send = (): void => {
         const batch = writer?.take();
-        if (!batch) return;
-        const entry = { result: rows.decode(batch), ready: false };
-        // Awaited in order below (a failure is not unhandled meanwhile); `ready` lets finished ones be applied without waiting.
-        entry.result.then(
-          () => (entry.ready = true),
-          () => (entry.ready = true),
-        );
-        decoding.push(entry);
+        if (batch) decoding.add(rows.decode(batch));
       };
-      /** Applies decoded batches in order until at most `keep` are left decoding (finished ones at once). */
-      const drain = async (keep: number): Promise<void> => {
-        while (decoding.length > 0 && (decoding.length > keep || (decoding[0] as { ready: boolean }).ready)) {
-          const d = await (decoding.shift() as { result: Promise<DecodedRows> }).result;
+      /** Applies decoded batches (see InOrder.drain) until the run stops. */
+      const drain = (keep: number): Promise<void> =>
+        decoding.drain(keep, async (d) => {
           await apply(d);
           rows.recycle(d);
-          if (fatal || opts.signal?.aborted) return;
-        }
-      };
+          return !fatal && !opts.signal?.aborted;
+        });
       const sink: LineSink = {
         entry(name) {
           send();
@@ -322,7 +314,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       } finally {
         writer?.release();
         // Whatever stopped the reading, let the decoders finish what they hold (their results are dropped).
-        await Promise.allSettled(decoding.map((e) => e.result));
+        await decoding.settle();
       }
     }
 
@@ -361,13 +353,13 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
         for (let k = first; k < first + count; k++) {
           s.fmeEventsMapped++;
           const e = k * EVENT_FIELDS;
-          const pos = base + (d.events[e + 2] as number);
+          const pos = base + (d.items[e + 2] as number);
           if (already || (resume.length > 0 && inRanges(resume, pos))) {
             s.fmeEventsAlreadyDelivered++;
             continue;
           }
           if (mode === 'dry-run') continue;
-          const full = batcher.add(d.bytes, d.events[e] as number, d.events[e + 1] as number, pos);
+          const full = batcher.add(d.bytes, d.items[e] as number, d.items[e + 1] as number, pos);
           if (full) await dispatch(full);
         }
       }

@@ -22,6 +22,7 @@ import { IdentifyFold, toIdentification } from '../mapping/impression-to-amplitu
 import { VERSION } from '../version.js';
 import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
 import { ScratchBuffers } from '../workers/scratch-buffers.js';
+import { InOrder } from '../workers/in-order.js';
 import { defaultWorkerThreads } from '../workers/task-pool.js';
 import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
 
@@ -420,35 +421,24 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     dedupeCutoff: now() - DEDUPE_WINDOW_MS,
     lanes: laneCount,
   };
-  /** Batches handed to the decoders, oldest first: applied in this order, whichever finishes first. */
-  const decoding: { result: Promise<DecodedBatch>; ready: boolean }[] = [];
+  /** Batches handed to the decoders: applied in input order, whichever finishes first. */
+  const decoding = new InOrder<DecodedBatch>();
   const pool = createDecodePool(settings, threads, scratch);
   const dispatch = (writer: RecordBatchWriter): void => {
     const batch = writer.take();
-    if (!batch) return;
-    const entry = { result: pool.decode(batch), ready: false };
-    // Awaited in order below (a failure is not unhandled meanwhile); `ready` lets finished ones be applied without waiting.
-    entry.result.then(
-      () => (entry.ready = true),
-      () => (entry.ready = true),
-    );
-    decoding.push(entry);
+    if (batch) decoding.add(pool.decode(batch));
   };
-  /**
-   * Applies decoded batches in order: those already finished, then older ones, waiting for them, until at
-   * most `keep` are left decoding. Between waits this thread reads on (and decodes when the workers are busy).
-   */
-  const drain = async (keep: number): Promise<void> => {
-    while (decoding.length > 0 && (decoding.length > keep || (decoding[0] as { ready: boolean }).ready)) {
-      const d = await (decoding.shift() as { result: Promise<DecodedBatch> }).result;
-      if (failure !== undefined) continue;
+  /** Applies decoded batches (see InOrder.drain), pausing while the lanes are full. */
+  const drain = (keep: number): Promise<void> =>
+    decoding.drain(keep, async (d) => {
+      if (failure !== undefined) return true;
       apply(d);
       await flushOutput();
       pool.recycle(d);
       progress();
       await waitForRoom();
-    }
-  };
+      return true;
+    });
 
   // --- Read ------------------------------------------------------------------------------------------------
   let interrupted = false;

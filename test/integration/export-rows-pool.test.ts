@@ -48,7 +48,7 @@ function batches(scratch: ScratchBuffers): RecordBatch[] {
 function view(d: DecodedRows): unknown {
   const events: unknown[] = [];
   for (let k = 0; k < d.eventCount; k++) {
-    const [start, size, identity] = Array.from(d.events.subarray(k * EVENT_FIELDS, (k + 1) * EVENT_FIELDS)) as [number, number, number];
+    const [start, size, identity] = Array.from(d.items.subarray(k * EVENT_FIELDS, (k + 1) * EVENT_FIELDS)) as [number, number, number];
     events.push({ identity, json: Buffer.from(d.bytes.buffer, d.bytes.byteOffset + start, size).toString('utf8') });
   }
   return { entry: d.entry, count: d.count, lines: Array.from(d.lines), rejects: d.rejects, events };
