@@ -26,6 +26,7 @@ export function createDecodePool(settings: DecodeSettings, threads: number, scra
       eventsBytes: BATCH_BYTES + 64 * 1024,
       itemsBytes: ITEM_FIELDS * 8 * 4096,
       what: 'decoding impressions',
+      setting: 'pushImpressions.workers',
     },
     scratch,
   );

@@ -33,6 +33,7 @@ export function createRowsPool(ec: ExportEventsConfig, threads: number, scratch:
       eventsBytes: BATCH_BYTES + 64 * 1024,
       itemsBytes: EVENT_FIELDS * 8 * 2048,
       what: 'mapping export rows',
+      setting: 'exportEvents.workers',
     },
     scratch,
   );

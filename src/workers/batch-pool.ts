@@ -55,6 +55,7 @@ export interface BatchPoolOptions<O extends BatchOutput> {
   eventsBytes: number;
   itemsBytes: number;
   what: string;
+  setting: string;
 }
 
 export function createBatchPool<O extends BatchOutput>(o: BatchPoolOptions<O>, scratch: ScratchBuffers): BatchPool<O> {
@@ -64,6 +65,7 @@ export function createBatchPool<O extends BatchOutput>(o: BatchPoolOptions<O>, s
     workerData: o.workerData,
     inline: (task) => o.inline(task.batch, task.scratch),
     what: o.what,
+    setting: o.setting,
   });
   return {
     threads: tasks.threads,

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { AmpFmeError } from '../errors.js';
 
 /**
  * CPU-heavy steps (parsing and mapping records) on worker threads, so that they use the machine's other
@@ -30,6 +31,8 @@ export interface TaskPoolOptions<I, O> {
   inline(input: I): O;
   /** Names the step in errors, e.g. `decoding impressions`. */
   what: string;
+  /** The setting that sets `threads` (named when a worker dies), e.g. `pushImpressions.workers`. */
+  setting: string;
 }
 
 /**
@@ -105,14 +108,17 @@ class WorkerTaskPool<I, O> implements TaskPool<I, O> {
           p.resolve(res.output);
         }
       });
-      const fail = (err: Error): void => {
+      // A worker that dies (out of memory, killed) fails the run, as a known error: the run stops where
+      // its last batch was acknowledged, and the message says how to do without workers.
+      const fail = (why: string, cause?: unknown): void => {
+        const err = new AmpFmeError('WORKER_FAILED', `the worker thread ${o.what} stopped (${why}); run again to go on, or set ${o.setting} to 0 to do this work on the main thread`, { cause });
         this.failure ??= err;
         for (const p of pending.values()) p.reject(err);
         pending.clear();
       };
-      worker.on('error', fail);
+      worker.on('error', (err) => fail(err.message, err));
       worker.on('exit', (code) => {
-        if (!this.closing) fail(new Error(`a worker thread ${o.what} stopped unexpectedly (exit code ${code})`));
+        if (!this.closing) fail(`exit code ${code}`);
       });
       this.workers.push(worker);
       this.pending.push(pending);

@@ -1,4 +1,9 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { AmpFmeError } from '../../src/errors.js';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { ITEM_FIELDS, type DecodedBatch, type DecodeSettings } from '../../src/impressions/decode.js';
 import { createDecodePool, type DecodePool } from '../../src/impressions/decode-pool.js';
@@ -86,6 +91,21 @@ describe('decode pool', () => {
     expect(all.reduce((n, d) => n + d.impressions, 0)).toBeGreaterThan(3000);
     expect(new Set(all.flatMap((d) => d.rejects.map((r) => r.reason)))).toEqual(new Set(['invalid_json', 'placeholder_id']));
     expect(all.reduce((n, d) => n + d.olderThanWindow, 0)).toBeGreaterThan(0);
+  });
+
+  it('fails the run with a known error, naming the setting, when a worker dies', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'amp-fme-dying-worker-'));
+    const script = join(dir, 'dies.mjs');
+    writeFileSync(script, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => process.exit(7));\n");
+    const scratch = new ScratchBuffers(4);
+    pool = createDecodePool(settings, 1, scratch, pathToFileURL(script));
+    const [first, second] = batches(scratch);
+    const err = await pool.decode(first as RecordBatch).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AmpFmeError);
+    expect((err as AmpFmeError).code).toBe('WORKER_FAILED');
+    expect((err as Error).message).toMatch(/decoding impressions stopped \(exit code 7\).*pushImpressions\.workers to 0/);
+    // Every later batch fails the same way rather than waiting for a worker that is gone.
+    await expect(pool.decode(second as RecordBatch)).rejects.toThrow(/WORKER_FAILED|exit code 7/);
   });
 
   it('turns a failure inside a worker into a rejected decode that names it', async () => {
