@@ -3,13 +3,10 @@ import { availableParallelism } from 'node:os';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Got } from 'got';
-import pLimit, { type LimitFunction } from 'p-limit';
-import { IdentifyClient, identifyItem, IDENTIFY_LIMITS, type IdentifyItem } from '../amplitude/identify-client.js';
-import type { Rejection, WireItem } from '../amplitude/ingestion-delivery.js';
+import { IdentifyClient, identifyItem, IDENTIFY_LIMITS } from '../amplitude/identify-client.js';
 import { IngestionClient, INGESTION_LIMITS } from '../amplitude/ingestion-client.js';
 import { ingestionBaseUrl, type CoalesceMode, type Config, type ImpressionIdentity, type IngestionApi, type PushMode } from '../config/types.js';
 import { InterruptedError } from '../errors.js';
-import type { BodyBuilder } from '../http/body.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
 import { ITEM_FIELDS, laneOf, type DecodedBatch, type DecodedSource, type DecodeSettings } from '../impressions/decode.js';
@@ -21,10 +18,11 @@ import type { Logger } from '../log/logger.js';
 import { IdentifyFold, toIdentification } from '../mapping/impression-to-amplitude.js';
 import { VERSION } from '../version.js';
 import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
-import { ScratchBuffers } from '../workers/scratch-buffers.js';
 import { InOrder } from '../workers/in-order.js';
+import { ScratchBuffers } from '../workers/scratch-buffers.js';
 import { defaultWorkerThreads } from '../workers/task-pool.js';
 import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
+import { impressionPosition, ImpressionLanes, type LaneIdentification } from './impression-lanes.js';
 
 const NEWLINE = Buffer.from('\n');
 
@@ -95,75 +93,20 @@ export interface PushImpressionsSummary {
   impressionsPerSecond: number;
 }
 
-interface Item extends WireItem {
-  readonly source: SourcePosition;
-}
-
-/**
- * An event of a request body that Amplitude's answer needs one by one (rejected, throttled): its text,
- * user and origin are worked out from the body and the lane's records only then.
- */
-class EncodedEvent implements Item {
-  private user: string | undefined;
-
-  constructor(
-    private readonly body: Buffer,
-    private readonly start: number,
-    readonly size: number,
-    readonly source: SourcePosition,
-  ) {}
-
-  get json(): string {
-    return this.body.toString('utf8', this.start, this.start + this.size);
-  }
-
-  /** The event's user_id or device_id: throttling and quotas are per id. */
-  get id(): string {
-    if (this.user === undefined) {
-      const e = JSON.parse(this.json) as { user_id?: unknown; device_id?: unknown };
-      this.user = String(e.user_id ?? e.device_id ?? '');
-    }
-    return this.user;
-  }
-}
-
-/** Per event of a lane's body, EVENT_FIELDS numbers: start and size in the body, input number, line, index, item. */
-const EVENT_FIELDS = 6;
-
-interface Lane {
-  limit: LimitFunction;
-  bytes: number;
-  /** Identify mode: the identifications of the next request. */
-  items: (IdentifyItem & Item)[];
-  /** Event mode: the next request's body, encoded as events arrive, and where each event lies and came from. */
-  body: BodyBuilder | undefined;
-  events: number[];
-  count: number;
-}
-
 function retryPolicy(c: Config): RetryPolicy {
   return { retries: c.http.retries, baseDelayMs: c.http.retryBaseDelayMs, maxDelayMs: c.http.retryMaxDelayMs };
 }
 
-/** A dead letter's source: file and line, and the array index and item inside the record when there are (-1: none). */
-function positionOf(file: string, line: number, index: number, item: number): SourcePosition {
-  const s: SourcePosition = { file, line };
-  if (index >= 0) s['index'] = index;
-  if (item >= 0) s['item'] = item;
-  return s;
-}
-
 function sourcePosition(src: DecodedSource): SourcePosition {
-  return positionOf(src.file, src.line, src.index ?? -1, src.item ?? -1);
+  return impressionPosition(src.file, src.line, src.index ?? -1, src.item ?? -1);
 }
 
 /**
  * push-impressions: FME impression dumps -> Amplitude events (Batch / HTTP V2) or user properties (Identify).
  *
- * Reading is a stream (flat memory) processed one decoded chunk at a time without per-record awaits.
- * Events go to `concurrency` lanes by a hash of the user; each lane sends its batches one after another,
- * so one user's requests keep their order and a throttled user stalls only its lane (p-limit(1) per lane).
- * Reading waits while too many batches are in flight.
+ * Reading is a stream (flat memory) cut into batches of raw records; decode threads parse and map them
+ * (impressions/decode-pool.ts) and the results are applied in input order. Events go to `concurrency`
+ * lanes by a hash of the user (impression-lanes.ts). Reading waits while too many requests are in flight.
  */
 export async function runPushImpressions(opts: PushImpressionsOptions): Promise<PushImpressionsSummary> {
   const started = Date.now();
@@ -243,80 +186,26 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     if (!out.write(Buffer.concat(parts))) await once(out, 'drain');
   };
 
-  // --- Lanes of batches ------------------------------------------------------------------------------------
+  // --- Lanes of requests ---------------------------------------------------------------------------------
   const laneCount = Math.max(1, pc.concurrency);
-  const maxInflight = laneCount * 2;
-  let inflight = 0;
-  let waiters: (() => void)[] = [];
-  let failure: unknown;
   // Decode threads, and the batches being decoded at once: two per thread (one at work, one queued), and
   // two more that this thread decodes itself when the threads are all busy.
   const threads = pc.workers ?? defaultWorkerThreads(availableParallelism());
   const maxDecoding = threads * 2 + 2;
-  const scratch = new ScratchBuffers(Math.max(maxDecoding, maxInflight) + 2);
-  const lanes: Lane[] = Array.from({ length: laneCount }, () => ({ limit: pLimit(1), bytes: 0, items: [], body: undefined, events: [], count: 0 }));
-  const all = new Set<Promise<void>>();
-  /** Input names by number, for the events' origins kept in the lanes as numbers. */
-  const inputNames: string[] = [];
-
-  const reject = (item: Item, r: Rejection): void => {
-    deadLetters.write({ reason: r.reason, detail: r.detail, status: r.status, source: item.source, retriable: r.retriable, payload: JSON.parse(item.json) as unknown });
-  };
-
-  /** A body's events as items, for the rare answers that name events one by one. */
-  const encodedEvents = (body: Buffer, events: number[], count: number): EncodedEvent[] => {
-    const out: EncodedEvent[] = [];
-    for (let i = 0; i < count; i++) {
-      const [start, size, fileNo, line, index, item] = events.slice(i * EVENT_FIELDS, (i + 1) * EVENT_FIELDS) as [number, number, number, number, number, number];
-      out.push(new EncodedEvent(body, start, size, positionOf(inputNames[fileNo] as string, line, index, item)));
-    }
-    return out;
-  };
-
-  const submit = (lane: Lane): void => {
-    const items = lane.items;
-    const body = lane.body?.finish();
-    const events = lane.events;
-    const count = lane.count;
-    lane.items = [];
-    lane.bytes = 0;
-    lane.body = undefined;
-    lane.events = [];
-    lane.count = 0;
-    if (items.length === 0 && count === 0) return;
-    inflight++;
-    const p = lane
-      .limit(async () => {
-        if (failure !== undefined) return;
-        summary.requests++;
-        // Await first, then add: `x += await y` would read x before the await and lose other lanes' counts.
-        if (ingestion && body) {
-          const sent = await ingestion.deliverEncoded(body, count, () => encodedEvents(body, events, count), reject);
-          summary.eventsSent += sent;
-          // Delivered (or dead-lettered): nothing reads the body any more, its buffer serves the next one.
-          scratch.give('bodies', body.buffer as ArrayBuffer);
-        } else if (identify) {
-          const sent = await identify.deliver(items, reject);
-          summary.identificationsSent += sent;
-        }
-        progress();
-      })
-      .catch((err: unknown) => {
-        failure ??= err;
-      })
-      .finally(() => {
-        inflight--;
-        all.delete(p);
-        const w = waiters;
-        waiters = [];
-        for (const f of w) f();
-      });
-    all.add(p);
-  };
-
-  const waitForRoom = async (): Promise<void> => {
-    while (inflight >= maxInflight && failure === undefined) await new Promise<void>((r) => waiters.push(r));
-  };
+  const scratch = new ScratchBuffers(Math.max(maxDecoding, laneCount * 2) + 2);
+  const lanes = new ImpressionLanes({
+    lanes: laneCount,
+    limits,
+    ingestion,
+    identify,
+    scratch,
+    deadLetters,
+    onDelivered: (n) => {
+      if (ingestion) summary.eventsSent += n;
+      else summary.identificationsSent += n;
+      progress();
+    },
+  });
 
   const tooLarge = (size: number, source: () => SourcePosition, json: () => string): boolean => {
     if (size <= limits.maxBytes) return false;
@@ -330,32 +219,21 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     return true;
   };
 
-  /** Lane number `n`, its current request sent first when an item of `size` bytes would not fit in it. */
-  const laneWithRoom = (n: number, size: number): Lane => {
-    const lane = lanes[n] as Lane;
-    if (lane.items.length + lane.count >= limits.maxItems || lane.bytes + size + 1 > limits.maxBytes) submit(lane);
-    return lane;
-  };
-
   /** One identification (identify mode, once the fold is complete). */
-  const enqueueIdentification = (item: IdentifyItem & Item): void => {
+  const enqueueIdentification = (item: LaneIdentification): void => {
     if (tooLarge(item.size, () => item.source, () => item.json)) return;
     if (run === 'dry-run') summary.mapped++;
     else if (run === 'output') {
       summary.written++;
       outBuffer.push(item.json);
     } else {
-      const lane = laneWithRoom(laneOf(item.id, laneCount), item.size);
-      lane.items.push(item);
-      lane.bytes += item.size + 1;
+      lanes.addIdentification(laneOf(item.id, laneCount), item);
     }
   };
 
   /** The accepted impressions of one decoded batch, as events (event mode) or into the fold (identify). */
   const enqueueDecoded = (d: DecodedBatch): void => {
     const bytes = Buffer.from(d.bytes.buffer, d.bytes.byteOffset, d.bytes.byteLength);
-    let fileNo = inputNames.lastIndexOf(d.file);
-    if (fileNo === -1) fileNo = inputNames.push(d.file) - 1;
     const it = d.items;
     for (let i = 0; i < d.count; i++) {
       const f = i * ITEM_FIELDS;
@@ -373,18 +251,16 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       }
       const start = it[f] as number;
       const size = it[f + 1] as number;
-      if (tooLarge(size, () => positionOf(d.file, it[f + 2] as number, it[f + 3] as number, it[f + 4] as number), () => bytes.toString('utf8', start, start + size))) continue;
+      const line = it[f + 2] as number;
+      const index = it[f + 3] as number;
+      const item = it[f + 4] as number;
+      if (tooLarge(size, () => impressionPosition(d.file, line, index, item), () => bytes.toString('utf8', start, start + size))) continue;
       if (run === 'dry-run') summary.mapped++;
       else if (run === 'output') {
         summary.written++;
         outBuffer.push(d.bytes.subarray(start, start + size));
       } else {
-        const lane = laneWithRoom(it[f + 6] as number, size);
-        lane.body ??= (ingestion as IngestionClient).newBody(scratch.spare('bodies'));
-        const at = lane.body.addBytes(d.bytes, start, start + size);
-        lane.events.push(at, size, fileNo, it[f + 2] as number, it[f + 3] as number, it[f + 4] as number);
-        lane.count++;
-        lane.bytes += size + 1;
+        lanes.addEvent(it[f + 6] as number, d.bytes, start, size, d.file, line, index, item);
       }
     }
   };
@@ -431,12 +307,12 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   /** Applies decoded batches (see InOrder.drain), pausing while the lanes are full. */
   const drain = (keep: number): Promise<void> =>
     decoding.drain(keep, async (d) => {
-      if (failure !== undefined) return true;
+      if (lanes.failure !== undefined) return true;
       apply(d);
       await flushOutput();
       pool.recycle(d);
       progress();
-      await waitForRoom();
+      await lanes.waitForRoom();
       return true;
     });
 
@@ -444,7 +320,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   let interrupted = false;
   try {
     for (const input of inputs) {
-      if (failure !== undefined) break;
+      if (lanes.failure !== undefined) break;
       if (opts.signal?.aborted) {
         interrupted = true;
         break;
@@ -459,7 +335,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
             dispatch(writer);
             await drain(maxDecoding - 1);
           }
-          if (failure !== undefined) break;
+          if (lanes.failure !== undefined) break;
           if (opts.signal?.aborted) {
             interrupted = true;
             break;
@@ -485,32 +361,31 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
 
     // Identify: the fold is complete only now (latest treatment wins over the whole run). An interrupted
     // read leaves it incomplete, and sending it could set an older treatment: nothing is sent then.
-    if (fold && failure === undefined && !interrupted) {
+    if (fold && lanes.failure === undefined && !interrupted) {
       summary.usersFolded = fold.userCount;
       for (const [key, flags] of fold.entries()) {
         const json = JSON.stringify(toIdentification(key, flags, opts.identity, pc.userPropertyPrefix));
         enqueueIdentification({ ...identifyItem(key, json), source: { user: key } });
-        if (inflight >= maxInflight || outBuffer.length >= 1000) {
+        if (lanes.busy || outBuffer.length >= 1000) {
           await flushOutput();
-          await waitForRoom();
-          if (failure !== undefined) break;
+          await lanes.waitForRoom();
+          if (lanes.failure !== undefined) break;
         }
       }
     }
     await flushOutput();
-    for (const lane of lanes) submit(lane);
-    await Promise.all([...all]);
+    lanes.flush();
+    await lanes.done();
   } finally {
     // Whatever happened, stop the decoders, let in-flight requests finish and close the output file.
     await pool.close();
-    for (const lane of lanes) lane.items = [];
-    await Promise.allSettled([...all]);
+    await lanes.abandon();
+    summary.requests = lanes.requests;
     if (out) {
       out.end();
       await once(out, 'close');
     }
   }
-  if (failure !== undefined) throw failure;
 
   summary.oldestImpression = Number.isFinite(oldest) ? new Date(oldest).toISOString() : undefined;
   summary.newestImpression = newest > 0 ? new Date(newest).toISOString() : undefined;

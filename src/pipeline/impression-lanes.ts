@@ -1,0 +1,222 @@
+import pLimit, { type LimitFunction } from 'p-limit';
+import type { IdentifyClient, IdentifyItem } from '../amplitude/identify-client.js';
+import type { IngestionClient } from '../amplitude/ingestion-client.js';
+import type { Rejection, WireItem } from '../amplitude/ingestion-delivery.js';
+import type { BodyBuilder } from '../http/body.js';
+import type { ScratchBuffers } from '../workers/scratch-buffers.js';
+import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
+
+/**
+ * The sending side of push-impressions: events (or identifications) go to lanes by a hash of their user;
+ * each lane sends its requests one after another, so one user's requests keep their order and a throttled
+ * user stalls only its lane (p-limit(1) per lane). Event requests are bodies written as events arrive,
+ * from bytes the decoders encoded; events become items of their own only when Amplitude's answer names them.
+ */
+
+/** A dead letter's source: file and line, and the array index and item inside the record when there are (-1: none). */
+export function impressionPosition(file: string, line: number, index: number, item: number): SourcePosition {
+  const s: SourcePosition = { file, line };
+  if (index >= 0) s['index'] = index;
+  if (item >= 0) s['item'] = item;
+  return s;
+}
+
+/** An identification on its way, with where it came from. */
+export interface LaneIdentification extends IdentifyItem {
+  readonly source: SourcePosition;
+}
+
+interface Item extends WireItem {
+  readonly source: SourcePosition;
+}
+
+/**
+ * An event of a request body that Amplitude's answer needs one by one (rejected, throttled): its text,
+ * user and origin are worked out from the body and the lane's records only then.
+ */
+class EncodedEvent implements Item {
+  private user: string | undefined;
+
+  constructor(
+    private readonly body: Buffer,
+    private readonly start: number,
+    readonly size: number,
+    readonly source: SourcePosition,
+  ) {}
+
+  get json(): string {
+    return this.body.toString('utf8', this.start, this.start + this.size);
+  }
+
+  /** The event's user_id or device_id: throttling and quotas are per id. */
+  get id(): string {
+    if (this.user === undefined) {
+      const e = JSON.parse(this.json) as { user_id?: unknown; device_id?: unknown };
+      this.user = String(e.user_id ?? e.device_id ?? '');
+    }
+    return this.user;
+  }
+}
+
+/** Per event of a lane's body, EVENT_FIELDS numbers: start and size in the body, input number, line, index, item. */
+const EVENT_FIELDS = 6;
+
+interface Lane {
+  limit: LimitFunction;
+  bytes: number;
+  /** Identify mode: the identifications of the next request. */
+  items: LaneIdentification[];
+  /** Event mode: the next request's body, encoded as events arrive, and where each event lies and came from. */
+  body: BodyBuilder | undefined;
+  events: number[];
+  count: number;
+}
+
+export interface ImpressionLanesOptions {
+  lanes: number;
+  /** Per request, capped by the API's own limits. */
+  limits: { maxItems: number; maxBytes: number };
+  /** Event mode. */
+  ingestion?: IngestionClient | undefined;
+  /** Identify mode. */
+  identify?: IdentifyClient | undefined;
+  scratch: ScratchBuffers;
+  deadLetters: DeadLetterWriter;
+  /** After each request: how many events or identifications Amplitude acknowledged. */
+  onDelivered(count: number): void;
+}
+
+export class ImpressionLanes {
+  private readonly lanes: Lane[];
+  /** Requests in flight or queued in a lane; reading waits while there are `2 x lanes` of them. */
+  private inflight = 0;
+  private readonly maxInflight: number;
+  private waiters: (() => void)[] = [];
+  private readonly all = new Set<Promise<void>>();
+  /** Input names by number, for the events' origins kept as numbers. */
+  private readonly inputNames: string[] = [];
+  private sent = 0;
+  /** The first error that stopped a request (fatal answer, retries exhausted): nothing more is sent. */
+  failure: unknown;
+
+  constructor(private readonly o: ImpressionLanesOptions) {
+    this.lanes = Array.from({ length: Math.max(1, o.lanes) }, () => ({ limit: pLimit(1), bytes: 0, items: [], body: undefined, events: [], count: 0 }));
+    this.maxInflight = this.lanes.length * 2;
+  }
+
+  /** Requests made so far. */
+  get requests(): number {
+    return this.sent;
+  }
+
+  /** Whether reading should wait (`waitForRoom`) before adding more. */
+  get busy(): boolean {
+    return this.inflight >= this.maxInflight;
+  }
+
+  /** One event for lane `lane`: its UTF-8 JSON is `src[start, start + size)`. */
+  addEvent(lane: number, src: Uint8Array, start: number, size: number, file: string, line: number, index: number, item: number): void {
+    const l = this.withRoom(lane, size);
+    l.body ??= (this.o.ingestion as IngestionClient).newBody(this.o.scratch.spare('bodies'));
+    const at = l.body.addBytes(src, start, start + size);
+    l.events.push(at, size, this.fileNo(file), line, index, item);
+    l.count++;
+    l.bytes += size + 1;
+  }
+
+  addIdentification(lane: number, item: LaneIdentification): void {
+    const l = this.withRoom(lane, item.size);
+    l.items.push(item);
+    l.bytes += item.size + 1;
+  }
+
+  /** Sends what every lane holds. */
+  flush(): void {
+    for (const lane of this.lanes) this.submit(lane);
+  }
+
+  async waitForRoom(): Promise<void> {
+    while (this.inflight >= this.maxInflight && this.failure === undefined) await new Promise<void>((r) => this.waiters.push(r));
+  }
+
+  /** Waits for every request; throws the first failure. */
+  async done(): Promise<void> {
+    await Promise.all([...this.all]);
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  /** Drops what is not sent yet and waits for what is in flight (when a run stops early). */
+  async abandon(): Promise<void> {
+    for (const lane of this.lanes) {
+      lane.items = [];
+      lane.body = undefined;
+      lane.events = [];
+      lane.count = 0;
+    }
+    await Promise.allSettled([...this.all]);
+  }
+
+  private fileNo(file: string): number {
+    const n = this.inputNames.lastIndexOf(file);
+    return n !== -1 ? n : this.inputNames.push(file) - 1;
+  }
+
+  /** Lane `n`, its current request sent first when an item of `size` bytes would not fit in it. */
+  private withRoom(n: number, size: number): Lane {
+    const lane = this.lanes[n] as Lane;
+    if (lane.items.length + lane.count >= this.o.limits.maxItems || lane.bytes + size + 1 > this.o.limits.maxBytes) this.submit(lane);
+    return lane;
+  }
+
+  private readonly reject = (item: Item, r: Rejection): void => {
+    this.o.deadLetters.write({ reason: r.reason, detail: r.detail, status: r.status, source: item.source, retriable: r.retriable, payload: JSON.parse(item.json) as unknown });
+  };
+
+  /** A body's events as items, for the rare answers that name events one by one. */
+  private encodedEvents(body: Buffer, events: number[], count: number): EncodedEvent[] {
+    const out: EncodedEvent[] = [];
+    for (let i = 0; i < count; i++) {
+      const [start, size, fileNo, line, index, item] = events.slice(i * EVENT_FIELDS, (i + 1) * EVENT_FIELDS) as [number, number, number, number, number, number];
+      out.push(new EncodedEvent(body, start, size, impressionPosition(this.inputNames[fileNo] as string, line, index, item)));
+    }
+    return out;
+  }
+
+  private submit(lane: Lane): void {
+    const items = lane.items;
+    const body = lane.body?.finish();
+    const events = lane.events;
+    const count = lane.count;
+    lane.items = [];
+    lane.bytes = 0;
+    lane.body = undefined;
+    lane.events = [];
+    lane.count = 0;
+    if (items.length === 0 && count === 0) return;
+    this.inflight++;
+    const { ingestion, identify, scratch } = this.o;
+    const p = lane
+      .limit(async () => {
+        if (this.failure !== undefined) return;
+        this.sent++;
+        if (ingestion && body) {
+          this.o.onDelivered(await ingestion.deliverEncoded(body, count, () => this.encodedEvents(body, events, count), this.reject));
+          // Delivered (or dead-lettered): nothing reads the body any more, its buffer serves the next one.
+          scratch.give('bodies', body.buffer as ArrayBuffer);
+        } else if (identify) {
+          this.o.onDelivered(await identify.deliver(items, this.reject));
+        }
+      })
+      .catch((err: unknown) => {
+        this.failure ??= err;
+      })
+      .finally(() => {
+        this.inflight--;
+        this.all.delete(p);
+        const w = this.waiters;
+        this.waiters = [];
+        for (const f of w) f();
+      });
+    this.all.add(p);
+  }
+}
