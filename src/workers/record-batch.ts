@@ -27,7 +27,7 @@ export interface RecordBatch {
   bytes: Uint8Array;
   /** Per record, SPAN_FIELDS numbers: start, end, line, index in the top-level array (-1: none). */
   spans: Float64Array;
-  /** Records the splitter already knows are broken: record number and why. */
+  /** Records the reader already knows are broken (cut off, broken line): record number and why. */
   broken: [number, string][];
 }
 
@@ -38,7 +38,10 @@ export const BATCH_BYTES = 512 * 1024;
 const RECORD_ROOM = BATCH_BYTES + 64 * 1024;
 const SPAN_ROOM = SPAN_FIELDS * 8 * 4096;
 
-/** Collects records from the splitter into RecordBatches, in scratch buffers that come back once used. */
+/**
+ * Collects records from a reader (the impressions splitter, the archive reader) into RecordBatches, in
+ * scratch buffers that come back once used.
+ */
 export class RecordBatchWriter implements RecordSink {
   private bytes: Uint8Array;
   private spans: Float64Array;
