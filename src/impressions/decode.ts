@@ -116,8 +116,14 @@ class ByteWriter {
   }
 }
 
+/** A decoder for these settings; the event template is compiled once, not per batch. */
+export function createDecoder(s: DecodeSettings): (batch: RecordBatch, scratch: OutputScratch) => DecodedBatch {
+  const eventJson = compileEventJson(s.mapping);
+  return (batch, scratch) => decodeBatch(batch, s, scratch, eventJson);
+}
+
 /** Decodes one batch of records (see the module comment). Throws only on a programming error. */
-export function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: OutputScratch): DecodedBatch {
+function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: OutputScratch, eventJson: (imp: Impression) => string): DecodedBatch {
   const out: DecodedBatch = {
     file: batch.file,
     records: batch.count,
@@ -141,7 +147,6 @@ export function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: Outp
   const writer = s.mode === 'event' ? new ByteWriter(scratch.events) : undefined;
   let items = new Float64Array(scratch.items);
   const broken = new Map(batch.broken);
-  const eventJson = compileEventJson(s.mapping);
 
   // The record being decoded: set per record, so the per-impression path allocates no closures.
   let line = 0;

@@ -69,7 +69,6 @@ export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: OutputSc
     const f = i * LINE_FIELDS;
     lines[f] = batch.spans[i * SPAN_FIELDS + 2] as number;
     lines[f + 2] = eventCount;
-    lines[f + 3] = 0;
     const line = text.toString('utf8', start, end);
     if (line.trim().length === 0) {
       lines[f + 1] = LineOutcome.Blank;

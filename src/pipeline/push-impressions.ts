@@ -207,21 +207,20 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     },
   });
 
-  const tooLarge = (size: number, source: () => SourcePosition, json: () => string): boolean => {
-    if (size <= limits.maxBytes) return false;
+  /** A single event or identification over the request limit: a dead letter (callers check the size first). */
+  const tooLarge = (size: number, source: SourcePosition, json: string): void => {
     deadLetters.write({
       reason: 'amplitude_payload_too_large',
       detail: `${size} bytes is over the ${limits.maxBytes}-byte request limit`,
-      source: source(),
+      source,
       retriable: false,
-      payload: JSON.parse(json()) as unknown,
+      payload: JSON.parse(json) as unknown,
     });
-    return true;
   };
 
   /** One identification (identify mode, once the fold is complete). */
   const enqueueIdentification = (item: LaneIdentification): void => {
-    if (tooLarge(item.size, () => item.source, () => item.json)) return;
+    if (item.size > limits.maxBytes) return tooLarge(item.size, item.source, item.json);
     if (run === 'dry-run') summary.mapped++;
     else if (run === 'output') {
       summary.written++;
@@ -254,7 +253,10 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       const line = it[f + 2] as number;
       const index = it[f + 3] as number;
       const item = it[f + 4] as number;
-      if (tooLarge(size, () => impressionPosition(d.file, line, index, item), () => bytes.toString('utf8', start, start + size))) continue;
+      if (size > limits.maxBytes) {
+        tooLarge(size, impressionPosition(d.file, line, index, item), bytes.toString('utf8', start, start + size));
+        continue;
+      }
       if (run === 'dry-run') summary.mapped++;
       else if (run === 'output') {
         summary.written++;

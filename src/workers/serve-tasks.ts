@@ -8,11 +8,18 @@ import type { TaskResponse } from './task-pool.js';
 export function serveTasks<S, I, O>(setup: (data: unknown) => S, task: (state: S, input: I) => O, transfer: (output: O) => ArrayBuffer[]): void {
   const port = parentPort;
   if (!port) return;
-  const state = setup(workerData);
+  // A setup that throws (a bug, not a dying thread) fails each task with its message, as a task would.
+  let state: { ok: S } | { error: unknown };
+  try {
+    state = { ok: setup(workerData) };
+  } catch (error) {
+    state = { error };
+  }
   port.on('message', ({ id, input }: { id: number; input: I }) => {
     let res: TaskResponse<O>;
     try {
-      const output = task(state, input);
+      if ('error' in state) throw state.error;
+      const output = task(state.ok, input);
       res = { id, output };
       port.postMessage(res, transfer(output));
     } catch (err) {

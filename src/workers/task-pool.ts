@@ -59,7 +59,7 @@ interface Pending<O> {
 }
 
 /** Whether `url` is a script a worker can run: compiled JavaScript exists only in dist/, not next to the TypeScript sources tests run. */
-export function workerScriptExists(url: URL): boolean {
+function workerScriptExists(url: URL): boolean {
   return existsSync(fileURLToPath(url));
 }
 
