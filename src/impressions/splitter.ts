@@ -78,6 +78,10 @@ export class RecordSplitter {
     /** Position of the next newline at or after the scan (n: none left); found lazily, once per line. */
     let nextLf = -1;
     for (; i < n; i++) {
+      if (this.inValue && this.depth > 0 && !this.inString && !this.lineStart) {
+        i = this.skipNested(chunk, i, n);
+        if (i === n) break;
+      }
       const c = chunk[i] as number;
       if (this.inValue) {
         if (this.inString) {
@@ -225,6 +229,40 @@ export class RecordSplitter {
       out.record(EMPTY, 0, 0, this.line, this.arrayIndex, 'input ends before the JSON array is closed (truncated file?)');
     }
     this.inArray = false;
+  }
+
+  /**
+   * The common case of the scan, in one tight loop: inside an object or array and outside a string, skips
+   * the bytes that cannot end the value (nesting, and short strings that close on this line and in this
+   * chunk) and returns where the byte-by-byte scan must look again: a newline, the bracket that closes the
+   * value, a string it leaves to the scan (long, or crossing a newline or the chunk's end), or `n`.
+   */
+  private skipNested(chunk: Buffer, i: number, n: number): number {
+    let depth = this.depth;
+    while (i < n) {
+      const c = chunk[i] as number;
+      if (c === QUOTE) {
+        // A short string only: longer ones are left to the scan, which jumps over them with native searches.
+        const limit = Math.min(n, i + 1 + SHORT_STRING);
+        let j = i + 1;
+        while (j < limit) {
+          const b = chunk[j] as number;
+          if (b === QUOTE || b === LF) break;
+          j += b === BACKSLASH ? 2 : 1;
+        }
+        if (j >= limit || chunk[j] !== QUOTE) break;
+        i = j + 1;
+        continue;
+      }
+      if (c === OPEN_OBJ || c === OPEN_ARR) depth++;
+      else if (c === CLOSE_OBJ || c === CLOSE_ARR) {
+        if (depth === 1) break;
+        depth--;
+      } else if (c === LF) break;
+      i++;
+    }
+    this.depth = depth;
+    return i;
   }
 
   private begin(i: number, index: number | undefined): number {
