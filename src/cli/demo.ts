@@ -10,8 +10,7 @@ import { formatHour, HOUR_MS } from '../amplitude/hours.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import type { PushImpressionsSummary } from '../pipeline/push-impressions.js';
 import { parseFaultRates } from '../sandbox/faults.js';
-import { generateWebhookImpressions } from '../sandbox/generate.js';
-import { startSandbox, type ReceivedReport } from '../sandbox/sandbox.js';
+import type { ReceivedReport } from '../sandbox/sandbox.js';
 import { EXIT } from './exit-codes.js';
 import { summaryLines as exportSummaryLines } from './export-events.js';
 import { n } from './format.js';
@@ -71,6 +70,9 @@ export function demoCommand(): Command {
     .action(async (flags: DemoFlags) => {
       const dir = mkdtempSync(join(tmpdir(), 'amp-fme-demo-'));
       let code: number = EXIT.OK;
+      // The emulators are loaded only by the commands that start them (see cli/main.ts).
+      const { startSandbox } = await import('../sandbox/sandbox.js');
+      const { generateWebhookImpressions } = await import('../sandbox/generate.js');
       const sandbox = await startSandbox({
         events: intFlag(flags.events, '--events', 1, 5_000_000) ?? 5000,
         days: 2,

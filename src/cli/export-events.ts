@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { formatHour, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
-import { runExportEvents, type ExportEventsSummary } from '../pipeline/export-events.js';
+import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { overlaps, planExport } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
 import { ExportStateStore, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
@@ -135,6 +135,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       flags.quiet === true,
     );
     try {
+      // Loaded here, not at start-up: each command loads only its own pipeline (see cli/main.ts).
+      const { runExportEvents } = await import('../pipeline/export-events.js');
       const summary = await runExportEvents({
         config,
         start: plan.start,

@@ -7,7 +7,11 @@ import { pushImpressionsCommand } from './push-impressions.js';
 import { retryCommand } from './retry.js';
 import { sandboxCommand } from './sandbox.js';
 
-/** The amp-fme program. Commands set process.exitCode; this file is the only place that exits. */
+/**
+ * The amp-fme program. Commands set process.exitCode; this file is the only place that exits.
+ * Each command loads its pipeline (and got, with the first HTTP client) only when it runs: help, usage
+ * errors and a run's start are not kept waiting for modules the command does not use.
+ */
 export function buildProgram(): Command {
   const program = new Command('amp-fme')
     .description('Sync data between Amplitude (product analytics) and Harness FME (feature flags and experiments)')

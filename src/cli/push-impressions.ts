@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import type { CoalesceMode, ImpressionIdentity, IngestionApi, PushMode } from '../config/types.js';
 import { UsageError } from '../errors.js';
-import { runPushImpressions, type PushImpressionsSummary } from '../pipeline/push-impressions.js';
+import type { PushImpressionsSummary } from '../pipeline/push-impressions.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { byReason, duration, n } from './format.js';
 import { watchInterrupts } from './interrupts.js';
@@ -73,6 +73,8 @@ async function pushImpressions(ctx: CommandContext, files: string[], flags: Push
       'read',
       flags.quiet === true || ctx.json,
     );
+    // Loaded here, not at start-up: each command loads only its own pipeline (see cli/main.ts).
+    const { runPushImpressions } = await import('../pipeline/push-impressions.js');
     const summary = await runPushImpressions({
       config,
       files,

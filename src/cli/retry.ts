@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { runRetry, type RetrySummary } from '../pipeline/retry.js';
+import type { RetrySummary } from '../pipeline/retry.js';
 import { acquireLock } from '../state/lock.js';
 import { addCommonOptions, runCommand, type CommonFlags } from './context.js';
 import { byReason, duration, n } from './format.js';
@@ -36,6 +36,8 @@ export function retryCommand(): Command {
       const lock = acquireLock(`${path}.lock`, `retry ${path}`);
       const interrupts = watchInterrupts({ logger: ctx.logger, onForce: () => lock.release() });
       try {
+        // Loaded here, not at start-up: each command loads only its own pipeline (see cli/main.ts).
+        const { runRetry } = await import('../pipeline/retry.js');
         const summary = await runRetry({ config: ctx.config, file: path, logger: ctx.logger, deadLetters: ctx.deadLetters, force: flags.force === true, signal: interrupts.signal });
         if (interrupts.reason) ctx.logger.warn(`stopped (${interrupts.reason}); run the same retry again to continue`);
         const code = await ctx.finish({ command: 'retry', ...summary }, summaryLines(summary));

@@ -3,7 +3,6 @@ import { Command } from 'commander';
 import { formatHour } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import { parseFaultRates } from '../sandbox/faults.js';
-import { startSandbox } from '../sandbox/sandbox.js';
 import { EXIT } from './exit-codes.js';
 
 interface SandboxFlags {
@@ -32,6 +31,8 @@ export function sandboxCommand(): Command {
     .action(async (flags: SandboxFlags) => {
       let code: number = EXIT.OK;
       try {
+        // The emulators are loaded only by the commands that start them (see cli/main.ts).
+        const { startSandbox } = await import('../sandbox/sandbox.js');
         const sandbox = await startSandbox({
           ...(flags.port !== undefined ? { port: intFlag(flags.port, '--port', 0, 65535) as number } : {}),
           ...(flags.events !== undefined ? { events: intFlag(flags.events, '--events', 0, 50_000_000) as number } : {}),

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
-import got, { RequestError, TimeoutError, type Got } from 'got';
+import type { Got } from 'got';
 import { RetriableRemoteError } from '../errors.js';
 import { USER_AGENT } from '../version.js';
 
@@ -12,13 +12,20 @@ export interface HttpOptions {
 }
 
 /**
+ * got, loaded by the first `createHttp`, not at start-up: its module graph takes ~200 ms to load, and a
+ * run starts its worker threads first so that they boot meanwhile. No got error can exist before then.
+ */
+let gotModule: typeof import('got') | undefined;
+
+/**
  * The shared got instance. got's own retry is off: each client applies its own policy through
  * `withRetry`, because what is retriable differs per API (see specs/). HTTP errors do not throw here;
  * clients read the status and decide.
  */
-export function createHttp(options: HttpOptions): Got {
+export async function createHttp(options: HttpOptions): Promise<Got> {
+  gotModule ??= await import('got');
   const maxSockets = options.maxSockets ?? 16;
-  return got.extend({
+  return gotModule.default.extend({
     retry: { limit: 0 },
     throwHttpErrors: false,
     followRedirect: false,
@@ -45,10 +52,10 @@ const NETWORK_CODES = new Set([
 
 /** Turns a got/network failure into a RetriableRemoteError, or returns undefined if it is something else. */
 export function asNetworkError(err: unknown, what: string): RetriableRemoteError | undefined {
-  if (err instanceof TimeoutError) {
+  if (gotModule && err instanceof gotModule.TimeoutError) {
     return new RetriableRemoteError('TIMEOUT', `${what}: no response within the timeout (${err.event})`, { cause: err });
   }
-  if (err instanceof RequestError) {
+  if (gotModule && err instanceof gotModule.RequestError) {
     const code = err.code ?? '';
     if (NETWORK_CODES.has(code) || code.startsWith('E')) {
       return new RetriableRemoteError('NETWORK', `${what}: network error ${code}`, { cause: err });

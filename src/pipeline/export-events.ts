@@ -123,7 +123,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     apiKey: config.amplitude.apiKey ?? '',
     secretKey: config.amplitude.secretKey ?? '',
     region: config.amplitude.region,
-    http: createHttp({ timeoutMs: config.http.exportTimeoutMs }),
+    http: await createHttp({ timeoutMs: config.http.exportTimeoutMs }),
     retry,
     logger,
     ...(opts.tmpDir ? { tmpDir: opts.tmpDir } : {}),
@@ -133,7 +133,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       ? new FmeEventsClient({
           baseUrl: config.fme.eventsBaseUrl,
           sdkKey: config.fme.sdkKey ?? '',
-          http: createHttp({ timeoutMs: config.http.timeoutMs, maxSockets: ec.concurrency }),
+          http: await createHttp({ timeoutMs: config.http.timeoutMs, maxSockets: ec.concurrency }),
           retry,
           logger,
         })

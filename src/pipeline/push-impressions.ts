@@ -153,8 +153,38 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       delivered: summary.eventsSent + summary.identificationsSent + summary.mapped + summary.written,
     });
 
+  let out: WriteStream | undefined;
+  if (run === 'output' && opts.output) {
+    out = createWriteStream(opts.output);
+    await once(out, 'open');
+  }
+
+  // --- Decode threads: started before the HTTP client, so that they boot while got loads ---------------------
+  const laneCount = Math.max(1, pc.concurrency);
+  // The batches being decoded at once: two per thread (one at work, one queued), and two more that this
+  // thread decodes itself when the threads are all busy.
+  const threads = pc.workers ?? defaultWorkerThreads(availableParallelism());
+  const maxDecoding = threads * 2 + 2;
+  const scratch = new ScratchBuffers(Math.max(maxDecoding, laneCount * 2) + 2);
+  const seen = opts.coalesce === 'first' ? new Set<string>() : undefined;
+  const settings: DecodeSettings = {
+    mode: opts.mode,
+    mapping: { eventType: pc.eventType, identity: opts.identity, propertyNames: pc.propertyNames, library: `amp-fme/${VERSION}` },
+    minIdLength: opts.mode === 'event' ? config.amplitude.minIdLength : undefined,
+    coalesce: seen !== undefined,
+    dedupeCutoff: now() - DEDUPE_WINDOW_MS,
+    lanes: laneCount,
+  };
+  const pool = createDecodePool(settings, threads, scratch);
+
   // --- Where the Amplitude payloads go -------------------------------------------------------------------
-  const http = run === 'send' ? (opts.http ?? createHttp({ timeoutMs: config.http.timeoutMs, maxSockets: pc.concurrency + 2 })) : undefined;
+  let http: Got | undefined;
+  try {
+    http = run === 'send' ? (opts.http ?? (await createHttp({ timeoutMs: config.http.timeoutMs, maxSockets: pc.concurrency + 2 }))) : undefined;
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
   const common = {
     baseUrl: ingestionBaseUrl(config.amplitude),
     apiKey: config.amplitude.apiKey ?? '',
@@ -171,11 +201,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       ? { maxItems: Math.min(pc.batchSize, INGESTION_LIMITS[opts.api].maxEvents), maxBytes: INGESTION_LIMITS[opts.api].maxBytes - (ingestion?.envelopeBytes ?? 200) }
       : { maxItems: Math.min(pc.batchSize, IDENTIFY_LIMITS.maxIdentifications), maxBytes: IDENTIFY_LIMITS.maxBytes - (identify?.envelopeBytes ?? 200) };
 
-  let out: WriteStream | undefined;
-  if (run === 'output' && opts.output) {
-    out = createWriteStream(opts.output);
-    await once(out, 'open');
-  }
   /** --output: events or identifications as NDJSON, written once per decoded batch. */
   let outBuffer: (string | Uint8Array)[] = [];
   const flushOutput = async (): Promise<void> => {
@@ -187,12 +212,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   };
 
   // --- Lanes of requests ---------------------------------------------------------------------------------
-  const laneCount = Math.max(1, pc.concurrency);
-  // Decode threads, and the batches being decoded at once: two per thread (one at work, one queued), and
-  // two more that this thread decodes itself when the threads are all busy.
-  const threads = pc.workers ?? defaultWorkerThreads(availableParallelism());
-  const maxDecoding = threads * 2 + 2;
-  const scratch = new ScratchBuffers(Math.max(maxDecoding, laneCount * 2) + 2);
   const lanes = new ImpressionLanes({
     lanes: laneCount,
     limits,
@@ -268,7 +287,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   };
 
   // --- Impressions -------------------------------------------------------------------------------------------
-  const seen = opts.coalesce === 'first' ? new Set<string>() : undefined;
   const fold = opts.mode === 'identify' ? new IdentifyFold() : undefined;
   let warnedOld = false;
 
@@ -291,17 +309,8 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     enqueueDecoded(d);
   };
 
-  const settings: DecodeSettings = {
-    mode: opts.mode,
-    mapping: { eventType: pc.eventType, identity: opts.identity, propertyNames: pc.propertyNames, library: `amp-fme/${VERSION}` },
-    minIdLength: opts.mode === 'event' ? config.amplitude.minIdLength : undefined,
-    coalesce: seen !== undefined,
-    dedupeCutoff: now() - DEDUPE_WINDOW_MS,
-    lanes: laneCount,
-  };
   /** Batches handed to the decoders: applied in input order, whichever finishes first. */
   const decoding = new InOrder<DecodedBatch>();
-  const pool = createDecodePool(settings, threads, scratch);
   const dispatch = (writer: RecordBatchWriter): void => {
     const batch = writer.take();
     if (batch) decoding.add(pool.decode(batch));

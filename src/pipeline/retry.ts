@@ -107,7 +107,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     });
   };
 
-  const http = createHttp({ timeoutMs: config.http.timeoutMs });
+  const http = await createHttp({ timeoutMs: config.http.timeoutMs });
   const retry = { retries: config.http.retries, baseDelayMs: config.http.retryBaseDelayMs, maxDelayMs: config.http.retryMaxDelayMs };
   const pc = config.pushImpressions;
   let fme: FmeEventsClient | undefined;

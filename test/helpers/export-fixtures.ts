@@ -54,7 +54,7 @@ export async function startExportSandbox(options: Omit<ExportEmulatorOptions, 'a
   const server = await startServer([emulator.route]);
   const tmpDir = await mkdtemp(path.join(os.tmpdir(), 'amp-fme-export-test-'));
   const logger = createMemoryLogger();
-  const http = createHttp({ timeoutMs: 5_000 });
+  const http = await createHttp({ timeoutMs: 5_000 });
   return {
     server,
     emulator,

@@ -16,7 +16,7 @@ const batch = (n: number) => ({ jsons: Array.from({ length: n }, (_, i) => JSON.
 let emu: FmeEventsEmulator;
 let proxyEmu: FmeEventsEmulator;
 let server: RunningServer;
-const http = createHttp({ timeoutMs: 5000 });
+const http = await createHttp({ timeoutMs: 5000 });
 
 function client(opts: { sdkKey?: string; base?: string; logger?: ReturnType<typeof createMemoryLogger>; retries?: number } = {}): FmeEventsClient {
   return createFmeEventsClient({
@@ -88,7 +88,7 @@ describe('FME events client against the emulator', () => {
     const out = await createFmeEventsClient({
       sdkKey: SDK_KEY,
       baseUrl: `${server.url}/api`,
-      http: createHttp({ timeoutMs: 100 }),
+      http: await createHttp({ timeoutMs: 100 }),
       retry: policy,
       logger: createMemoryLogger(),
     }).send(batch(1));

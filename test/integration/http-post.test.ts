@@ -10,7 +10,7 @@ import { readBody, startServer, type RunningServer } from '../../src/sandbox/ser
 let script: { status: number; retryAfter?: string }[] = [];
 let received: string[] = [];
 let server: RunningServer;
-const http = createHttp({ timeoutMs: 5000 });
+const http = await createHttp({ timeoutMs: 5000 });
 
 beforeAll(async () => {
   server = await startServer([
