@@ -20,6 +20,49 @@ import { readBody, sendJson, sendText, type Route } from './server.js';
 
 export type IngestionPath = '/batch' | '/2/httpapi' | '/identify';
 
+/** What `validate: false` keeps of an ingestion request body: its size, its first 4 KB and its events. */
+export interface CountedBody {
+  bytes: number;
+  head: Buffer;
+  events: number;
+}
+
+const HEAD_BYTES = 4096;
+/** Once per event (a JSON string cannot hold it unescaped). */
+const INSERT_ID = Buffer.from('"insert_id":');
+/** The key searched for without its quote and colon, which are too common for a fast search, then checked around. */
+const INSERT_ID_CORE = Buffer.from('insert_id');
+const QUOTE = 0x22;
+const COLON = 0x3a;
+
+/**
+ * Reads a body chunk by chunk, counting `"insert_id":` in each, and in the few bytes around each chunk
+ * boundary for a key cut in two. Costs a fraction of joining the chunks and searching the whole body.
+ */
+export async function countBody(req: AsyncIterable<Buffer>, limitBytes: number): Promise<CountedBody> {
+  const edgeBytes = INSERT_ID.length - 1;
+  let bytes = 0;
+  let events = 0;
+  let head = Buffer.alloc(0);
+  /** The last bytes before this chunk, where a key crossing into it would start. */
+  let tail = Buffer.alloc(0);
+  for await (const chunk of req) {
+    bytes += chunk.length;
+    if (bytes > limitBytes) throw new Error(`request body over ${limitBytes} bytes`);
+    if (head.length < HEAD_BYTES) head = Buffer.concat([head, chunk.subarray(0, HEAD_BYTES - head.length)]);
+    if (tail.length > 0) {
+      const edge = Buffer.concat([tail, chunk.subarray(0, edgeBytes)]);
+      for (let at = edge.indexOf(INSERT_ID); at !== -1 && at < tail.length; at = edge.indexOf(INSERT_ID, at + 1)) events++;
+    }
+    // Keys wholly inside the chunk: the core at 1..length-11, with its quotes and colon around it.
+    for (let at = chunk.indexOf(INSERT_ID_CORE, 1); at !== -1; at = chunk.indexOf(INSERT_ID_CORE, at + INSERT_ID_CORE.length)) {
+      if (at + 10 < chunk.length && chunk[at - 1] === QUOTE && chunk[at + 9] === QUOTE && chunk[at + 10] === COLON) events++;
+    }
+    tail = chunk.length >= edgeBytes ? Buffer.from(chunk.subarray(chunk.length - edgeBytes)) : Buffer.concat([tail, chunk]).subarray(-edgeBytes);
+  }
+  return { bytes, head, events };
+}
+
 export interface AmplitudeIngestionEmulatorOptions {
   apiKey: string;
   faults?: FaultScript;
@@ -29,7 +72,8 @@ export interface AmplitudeIngestionEmulatorOptions {
    * Parse and check every event (default true). The benchmark turns it off so that the emulator, on the same
    * cores as the CLI, costs next to nothing: ingestion requests are then only sized, their API key found in
    * the envelope, and their events counted by their `"insert_id":` keys (amp-fme writes one per event),
-   * with no deduplication, so an event sent twice shows up as one too many. Implies countOnly.
+   * with no deduplication, so an event sent twice shows up as one too many. The count is made on each
+   * chunk of the body as it arrives, without joining the chunks. Implies countOnly.
    */
   validate?: boolean;
   /** Enforce the per-id rates of specs/amplitude.md (HTTP V2 30 events/s, Batch 1000/s over 30 s). Off by default. */
@@ -92,6 +136,8 @@ const DEDUPE_WINDOW_MS = 7 * 24 * 3600 * 1000;
 const PLACEHOLDERS = new Set(['anonymous', 'nil', 'none', 'null', 'n/a', 'na', 'undefined', 'unknown', '', '0', '-1', '00000000-0000-0000-0000-000000000000']);
 
 type Obj = Record<string, unknown>;
+const EMPTY = Buffer.alloc(0);
+
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function addIndex(map: Record<string, number[]>, field: string, i: number): void {
@@ -104,7 +150,6 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
   const validate = options.validate ?? true;
   const countOnly = (options.countOnly ?? false) || !validate;
   const keyMarker = Buffer.from(`"api_key":${JSON.stringify(options.apiKey)}`);
-  const insertIdMarker = Buffer.from('"insert_id":');
   const events: StoredAmplitudeEvent[] = [];
   const requests: IngestionRequestRecord[] = [];
   /** When each insert_id was first accepted, per device (or user): Amplitude dedupes per id within 7 days. */
@@ -152,23 +197,21 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
   };
 
   /** `validate: false`: the request's events counted, not parsed (see the option). */
-  const countEvents = (path: '/2/httpapi' | '/batch', raw: Buffer): { status: number; body: Obj; store?: () => void; items: number } => {
-    const head = raw.subarray(0, 4096);
-    if (head.indexOf(keyMarker) === -1) return { status: 400, body: { code: 400, error: 'Invalid API key' }, items: 0 };
-    let n = 0;
-    for (let at = raw.indexOf(insertIdMarker); at !== -1; at = raw.indexOf(insertIdMarker, at + insertIdMarker.length)) n++;
+  const countEvents = (path: '/2/httpapi' | '/batch', body: CountedBody): { status: number; body: Obj; store?: () => void; items: number } => {
+    if (body.bytes >= LIMITS[path].maxBytesExclusive) return { status: 413, body: { code: 413, error: 'Payload too large' }, items: 0 };
+    if (body.head.indexOf(keyMarker) === -1) return { status: 400, body: { code: 400, error: 'Invalid API key' }, items: 0 };
+    const n = body.events;
     if (n === 0) return { status: 400, body: { code: 400, error: 'Request missing required field', missing_field: 'events' }, items: 0 };
     if (n >= LIMITS[path].maxEventsExclusive) return { status: 413, body: { code: 413, error: 'Payload too large' }, items: n };
     const store = (): void => {
       count += n;
     };
-    return { status: 200, body: { code: 200, events_ingested: n, payload_size_bytes: raw.length, server_upload_time: now() }, store, items: n };
+    return { status: 200, body: { code: 200, events_ingested: n, payload_size_bytes: body.bytes, server_upload_time: now() }, store, items: n };
   };
 
   const handleEvents = (path: '/2/httpapi' | '/batch', raw: Buffer): { status: number; body: Obj; store?: () => void; items: number; minIdLength?: number } => {
     const lim = LIMITS[path];
     if (raw.length >= lim.maxBytesExclusive) return { status: 413, body: { code: 413, error: 'Payload too large' }, items: 0 };
-    if (!validate) return countEvents(path, raw);
     let body: unknown;
     try {
       body = JSON.parse(raw.toString('utf8'));
@@ -372,23 +415,28 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
   const route: Route = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '').split('?')[0] as string;
     if (req.method !== 'POST' || (path !== '/batch' && path !== '/2/httpapi' && path !== '/identify')) return false;
-    let raw: Buffer;
+    // validate: false counts ingestion events as the body arrives; anything else reads it whole.
+    const counting = !validate && path !== '/identify';
+    let raw: Buffer = EMPTY;
+    let counted: CountedBody | undefined;
     try {
-      raw = await readBody(req, 25 * 1024 * 1024);
+      if (counting) counted = await countBody(req as AsyncIterable<Buffer>, 25 * 1024 * 1024);
+      else raw = await readBody(req, 25 * 1024 * 1024);
     } catch {
       requests.push({ path, status: 413, items: 0, bytes: 0, stored: false });
       sendJson(res, 413, { code: 413, error: 'Payload too large' });
       return true;
     }
+    const bytes = counted?.bytes ?? raw.length;
     const fault = faults.next();
     if (fault && !fault.afterProcessing) {
-      requests.push({ path, status: fault.status, items: 0, bytes: raw.length, stored: false });
+      requests.push({ path, status: fault.status, items: 0, bytes, stored: false });
       await sendForced(res, fault);
       return true;
     }
-    const out = path === '/identify' ? handleIdentify(raw) : handleEvents(path, raw);
+    const out = path === '/identify' ? handleIdentify(raw) : counted ? countEvents(path, counted) : handleEvents(path, raw);
     out.store?.();
-    const rec: IngestionRequestRecord = { path, status: fault ? fault.status : out.status, items: out.items, bytes: raw.length, stored: out.store !== undefined };
+    const rec: IngestionRequestRecord = { path, status: fault ? fault.status : out.status, items: out.items, bytes, stored: out.store !== undefined };
     const mil = (out as { minIdLength?: number }).minIdLength;
     if (mil !== undefined) rec.minIdLength = mil;
     requests.push(rec);
