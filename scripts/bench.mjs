@@ -4,7 +4,7 @@
  * emulators and prints one table. See README "Performance".
  *
  *   node scripts/bench.mjs [--events N[,N...]] [--impressions N[,N...]] [--only export|impressions]
- *                          [--quick] [--profile DIR] [--workers N]
+ *                          [--quick] [--runs N] [--profile DIR] [--workers N]
  *
  * - export-events: N Amplitude export rows (full 55-key rows, nested properties, 4 gzip entries per hour,
  *   50,000 rows per hour, 10-hour windows) are written ONCE to zip files (cached in $TMPDIR/amp-fme-bench),
@@ -18,6 +18,9 @@
  * The emulators run in this process, the CLI in its own (its CPU time and peak RSS are its alone), but on
  * a 2-core machine they still compete for the cores: the figures are end to end, emulators included.
  * `--events 1000000,3000000` runs both sizes and prints the RSS ratio (memory must not grow with input).
+ * Each case runs the floor and the CLI alternately, `--runs N` times each (default 2; 1 with --quick), and
+ * keeps the fastest of each side: on a shared machine one run can be slowed by a third, and both sides get
+ * the same treatment, measured close together in time. Peak RSS is the highest of the CLI's runs.
  * `--profile DIR` runs the CLI with `node --cpu-prof --cpu-prof-dir DIR`.
  * `--workers N` sets pushImpressions.workers (decode threads; default: the CLI's own choice).
  */
@@ -48,7 +51,7 @@ const DATA_VERSION = 1;
 // ---------------------------------------------------------------------------------------------- args
 
 function parseArgs(argv) {
-  const opts = { events: [1_000_000], impressions: [1_000_000], only: undefined, quick: false, profile: undefined, workers: undefined, child: undefined };
+  const opts = { events: [1_000_000], impressions: [1_000_000], only: undefined, quick: false, runs: undefined, profile: undefined, workers: undefined, child: undefined };
   const sizes = (v, flag) => {
     const list = String(v ?? '').split(',').map((s) => Number(s.replace(/_/g, '')));
     if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${flag} takes a positive integer (or a comma list)`);
@@ -62,6 +65,7 @@ function parseArgs(argv) {
     else if (a === '--impressions') (opts.impressions = sizes(argv[++i], a)), (explicitImpressions = true);
     else if (a === '--only') opts.only = argv[++i];
     else if (a === '--quick') opts.quick = true;
+    else if (a === '--runs') opts.runs = sizes(argv[++i], a)[0];
     else if (a === '--profile') opts.profile = resolve(argv[++i] ?? '');
     else if (a === '--workers') opts.workers = Number(argv[++i]);
     else if (a === '--floor-export' || a === '--floor-impressions') opts.child = { kind: a, files: argv.slice(i + 1) }, (i = argv.length);
@@ -72,6 +76,7 @@ function parseArgs(argv) {
     if (!explicitEvents) opts.events = [20_000];
     if (!explicitImpressions) opts.impressions = [20_000];
   }
+  opts.runs ??= opts.quick ? 1 : 2;
   return opts;
 }
 
@@ -143,19 +148,29 @@ async function measureNode(nodeArgs, options) {
   return { ...result, wallMs, peakKb, cpuS, emulatorCpuS };
 }
 
+/** One floor child process (see floorExport, floorImpressions). */
+async function measureFloor(args) {
+  const floor = await measureNode([fileURLToPath(import.meta.url), ...args], { cwd: tmpdir() });
+  if (floor.code !== 0) throw new Error(`floor run ${args[0]} failed: ${floor.stderr}`);
+  return { floor, floorResult: JSON.parse(floor.stdout) };
+}
+
 /**
- * Runs a floor child process (twice, keeping the faster, unless --quick): the floor is the best this
- * machine does, and a single short run is easily slowed by whatever else runs on a 2-core box.
+ * The floor and the CLI (`runCli`, resolving to `{ cli, summary, check }`) run alternately, `opts.runs`
+ * times each; the fastest run of each side is kept, with the highest peak RSS of the CLI's runs.
  */
-async function measureFloor(args, opts) {
-  let best;
-  for (let i = 0; i < (opts.quick ? 1 : 2); i++) {
-    const floor = await measureNode([fileURLToPath(import.meta.url), ...args], { cwd: tmpdir() });
-    if (floor.code !== 0) throw new Error(`floor run ${args[0]} failed: ${floor.stderr}`);
-    const floorResult = JSON.parse(floor.stdout);
-    if (!best || floorResult.ms < best.floorResult.ms) best = { floor, floorResult };
+async function alternate(opts, floorArgs, runCli) {
+  let floor;
+  let cli;
+  let peakKb = 0;
+  for (let i = 0; i < opts.runs; i++) {
+    const f = await measureFloor(floorArgs);
+    if (!floor || f.floorResult.ms < floor.floorResult.ms) floor = f;
+    const c = await runCli();
+    peakKb = Math.max(peakKb, c.cli.peakKb);
+    if (!cli || c.cli.wallMs < cli.cli.wallMs) cli = c;
   }
-  return best;
+  return { ...floor, ...cli, peakKb };
 }
 
 async function startEmulators(routes) {
@@ -231,58 +246,62 @@ async function benchExport(events, opts) {
   const rows = windows.reduce((a, w) => a + w.rows, 0);
   const expected = windows.reduce((a, w) => a + w.expected, 0);
 
-  const { floor, floorResult } = await measureFloor(['--floor-export', ...windows.map((w) => w.file)], opts);
-  if (floorResult.rows !== rows) throw new Error(`export floor read ${floorResult.rows} rows, expected ${rows}`);
-
   const { createExportEmulator } = await import(join(DIST, 'sandbox/amplitude-export.js'));
   const { createFmeEventsEmulator } = await import(join(DIST, 'sandbox/fme-events.js'));
-  const exportApi = createExportEmulator({
-    apiKey: KEYS.apiKey,
-    secretKey: KEYS.secretKey,
-    source: () => [],
-    prebuiltArchive: (start, end) => windows.find((w) => w.start === start && w.end === end)?.file,
-  });
-  const fme = createFmeEventsEmulator({ sdkKey: KEYS.sdkKey, countOnly: true, validate: false });
-  const server = await startEmulators([exportApi.route, fme.route]);
-  const dir = mkdtempSync(join(tmpdir(), 'amp-fme-bench-run-'));
-  try {
-    const config = {
-      amplitude: { exportBaseUrl: server.url },
-      fme: { eventsBaseUrl: `${server.url}/api` },
-      exportEvents: { windowHours: WINDOW_HOURS },
-      http: { retries: 2, retryBaseDelayMs: 10, retryMaxDelayMs: 100 },
-    };
-    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify(config, null, 2));
-    const nodeFlags = opts.profile ? ['--cpu-prof', '--cpu-prof-dir', opts.profile] : [];
-    const args = [...nodeFlags, BIN, 'export-events', '--start', hourArg(windows[0].start), '--end', hourArg(windows.at(-1).end), '--json', '--quiet'];
-    const cli = await measureNode(args, {
-      cwd: dir,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, AMPLITUDE_API_KEY: KEYS.apiKey, AMPLITUDE_SECRET_KEY: KEYS.secretKey, FME_SDK_KEY: KEYS.sdkKey },
+  // One run: fresh emulators and a fresh state folder (a second run must not find the hours delivered).
+  const runCli = async () => {
+    const exportApi = createExportEmulator({
+      apiKey: KEYS.apiKey,
+      secretKey: KEYS.secretKey,
+      source: () => [],
+      prebuiltArchive: (start, end) => windows.find((w) => w.start === start && w.end === end)?.file,
     });
-    if (cli.code !== 0) throw new Error(`export-events exited ${cli.code}: ${cli.stderr.slice(-2000)}`);
-    const summary = JSON.parse(cli.stdout);
-    const problems = [];
-    if (summary.eventsRead !== rows) problems.push(`read ${summary.eventsRead} rows, expected ${rows}`);
-    if (summary.fmeEventsSent !== expected) problems.push(`sent ${summary.fmeEventsSent} FME events, expected ${expected}`);
-    if (fme.count !== expected) problems.push(`FME emulator counted ${fme.count} events, expected ${expected}`);
-    if (problems.length > 0) throw new Error(`export-events benchmark is wrong: ${problems.join('; ')}`);
-    return {
-      name: 'export-events',
-      items: rows,
-      unit: 'events',
-      wallMs: cli.wallMs,
-      cliPerSecond: summary.eventsPerSecond,
-      cpuS: cli.cpuS,
-      emulatorCpuS: cli.emulatorCpuS,
-      peakKb: cli.peakKb,
-      floorPerSecond: rows / (floorResult.ms / 1000),
-      floorPeakKb: floor.peakKb,
-      check: `${fmt(fme.count)} FME events counted = expected`,
-    };
-  } finally {
-    await server.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
+    const fme = createFmeEventsEmulator({ sdkKey: KEYS.sdkKey, countOnly: true, validate: false });
+    const server = await startEmulators([exportApi.route, fme.route]);
+    const dir = mkdtempSync(join(tmpdir(), 'amp-fme-bench-run-'));
+    try {
+      const config = {
+        amplitude: { exportBaseUrl: server.url },
+        fme: { eventsBaseUrl: `${server.url}/api` },
+        exportEvents: { windowHours: WINDOW_HOURS },
+        http: { retries: 2, retryBaseDelayMs: 10, retryMaxDelayMs: 100 },
+      };
+      writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify(config, null, 2));
+      const nodeFlags = opts.profile ? ['--cpu-prof', '--cpu-prof-dir', opts.profile] : [];
+      const args = [...nodeFlags, BIN, 'export-events', '--start', hourArg(windows[0].start), '--end', hourArg(windows.at(-1).end), '--json', '--quiet'];
+      const cli = await measureNode(args, {
+        cwd: dir,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, AMPLITUDE_API_KEY: KEYS.apiKey, AMPLITUDE_SECRET_KEY: KEYS.secretKey, FME_SDK_KEY: KEYS.sdkKey },
+      });
+      if (cli.code !== 0) throw new Error(`export-events exited ${cli.code}: ${cli.stderr.slice(-2000)}`);
+      const summary = JSON.parse(cli.stdout);
+      const problems = [];
+      if (summary.eventsRead !== rows) problems.push(`read ${summary.eventsRead} rows, expected ${rows}`);
+      if (summary.fmeEventsSent !== expected) problems.push(`sent ${summary.fmeEventsSent} FME events, expected ${expected}`);
+      if (fme.count !== expected) problems.push(`FME emulator counted ${fme.count} events, expected ${expected}`);
+      if (problems.length > 0) throw new Error(`export-events benchmark is wrong: ${problems.join('; ')}`);
+      return { cli, summary, check: `${fmt(fme.count)} FME events counted = expected` };
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  const best = await alternate(opts, ['--floor-export', ...windows.map((w) => w.file)], runCli);
+  if (best.floorResult.rows !== rows) throw new Error(`export floor read ${best.floorResult.rows} rows, expected ${rows}`);
+  return {
+    name: 'export-events',
+    items: rows,
+    unit: 'events',
+    wallMs: best.cli.wallMs,
+    cliPerSecond: best.summary.eventsPerSecond,
+    cpuS: best.cli.cpuS,
+    emulatorCpuS: best.cli.emulatorCpuS,
+    peakKb: best.peakKb,
+    floorPerSecond: rows / (best.floorResult.ms / 1000),
+    floorPeakKb: best.floor.peakKb,
+    check: best.check,
+  };
 }
 
 /** Child process: the export floor (unzip, gunzip, split lines, JSON.parse), nothing else. */
@@ -352,50 +371,53 @@ async function benchImpressions(count, opts) {
   const results = [];
   const { createAmplitudeIngestionEmulator } = await import(join(DIST, 'sandbox/amplitude-ingestion.js'));
   for (const [label, file] of [['ndjson.gz', files.ndjson], ['json.gz', files.array]]) {
-    const { floor, floorResult } = await measureFloor(['--floor-impressions', file], opts);
-    if (floorResult.records !== count) throw new Error(`impressions floor read ${floorResult.records} records, expected ${count}`);
+    const runCli = async () => {
+      // Counts events without parsing them (validate: false): it shares the 2 cores with the CLI.
+      const ingestion = createAmplitudeIngestionEmulator({ apiKey: KEYS.apiKey, validate: false });
+      const server = await startEmulators([ingestion.route]);
+      const dir = mkdtempSync(join(tmpdir(), 'amp-fme-bench-run-'));
+      try {
+        const config = {
+          amplitude: { ingestionBaseUrl: server.url },
+          pushImpressions: { api: 'batch', ...(opts.workers !== undefined ? { workers: opts.workers } : {}) },
+          http: { retries: 2, retryBaseDelayMs: 10, retryMaxDelayMs: 100 },
+        };
+        writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify(config, null, 2));
+        const nodeFlags = opts.profile ? ['--cpu-prof', '--cpu-prof-dir', opts.profile] : [];
+        const cli = await measureNode([...nodeFlags, BIN, 'push-impressions', file, '--json', '--quiet'], {
+          cwd: dir,
+          env: { PATH: process.env.PATH, HOME: process.env.HOME, AMPLITUDE_API_KEY: KEYS.apiKey },
+        });
+        if (cli.code !== 0) throw new Error(`push-impressions exited ${cli.code}: ${cli.stderr.slice(-2000)}`);
+        const summary = JSON.parse(cli.stdout);
+        const problems = [];
+        if (summary.impressionsRead !== count) problems.push(`read ${summary.impressionsRead} impressions, expected ${count}`);
+        if (summary.eventsSent !== count) problems.push(`sent ${summary.eventsSent} events, expected ${count}`);
+        // Nothing is deduplicated here: an event sent twice would make the count too high.
+        if (ingestion.count !== count) problems.push(`Batch emulator received ${ingestion.count} events, expected ${count}`);
+        if (problems.length > 0) throw new Error(`push-impressions benchmark is wrong: ${problems.join('; ')}`);
+        return { cli, summary, check: `${fmt(ingestion.count)} events received = expected` };
+      } finally {
+        await server.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    };
 
-    // Counts events without parsing them (validate: false): it shares the 2 cores with the CLI.
-    const ingestion = createAmplitudeIngestionEmulator({ apiKey: KEYS.apiKey, validate: false });
-    const server = await startEmulators([ingestion.route]);
-    const dir = mkdtempSync(join(tmpdir(), 'amp-fme-bench-run-'));
-    try {
-      const config = {
-        amplitude: { ingestionBaseUrl: server.url },
-        pushImpressions: { api: 'batch', ...(opts.workers !== undefined ? { workers: opts.workers } : {}) },
-        http: { retries: 2, retryBaseDelayMs: 10, retryMaxDelayMs: 100 },
-      };
-      writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify(config, null, 2));
-      const nodeFlags = opts.profile ? ['--cpu-prof', '--cpu-prof-dir', opts.profile] : [];
-      const cli = await measureNode([...nodeFlags, BIN, 'push-impressions', file, '--json', '--quiet'], {
-        cwd: dir,
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, AMPLITUDE_API_KEY: KEYS.apiKey },
-      });
-      if (cli.code !== 0) throw new Error(`push-impressions exited ${cli.code}: ${cli.stderr.slice(-2000)}`);
-      const summary = JSON.parse(cli.stdout);
-      const problems = [];
-      if (summary.impressionsRead !== count) problems.push(`read ${summary.impressionsRead} impressions, expected ${count}`);
-      if (summary.eventsSent !== count) problems.push(`sent ${summary.eventsSent} events, expected ${count}`);
-      // Nothing is deduplicated here: an event sent twice would make the count too high.
-      if (ingestion.count !== count) problems.push(`Batch emulator received ${ingestion.count} events, expected ${count}`);
-      if (problems.length > 0) throw new Error(`push-impressions benchmark is wrong: ${problems.join('; ')}`);
-      results.push({
-        name: `push-impressions ${label}`,
-        items: count,
-        unit: 'impressions',
-        wallMs: cli.wallMs,
-        cliPerSecond: summary.impressionsPerSecond,
-        cpuS: cli.cpuS,
-        emulatorCpuS: cli.emulatorCpuS,
-        peakKb: cli.peakKb,
-        floorPerSecond: count / (floorResult.ms / 1000),
-        floorPeakKb: floor.peakKb,
-        check: `${fmt(ingestion.count)} events received = expected`,
-      });
-    } finally {
-      await server.close();
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const best = await alternate(opts, ['--floor-impressions', file], runCli);
+    if (best.floorResult.records !== count) throw new Error(`impressions floor read ${best.floorResult.records} records, expected ${count}`);
+    results.push({
+      name: `push-impressions ${label}`,
+      items: count,
+      unit: 'impressions',
+      wallMs: best.cli.wallMs,
+      cliPerSecond: best.summary.impressionsPerSecond,
+      cpuS: best.cli.cpuS,
+      emulatorCpuS: best.cli.emulatorCpuS,
+      peakKb: best.peakKb,
+      floorPerSecond: count / (best.floorResult.ms / 1000),
+      floorPeakKb: best.floor.peakKb,
+      check: best.check,
+    });
   }
   return results;
 }
@@ -456,7 +478,7 @@ function printTable(results, opts) {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   const out = [
-    `amp-fme benchmark: node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), load average ${opts.loadAtStart.toFixed(2)} at start${opts.quick ? ', --quick (smoke run: sizes too small for speed figures)' : ''}`,
+    `amp-fme benchmark: node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? 'unknown'}), load average ${opts.loadAtStart.toFixed(2)} at start, best of ${opts.runs} run${opts.runs === 1 ? '' : 's'} per figure${opts.quick ? ', --quick (smoke run: sizes too small for speed figures)' : ''}`,
     line(head),
     line(widths.map((w) => '-'.repeat(w))),
     ...rows.map(line),
@@ -471,6 +493,7 @@ function printTable(results, opts) {
   }
   out.push(
     'items/s (wall): items / wall time of the CLI process (start-up included); items/s (CLI): its own summary.',
+    `Floor and CLI run alternately, ${opts.runs} time(s) each; each side's fastest run is shown, with the CLI's highest peak RSS.`,
     'vs floor: wall items/s / floor items/s, the floor being a lone Node process that only unzips, gunzips and JSON.parses the same input.',
     `Emulators run in the benchmark process, the CLI in its own; on ${cpus().length} cores they compete for CPU.`,
   );
