@@ -189,31 +189,3 @@ async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): As
     push(last, 0, last.length);
   }
 }
-
-/** What `countArchiveLines` found. */
-export interface ArchiveCounts {
-  entries: number;
-  /** Non-blank lines. */
-  lines: number;
-  /** Decompressed characters of all lines. */
-  chars: number;
-}
-
-/**
- * Reads the whole archive and only counts: the floor for the benchmark (how fast reading, gunzipping and
- * splitting go on their own, before any parsing, mapping or sending).
- */
-export async function countArchiveLines(path: string): Promise<ArchiveCounts> {
-  const seen = new Set<string>();
-  let lines = 0;
-  let chars = 0;
-  for await (const chunk of readArchiveLines(path)) {
-    seen.add(chunk.entry);
-    for (const line of chunk.lines) {
-      if (line.length === 0) continue;
-      lines++;
-      chars += line.length;
-    }
-  }
-  return { entries: seen.size, lines, chars };
-}
