@@ -8,7 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 export interface WireItem {
   /** The item's JSON text, as it goes on the wire. */
   json: string;
-  /** Bytes it adds to a request body. */
+  /** Bytes it adds to a request body: an event's UTF-8 JSON (the client counts the commas between events); an identification's form-encoded text with its separator. */
   size: number;
   /** The user or device id: throttling and quotas are per id. */
   id: string;

@@ -45,6 +45,7 @@ type Target = 'fme' | 'amplitude-event' | 'amplitude-identify';
 
 interface Pending {
   json: string;
+  /** UTF-8 bytes of `json` (WireItem.size). */
   size: number;
   id: string;
   line: number;
@@ -150,12 +151,13 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   let line = 0;
   const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   for await (const text of rl) {
+    // Stop before counting the line: the progress written below must not cover a line nobody handled.
+    if (opts.signal?.aborted) break;
     line++;
     if (line <= linesDone) {
       summary.alreadyHandled++;
       continue;
     }
-    if (opts.signal?.aborted) break;
     if (text.trim() === '') continue;
     summary.records++;
     let letter: StoredLetter;
@@ -174,11 +176,12 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
       continue;
     }
     const json = JSON.stringify(letter.payload);
-    const size = Buffer.byteLength(json) + 1;
+    const size = Buffer.byteLength(json);
     const lim = limits[target];
-    if (pending[target].length >= lim.count || sizes[target] + size > lim.bytes) await flushAll(line - 1);
+    // Each record adds its bytes and a separator to a request.
+    if (pending[target].length >= lim.count || sizes[target] + size + 1 > lim.bytes) await flushAll(line - 1);
     pending[target].push({ json, size, id: idOf(letter.payload), line, letter });
-    sizes[target] += size;
+    sizes[target] += size + 1;
   }
   await flushAll(line);
   summary.durationMs = Date.now() - started;

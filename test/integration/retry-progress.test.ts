@@ -1,0 +1,53 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defaultConfig } from '../../src/config/defaults.js';
+import { silentLogger } from '../../src/log/logger.js';
+import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { runRetry } from '../../src/pipeline/retry.js';
+import { createFmeEventsEmulator } from '../../src/sandbox/fme-events.js';
+import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+
+const SDK_KEY = 'retry-progress-sdk-key-1';
+const fme = createFmeEventsEmulator({ sdkKey: SDK_KEY });
+let server: RunningServer;
+beforeAll(async () => {
+  server = await startServer([fme.route]);
+});
+afterAll(async () => server.close());
+
+describe('an interrupted retry', () => {
+  it('records as done only the lines it handled, so the next retry re-sends every record exactly once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'amp-fme-retry-progress-'));
+    const file = join(dir, 'old.ndjson');
+    const letters = [1, 2, 3].map((i) => ({
+      command: 'export-events',
+      reason: 'fme_rejected',
+      retriable: true,
+      payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: `user-${i}`, timestamp: 1_709_287_200_000 + i },
+    }));
+    writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    const config = defaultConfig();
+    config.fme.sdkKey = SDK_KEY;
+    config.fme.eventsBaseUrl = `${server.url}/api`;
+    const retry = (signal?: AbortSignal) =>
+      runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal });
+
+    // Interrupted before the first line: nothing is sent, and nothing is marked as done.
+    const stop = new AbortController();
+    stop.abort();
+    const first = await retry(stop.signal);
+    expect(first.resent.fme).toBe(0);
+    expect(fme.count).toBe(0);
+    expect(existsSync(file)).toBe(true);
+    const progress = `${file}.retry-progress.json`;
+    expect(JSON.parse(readFileSync(progress, 'utf8'))).toMatchObject({ linesDone: 0 });
+
+    const second = await retry();
+    expect(second.alreadyHandled).toBe(0);
+    expect(second.resent.fme).toBe(3);
+    expect(fme.events.map((e) => e.key)).toEqual(['user-1', 'user-2', 'user-3']);
+    expect(second.renamedTo).toBe(`${file}.retried`);
+  });
+});
