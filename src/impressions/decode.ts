@@ -1,6 +1,7 @@
 import type { PushMode } from '../config/types.js';
 import { checkId, coalesceKey, compileEventJson, type EventMapping } from '../mapping/impression-to-amplitude.js';
 import type { OutputScratch } from '../workers/batch-pool.js';
+import { ByteWriter } from '../workers/byte-writer.js';
 import { SPAN_FIELDS, type RecordBatch } from '../workers/record-batch.js';
 import { readRecord, type ShapeSink } from './shapes.js';
 import { IMPRESSION_SHAPES, type Impression, type ImpressionShape } from './types.js';
@@ -83,37 +84,6 @@ export interface DecodedBatch {
   treatments: string[];
   /** The batch's own buffers, handed back for reuse. */
   spent: { records: ArrayBuffer; spans: ArrayBuffer };
-}
-
-/** Builds the events' bytes: one growing buffer, written in place. */
-class ByteWriter {
-  buf: Buffer;
-  at = 0;
-
-  constructor(start: ArrayBuffer) {
-    this.buf = Buffer.from(start);
-  }
-
-  /** Appends `text` as UTF-8; returns its size in bytes. */
-  write(text: string): number {
-    // A UTF-16 unit is at most 3 UTF-8 bytes: measure exactly only when the cheap bound does not fit.
-    if (this.at + text.length * 3 > this.buf.length) {
-      const needed = this.at + Buffer.byteLength(text);
-      if (needed > this.buf.length) {
-        const next = Buffer.from(new ArrayBuffer(Math.max(this.buf.length * 2, needed)));
-        this.buf.copy(next, 0, 0, this.at);
-        this.buf = next;
-      }
-    }
-    const size = this.buf.write(text, this.at, 'utf8');
-    this.at += size;
-    return size;
-  }
-
-  /** The bytes written, as a view over the writer's (transferable) buffer. */
-  take(): Uint8Array {
-    return new Uint8Array(this.buf.buffer, 0, this.at);
-  }
 }
 
 /** A decoder for these settings; the event template is compiled once, not per batch. */

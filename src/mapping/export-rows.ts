@@ -1,4 +1,5 @@
 import type { OutputScratch } from '../workers/batch-pool.js';
+import { ByteWriter } from '../workers/byte-writer.js';
 import { SPAN_FIELDS, type RecordBatch } from '../workers/record-batch.js';
 import type { AmplitudeExportRow } from '../amplitude/types.js';
 import { emptyMapperStats, type Mapper, type MapperStats } from './amplitude-to-fme.js';
@@ -48,15 +49,14 @@ export interface DecodedRows {
 export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: OutputScratch): DecodedRows {
   const text = Buffer.from(batch.bytes.buffer, batch.bytes.byteOffset, batch.bytes.byteLength);
   const lines = new Float64Array(batch.count * LINE_FIELDS);
-  let bytes = Buffer.from(scratch.events);
-  let at = 0;
+  const writer = new ByteWriter(scratch.events);
   let events = new Float64Array(scratch.items);
   let eventCount = 0;
   const out: DecodedRows = {
     entry: batch.file,
     count: batch.count,
     lines,
-    bytes,
+    bytes: new Uint8Array(0),
     items: events,
     eventCount: 0,
     rejects: [],
@@ -97,26 +97,19 @@ export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: OutputSc
       lines[f + 1] = LineOutcome.Events;
       lines[f + 3] = result.events.length;
       for (const e of result.events) {
-        if (at + e.bytes > bytes.length) {
-          const next = Buffer.from(new ArrayBuffer(Math.max(bytes.length * 2, at + e.bytes)));
-          bytes.copy(next, 0, 0, at);
-          bytes = next;
-        }
         if ((eventCount + 1) * EVENT_FIELDS > events.length) {
           const next = new Float64Array(Math.max(1024, events.length * 2));
           next.set(events);
           events = next;
         }
-        const written = bytes.write(e.json, at, 'utf8');
-        events[eventCount * EVENT_FIELDS] = at;
-        events[eventCount * EVENT_FIELDS + 1] = written;
+        events[eventCount * EVENT_FIELDS] = writer.at;
+        events[eventCount * EVENT_FIELDS + 1] = writer.write(e.json);
         events[eventCount * EVENT_FIELDS + 2] = e.identityIndex;
-        at += written;
         eventCount++;
       }
     }
   }
-  out.bytes = new Uint8Array(bytes.buffer, 0, at);
+  out.bytes = writer.take();
   out.items = events.subarray(0, eventCount * EVENT_FIELDS);
   out.eventCount = eventCount;
   // This batch's counts, handed over with it (the mapper counts on for the next batch from zero).
