@@ -45,9 +45,10 @@ function writeBody(frame: BodyFrame, items: readonly string[], bytes: number): B
 }
 
 /**
- * A body built while its items arrive: each item's text is encoded into one growing Buffer at once, so a
- * batch being filled holds bytes outside the JS heap rather than thousands of strings that every
- * young-generation GC copies (that copying cost ~1 s per 1M events in the push-impressions benchmark).
+ * A body built while its items arrive: each item's bytes (encoded by a decode step) are copied into one
+ * growing Buffer at once, so a batch being filled holds bytes outside the JS heap rather than thousands of
+ * strings that every young-generation GC copies (that copying cost ~1 s per 1M events in the
+ * push-impressions benchmark).
  */
 export class BodyBuilder {
   private buf: Buffer;
@@ -68,22 +69,6 @@ export class BodyBuilder {
     this.at = this.buf.write(frame.prefix, 0, 'utf8');
   }
 
-  get count(): number {
-    return this.items;
-  }
-
-  /** Appends one item whose UTF-8 length is `size`; returns where its bytes start (for `text`). */
-  add(text: string, size: number): number {
-    this.reserve(this.separatorBytes + size);
-    if (this.items > 0) this.at += this.buf.write(this.frame.separator, this.at, 'utf8');
-    const start = this.at;
-    const written = this.buf.write(text, start, 'utf8');
-    if (written !== size) throw new Error(`BodyBuilder.add: size ${size} is not the UTF-8 length of the text (${written} bytes written)`);
-    this.at += written;
-    this.items++;
-    return start;
-  }
-
   /** Appends one item already encoded as UTF-8 (`bytes[start, end)`); returns where it starts here. */
   addBytes(bytes: Uint8Array, start: number, end: number): number {
     this.reserve(this.separatorBytes + end - start);
@@ -93,11 +78,6 @@ export class BodyBuilder {
     this.at += end - start;
     this.items++;
     return at;
-  }
-
-  /** An item's text, decoded again: for the rare answers that need items one by one. */
-  text(start: number, size: number): string {
-    return this.buf.toString('utf8', start, start + size);
   }
 
   /**

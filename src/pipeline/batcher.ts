@@ -58,10 +58,6 @@ export class Batcher {
     return this.positions.length > 0 ? this.take() : undefined;
   }
 
-  get size(): number {
-    return this.positions.length;
-  }
-
   private take(): Batch {
     const batch: Batch = { body: (this.body as BodyBuilder).finish(), count: this.positions.length, positions: this.positions, starts: this.starts, sizes: this.sizes };
     this.body = undefined;

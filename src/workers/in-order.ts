@@ -5,11 +5,6 @@
 export class InOrder<T> {
   private readonly queue: { result: Promise<T>; ready: boolean }[] = [];
 
-  /** Tasks started and not taken yet. */
-  get size(): number {
-    return this.queue.length;
-  }
-
   add(result: Promise<T>): void {
     const entry = { result, ready: false };
     // Taken in order later (a failure is not unhandled meanwhile); `ready` lets finished ones go without waiting.
