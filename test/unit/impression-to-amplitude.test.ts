@@ -117,7 +117,7 @@ describe('insert_id and coalesce key values are stable across versions', () => {
     seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
     return seed % n;
   };
-  const alphabet = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\u0001', '\u007f', 'é', 'ユ', '🎉', '\ud800', '|', ','];
+  const alphabet = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\u0001', '\u001f', '\u007f', 'é', 'ユ', '🎉', '\ud800', '|', ','];
   const text = (): string => Array.from({ length: 1 + rnd(12) }, () => alphabet[rnd(alphabet.length)]).join('');
   const randomImpression = (): Impression => {
     const imp: Impression = { key: text(), flag: text(), treatment: text(), time: [1, 1_700_000_000_000 + rnd(1e9), 2 ** 53, 1.5e21][rnd(4)] as number };
@@ -177,7 +177,7 @@ describe('compileEventJson', () => {
       seed = (seed * 1103515245 + 12345) % 2147483648;
       return seed % n;
     };
-    const alphabet = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\u0001', 'é', 'ユ', '🎉', '\ud800', '\udfff', ','];
+    const alphabet = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\u0001', '\u001f', '\ud7ff', '\ue000', 'é', 'ユ', '🎉', '\ud800', '\udfff', ','];
     const text = (): string => Array.from({ length: 1 + rnd(10) }, () => alphabet[rnd(alphabet.length)]).join('');
     const eventJson = compileEventJson(mapping);
     for (let i = 0; i < 3000; i++) {
