@@ -1,11 +1,11 @@
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
 import { FAST_HTTP, KEYS, logLines, runCli } from '../helpers/world.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 // Spawns the built CLI (`npm test` builds dist/ first).
 const FIXTURES = new URL('../fixtures/impressions/', import.meta.url).pathname;
@@ -15,7 +15,7 @@ let dir: string;
 
 beforeAll(async () => {
   server = await startServer([emulator.route]);
-  dir = mkdtempSync(join(tmpdir(), 'amp-fme-e2e-push-'));
+  dir = tempDir('e2e-push');
   for (const f of ['webhook.json', 'bulk.json', 'grouped.ndjson', 'mixed-bad.ndjson']) copyFileSync(join(FIXTURES, f), join(dir, f));
   writeFileSync(join(dir, 'bulk.json.gz'), gzipSync(readFileSync(join(dir, 'bulk.json'))));
   writeFileSync(

@@ -2,8 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/world.js';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const num = (text: string, re: RegExp): number => {
   const m = re.exec(text);
@@ -42,7 +41,7 @@ describe('amp-fme demo and sandbox (spawned)', () => {
   });
 
   it('sandbox: serves a seeded project, a ready config and /_sandbox/received, until stopped', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'amp-fme-sandbox-'));
+    const dir = tempDir('sandbox');
     const sandbox = runCli(['sandbox', '--events', '600', '--days', '1', '--write-config', 'sandbox.json'], dir);
     let out = '';
     sandbox.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));

@@ -1,10 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createExportEmulator, ExportStore, type ExportEmulatorOptions } from '../../src/sandbox/amplitude-export.js';
 import { createFmeEventsEmulator, type FmeEventsEmulatorOptions } from '../../src/sandbox/fme-events.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+import { tempDir } from './temp-dir.js';
 
 export const KEYS = {
   amplitudeApiKey: 'amp-api-key-0123456789',
@@ -33,7 +33,7 @@ export async function startWorld(opts: { exportOptions?: Partial<ExportEmulatorO
   const exportApi = createExportEmulator({ apiKey: KEYS.amplitudeApiKey, secretKey: KEYS.amplitudeSecretKey, source: store, ...opts.exportOptions });
   const fme = createFmeEventsEmulator({ sdkKey: KEYS.fmeSdkKey, ...opts.fmeOptions });
   const server = await startServer([exportApi.route, fme.route]);
-  const dir = mkdtempSync(join(tmpdir(), 'amp-fme-world-'));
+  const dir = tempDir('world');
   return {
     server,
     store,

@@ -1,5 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -10,6 +9,7 @@ import { createDecodePool, type DecodePool } from '../../src/impressions/decode-
 import { RecordBatchWriter, type RecordBatch } from '../../src/workers/record-batch.js';
 import { ScratchBuffers } from '../../src/workers/scratch-buffers.js';
 import { RecordSplitter } from '../../src/impressions/splitter.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 // The compiled worker (`npm test` builds first): worker threads run JavaScript, not the TypeScript sources.
 const WORKER = new URL('../../dist/impressions/decode-worker.js', import.meta.url);
@@ -94,7 +94,7 @@ describe('decode pool', () => {
   });
 
   it('fails the run with a known error, naming the setting, when a worker dies', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'amp-fme-dying-worker-'));
+    const dir = tempDir('dying-worker');
     const script = join(dir, 'dies.mjs');
     writeFileSync(script, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => process.exit(7));\n");
     const scratch = new ScratchBuffers(4);

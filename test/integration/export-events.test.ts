@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
@@ -11,6 +10,7 @@ import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runExportEvents } from '../../src/pipeline/export-events.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { FAST_HTTP, KEYS, startWorld, type World } from '../helpers/world.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const h = (s: string, role: 'start' | 'end' = 'start'): number => parseHourArg(s, role);
 let world: World | undefined;
@@ -34,7 +34,7 @@ function configFor(w: World, extra: { exportEvents?: Partial<Config['exportEvent
 }
 
 function deadLetterWriter(): DeadLetterWriter {
-  return new DeadLetterWriter(join(mkdtempSync(join(tmpdir(), 'amp-fme-dl-')), 'dead.ndjson'), 'export-events');
+  return new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
 }
 
 /** Rows for `days` days from 2024-03-01, `perHour` rows an hour. */
@@ -191,7 +191,7 @@ describe('export-events pipeline against the emulators', () => {
   it('writes NDJSON with --output and sends nothing; --dry-run sends nothing', async () => {
     world = await startWorld();
     const rows = seed(world, 1, 4).filter((r) => typeof r.user_id === 'string');
-    const out = join(mkdtempSync(join(tmpdir(), 'amp-fme-out-')), 'events.ndjson');
+    const out = join(tempDir('out'), 'events.ndjson');
     const config = configFor(world);
     const s1 = await runExportEvents({ config, start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, output: out, logger: createMemoryLogger(), deadLetters: deadLetterWriter() });
     const lines = readFileSync(out, 'utf8').trim().split('\n');

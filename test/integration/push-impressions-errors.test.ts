@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
@@ -10,6 +9,7 @@ import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipel
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
 import { pushConfig, pushRunOptions } from '../helpers/push.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const API_KEY = 'amp-test-api-key-errors-1';
 const NOW = 1700000000000 + 3600_000;
@@ -19,7 +19,7 @@ let dir: string;
 
 beforeAll(async () => {
   server = await startServer([emulator.route]);
-  dir = mkdtempSync(join(tmpdir(), 'amp-fme-push-err-'));
+  dir = tempDir('push-err');
 });
 afterAll(async () => server.close());
 afterEach(() => emulator.reset());

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
-import { createWriteStream, mkdtempSync, statSync } from 'node:fs';
+import { createWriteStream, statSync } from 'node:fs';
 import { once } from 'node:events';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 // Needs dist/ (`npm test` builds first): the child runs the built pipeline so that its memory is the
 // pipeline's alone (the emulator, which remembers every insert_id, runs here in the test process).
@@ -19,7 +19,7 @@ let dir: string;
 
 beforeAll(async () => {
   server = await startServer([emulator.route]);
-  dir = mkdtempSync(join(tmpdir(), 'amp-fme-mem-'));
+  dir = tempDir('mem');
 });
 afterAll(async () => server.close());
 

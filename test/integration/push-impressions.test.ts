@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, copyFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, existsSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -11,6 +10,7 @@ import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipel
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
 import { pushConfig, pushRunOptions } from '../helpers/push.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const API_KEY = 'amp-test-api-key-123456';
 const FIXTURES = new URL('../fixtures/impressions/', import.meta.url).pathname;
@@ -23,7 +23,7 @@ let dir: string;
 
 beforeAll(async () => {
   server = await startServer([emulator.route]);
-  dir = mkdtempSync(join(tmpdir(), 'amp-fme-push-'));
+  dir = tempDir('push');
   for (const f of ['webhook.json', 'listener-js.ndjson', 'listener-java.ndjson', 'bulk.json', 'grouped.ndjson', 'mixed-bad.ndjson']) copyFileSync(join(FIXTURES, f), join(dir, f));
 });
 afterAll(async () => server.close());

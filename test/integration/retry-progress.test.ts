@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
@@ -8,6 +7,7 @@ import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runRetry } from '../../src/pipeline/retry.js';
 import { createFmeEventsEmulator } from '../../src/sandbox/fme-events.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const SDK_KEY = 'retry-progress-sdk-key-1';
 const fme = createFmeEventsEmulator({ sdkKey: SDK_KEY });
@@ -19,7 +19,7 @@ afterAll(async () => server.close());
 
 describe('an interrupted retry', () => {
   it('records as done only the lines it handled, so the next retry re-sends every record exactly once', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'amp-fme-retry-progress-'));
+    const dir = tempDir('retry-progress');
     const file = join(dir, 'old.ndjson');
     const letters = [1, 2, 3].map((i) => ({
       command: 'export-events',

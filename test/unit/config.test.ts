@@ -1,18 +1,14 @@
-import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, requireSecrets } from '../../src/config/load.js';
 import { knownKeyPaths, validateConfig } from '../../src/config/validate.js';
 import { ConfigError } from '../../src/errors.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 function leafPaths(obj: unknown, prefix = ''): string[] {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return [prefix];
   return Object.entries(obj as Record<string, unknown>).flatMap(([k, v]) => leafPaths(v, prefix ? `${prefix}.${k}` : k));
-}
-
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'amp-fme-config-'));
 }
 
 describe('amp-fme.config.example.json', () => {
@@ -76,7 +72,7 @@ describe('loadConfig', () => {
       ['.amp-fmerc.json', { exportEvents: { windowHours: 4 } }],
       ['package.json', { name: 'x', 'amp-fme': { exportEvents: { windowHours: 5 } } }],
     ] as const) {
-      const dir = tempDir();
+      const dir = tempDir('config');
       writeFileSync(join(dir, file), JSON.stringify(body));
       const loaded = await loadConfig({ cwd: dir, env: {} });
       expect(loaded.filePath).toBe(join(dir, file));
@@ -86,7 +82,7 @@ describe('loadConfig', () => {
   });
 
   it('takes --config <path> and resolves state.dir against the file folder', async () => {
-    const dir = tempDir();
+    const dir = tempDir('config');
     mkdirSync(join(dir, 'etc'));
     writeFileSync(join(dir, 'etc', 'sync.json'), JSON.stringify({ state: { dir: 'state' } }));
     const loaded = await loadConfig({ configPath: 'etc/sync.json', cwd: dir, env: {} });
@@ -94,7 +90,7 @@ describe('loadConfig', () => {
   });
 
   it('lets the environment override secrets from the file', async () => {
-    const dir = tempDir();
+    const dir = tempDir('config');
     writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ amplitude: { apiKey: 'file-api-key' } }));
     const loaded = await loadConfig({ cwd: dir, env: { AMPLITUDE_API_KEY: 'env-api-key', FME_SDK_KEY: 'env-sdk-key' } });
     expect(loaded.config.amplitude.apiKey).toBe('env-api-key');
@@ -102,7 +98,7 @@ describe('loadConfig', () => {
   });
 
   it('reports a missing --config file and invalid JSON as config errors', async () => {
-    const dir = tempDir();
+    const dir = tempDir('config');
     await expect(loadConfig({ configPath: 'nope.json', cwd: dir, env: {} })).rejects.toThrow(/file not found/);
     writeFileSync(join(dir, 'amp-fme.config.json'), '{ "amplitude": ');
     const err = await loadConfig({ cwd: dir, env: {} }).catch((e: unknown) => e);

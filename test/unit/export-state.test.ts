@@ -1,14 +1,14 @@
-import { mkdtempSync, readFileSync, writeFileSync, readdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import { validateConfig } from '../../src/config/validate.js';
 import { ExportStateStore, StateError, stateScope, statePaths } from '../../src/state/export-state.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const h = (s: string): number => parseHourArg(s, 'start');
 function fresh(): { dir: string; path: string; scope: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'amp-fme-state-'));
+  const dir = tempDir('state');
   const { config } = validateConfig({});
   config.amplitude.apiKey = 'amplitude-api-key-123';
   config.fme.sdkKey = 'fme-sdk-key-456';

@@ -1,11 +1,11 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/errors.js';
 import { decodedChunks, resolveInputs } from '../../src/impressions/input.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 async function text(raw: Readable): Promise<{ text: string; rawBytes: number }> {
   let rawBytes = 0;
@@ -15,7 +15,7 @@ async function text(raw: Readable): Promise<{ text: string; rawBytes: number }> 
 }
 
 describe('dump inputs', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'amp-fme-input-'));
+  const dir = tempDir('input');
   const body = '{"key":"user-1"}\n{"key":"user-2"}\n';
   // Names lie on purpose: detection is by magic bytes, not by extension.
   writeFileSync(join(dir, 'gzipped.json'), gzipSync(body));

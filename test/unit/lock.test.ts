@@ -1,21 +1,15 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LockedError } from '../../src/errors.js';
 import { acquireLock } from '../../src/state/lock.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const dirs: string[] = [];
 function lockPath(): string {
-  const d = mkdtempSync(join(tmpdir(), 'amp-fme-lock-'));
-  dirs.push(d);
-  return join(d, 'export-events.lock');
+  return join(tempDir('lock'), 'export-events.lock');
 }
-
-afterEach(() => {
-  dirs.length = 0;
-});
 
 describe('acquireLock', () => {
   it('takes a free lock, writes pid and start time, and releases it', () => {
