@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { open, rm, stat } from 'node:fs/promises';
+import { open, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -15,6 +15,7 @@ import yauzl from 'yauzl';
 import { AmpFmeError, FatalRemoteError, RetriableRemoteError } from '../errors.js';
 import { asNetworkError, bodySnippet } from '../http/client.js';
 import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
+import { processExists } from '../io/processes.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import type { Region } from '../config/types.js';
 import { describeWindow, formatHour, halveWindow, windowHours, type HourWindow } from './hours.js';
@@ -54,6 +55,10 @@ export class ExportWindowTooLargeError extends AmpFmeError {
 
 const ZIP_LOCAL_HEADER = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
 const ZIP_EMPTY_ARCHIVE = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+/** Downloads are named for the process that makes them: `amp-fme-export-<pid>-<random>.zip`. */
+const DOWNLOAD_NAME = /^amp-fme-export-(\d+)-[0-9a-f]{12}\.zip$/;
+/** How long a download of a process that is gone must have been unchanged before a later run removes it. */
+const STALE_DOWNLOAD_MS = 60 * 60 * 1000;
 // Amplitude's 404 for a range without data (specs/amplitude.md).
 const NO_DATA_RE = /raw data files were not found/i;
 // Error bodies are small; a non-200 body longer than this is cut (it is only used in messages).
@@ -110,6 +115,47 @@ export class ExportClient {
     return this.logger;
   }
 
+  /** Where downloads are spooled. */
+  get dir(): string {
+    return this.opts.tmpDir ?? os.tmpdir();
+  }
+
+  /**
+   * Removes the downloads that runs killed outright (SIGKILL, the OOM killer, a reboot) left behind: an export
+   * can be gigabytes, and nothing else would ever remove them. A download is left behind when the process
+   * named in its file name is gone and the file has not changed for an hour. The hour is for processes in
+   * another pid namespace (a container sharing this temp folder), whose downloads look orphaned from here.
+   * Never fails the run: what cannot be removed is logged and left.
+   */
+  async removeStaleDownloads(now = Date.now()): Promise<{ files: number; bytes: number }> {
+    const removed = { files: 0, bytes: 0 };
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch {
+      return removed;
+    }
+    for (const name of names) {
+      const m = DOWNLOAD_NAME.exec(name);
+      const pid = Number(m?.[1]);
+      if (!m || processExists(pid)) continue;
+      const file = path.join(this.dir, name);
+      try {
+        const st = await stat(file);
+        if (now - st.mtimeMs < STALE_DOWNLOAD_MS) continue;
+        await rm(file, { force: true });
+        removed.files++;
+        removed.bytes += st.size;
+      } catch (err) {
+        this.logger.debug('could not remove a stale export download', { file, reason: (err as Error).message });
+      }
+    }
+    if (removed.files > 0) {
+      this.logger.info(`removed ${removed.files} export download(s) left by killed runs (${(removed.bytes / 1e6).toFixed(1)} MB) from ${this.dir}`, removed);
+    }
+    return removed;
+  }
+
   /**
    * Downloads one window, retrying what can pass. Returns undefined when the window has no data (404, or
    * an empty zip). Throws ExportWindowTooLargeError (400/504), FatalRemoteError (403 and other refusals),
@@ -128,8 +174,7 @@ export class ExportClient {
   private async attempt(window: HourWindow, attempt: number, signal: AbortSignal | undefined): Promise<ExportArchive | undefined> {
     const desc = describeWindow(window);
     const what = `Amplitude export of ${desc}`;
-    const dir = this.opts.tmpDir ?? os.tmpdir();
-    const file = path.join(dir, `amp-fme-export-${process.pid}-${randomBytes(6).toString('hex')}.zip`);
+    const file = path.join(this.dir, `amp-fme-export-${process.pid}-${randomBytes(6).toString('hex')}.zip`);
     let keep = false;
     try {
       this.logger.debug('Requesting Amplitude export', { window: desc, attempt });

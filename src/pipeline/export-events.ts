@@ -203,6 +203,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   };
 
   try {
+    await exportClient.removeStaleDownloads();
     for (const window of windows) {
       if (opts.signal?.aborted || fatal) break;
       logger.info(`exporting ${describeWindow(window)}`, { window: describeWindow(window), hours: windowHours(window) });

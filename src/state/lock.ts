@@ -2,6 +2,7 @@ import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync, mkd
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockedError } from '../errors.js';
+import { processExists } from '../io/processes.js';
 
 /** What a lock file says about its holder. */
 export interface LockInfo {
@@ -31,11 +32,7 @@ function procStart(pid: number): string | undefined {
 
 function isAlive(info: LockInfo): boolean {
   if (info.hostname !== hostname()) return true; // cannot tell from here: assume it is
-  try {
-    process.kill(info.pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
+  if (!processExists(info.pid)) return false;
   if (info.procStart !== undefined) {
     const now = procStart(info.pid);
     if (now !== undefined && now !== info.procStart) return false; // pid reused by another process

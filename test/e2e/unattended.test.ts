@@ -1,10 +1,11 @@
-import { readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, readdirSync, utimesSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import { floorHour, formatHour, HOUR_MS } from '../../src/amplitude/hours.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
 let world: World | undefined;
@@ -107,7 +108,8 @@ describe('unattended runs (spawned)', () => {
     world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize, concurrency } });
     // Every FME request is slow and stored on arrival: a kill leaves stored-but-unacknowledged batches.
     world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 40 }, 10_000);
-    const run = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
+    const tmp = tempDir('kill-tmp'); // where the runs spool their downloads
+    const run = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir, { TMPDIR: tmp });
     // Wait until some batches are acknowledged in the state file, then kill hard.
     const deadline = Date.now() + 15_000;
     for (;;) {
@@ -128,9 +130,16 @@ describe('unattended runs (spawned)', () => {
     const before = world.fme.count;
     expect(before).toBeLessThan(wanted.length);
     world.fme.faults.clear();
+    // The killed run could not remove its download; made to look an hour old, the next run removes it.
+    const leftBehind = readdirSync(tmp);
+    expect(leftBehind).toEqual([expect.stringMatching(new RegExp(`^amp-fme-export-${run.child.pid}-[0-9a-f]{12}\\.zip$`))]);
+    const hourAgo = new Date(Date.now() - 61 * 60_000);
+    utimesSync(join(tmp, leftBehind[0] as string), hourAgo, hourAgo);
 
-    const again = await runCli(['export-events', '--since-last-run', '--json'], world.dir);
+    const again = await runCli(['export-events', '--since-last-run', '--json'], world.dir, { TMPDIR: tmp });
     expect(again.code).toBe(0);
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(again.stderr).toContain('removed 1 export download(s) left by killed runs');
     const counts = uuidCounts(world);
     expect(counts.size).toBe(wanted.length); // nothing lost
     const duplicates = [...counts.values()].reduce((n, c) => n + (c - 1), 0);

@@ -1,3 +1,6 @@
+import { spawnSync } from 'node:child_process';
+import { utimesSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readArchiveLines } from '../../src/amplitude/archive.js';
 import { ExportWindowTooLargeError, exportWindows, type ExportArchive, type ExportedWindow } from '../../src/amplitude/export-client.js';
@@ -269,6 +272,39 @@ describe('ExportClient against the Export API emulator', () => {
     setTimeout(() => ac.abort(new Error('stop requested')), 30);
     await expect(client.fetchWindow(win(0, 0), ac.signal)).rejects.toThrow(/stop requested|abort/i);
     expect(await sb.leftovers()).toEqual([]);
+  });
+});
+
+describe('downloads left by killed runs', () => {
+  /** A pid no process has: that of a child that has exited. */
+  const deadPid = (): number => {
+    const child = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    return Number(child.stdout);
+  };
+
+  it('are removed by the next run once an hour old; live, recent, own and foreign files are left', async () => {
+    sb = await startExportSandbox({ source: new ExportStore() });
+    const dead = deadPid();
+    const twoHoursAgo = new Date(Date.now() - 2 * HOUR_MS);
+    const file = (name: string, bytes: number, old: boolean): string => {
+      const f = path.join(sb!.tmpDir, name);
+      writeFileSync(f, Buffer.alloc(bytes));
+      if (old) utimesSync(f, twoHoursAgo, twoHoursAgo);
+      return name;
+    };
+    file(`amp-fme-export-${dead}-0123456789ab.zip`, 1500, true);
+    const keep = [
+      file(`amp-fme-export-${dead}-ba9876543210.zip`, 10, false), // dead, but changed within the hour
+      file(`amp-fme-export-${process.pid}-0123456789ab.zip`, 10, true), // this process
+      file(`amp-fme-export-${process.ppid}-0123456789ab.zip`, 10, true), // a live process
+      file(`amp-fme-export-${dead}-0123456789ab.zip.txt`, 10, true), // not a download
+      file(`other-${dead}.zip`, 10, true),
+    ];
+    const removed = await sb.client().removeStaleDownloads();
+    expect(removed).toEqual({ files: 1, bytes: 1500 });
+    expect((await sb.leftovers()).sort()).toEqual(keep.sort());
+    expect(sb.logger.lines.some((l) => l.level === 'info' && l.message.includes('removed 1 export download(s) left by killed runs'))).toBe(true);
+    expect(await sb.client().removeStaleDownloads()).toEqual({ files: 0, bytes: 0 });
   });
 });
 
