@@ -57,6 +57,11 @@ function parseArgs(argv) {
     if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 1)) throw new Error(`${flag} takes a positive integer (or a comma list)`);
     return list;
   };
+  const count = (v, flag, min) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`${flag} takes one integer of ${min} or more`);
+    return n;
+  };
   let explicitEvents = false;
   let explicitImpressions = false;
   for (let i = 0; i < argv.length; i++) {
@@ -65,9 +70,9 @@ function parseArgs(argv) {
     else if (a === '--impressions') (opts.impressions = sizes(argv[++i], a)), (explicitImpressions = true);
     else if (a === '--only') opts.only = argv[++i];
     else if (a === '--quick') opts.quick = true;
-    else if (a === '--runs') opts.runs = sizes(argv[++i], a)[0];
+    else if (a === '--runs') opts.runs = count(argv[++i], a, 1);
     else if (a === '--profile') opts.profile = resolve(argv[++i] ?? '');
-    else if (a === '--workers') opts.workers = Number(argv[++i]);
+    else if (a === '--workers') opts.workers = count(argv[++i], a, 0);
     else if (a === '--floor-export' || a === '--floor-impressions') opts.child = { kind: a, files: argv.slice(i + 1) }, (i = argv.length);
     else throw new Error(`unknown argument ${a}`);
   }
@@ -504,7 +509,13 @@ function printTable(results, opts) {
 // --------------------------------------------------------------------------------------------- main
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  let opts;
+  try {
+    opts = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${err.message} (see README, "Performance")\n`);
+    process.exit(1);
+  }
   opts.loadAtStart = loadavg()[0];
   if (opts.child?.kind === '--floor-export') return floorExport(opts.child.files);
   if (opts.child?.kind === '--floor-impressions') return floorImpressions(opts.child.files[0]);

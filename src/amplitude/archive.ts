@@ -1,7 +1,7 @@
 /**
  * Reads an Export API archive spooled on disk: a zip whose entries are gzip'd JSON-lines files
  * (specs/amplitude.md). The zip is read through its central directory (yauzl), so STORED or DEFLATED
- * entries, data descriptors and zip64 all work, and nothing but the current chunk is held in memory.
+ * entries, data descriptors and zip64 all work, and memory holds a bounded read-ahead, never the archive.
  *
  * Entries are read in file-name order and lines in file order: the pipeline numbers batches by position
  * and checkpoints them, so the same archive must always give the same sequence.
@@ -132,7 +132,7 @@ async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): As
     throw fail(err);
   }
   // Inflating runs on libuv's thread pool: a read-ahead of 1 MB keeps it busy on another core while this
-  // thread parses and maps, instead of waiting for each 64 KB chunk.
+  // thread splits lines and sends, instead of waiting for each 64 KB chunk.
   const gunzipOptions: ZlibOptions & TransformOptions = { chunkSize: 64 * 1024, readableHighWaterMark: 1024 * 1024 };
   const gunzip = createGunzip(gunzipOptions);
   // A damaged zip stream must fail the gunzip iteration below rather than leave it waiting.

@@ -56,6 +56,7 @@ export class ExportWindowTooLargeError extends AmpFmeError {
 const ZIP_LOCAL_HEADER = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
 const ZIP_EMPTY_ARCHIVE = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
 /** Downloads are named for the process that makes them: `amp-fme-export-<pid>-<random>.zip`. */
+const downloadName = (): string => `amp-fme-export-${process.pid}-${randomBytes(6).toString('hex')}.zip`;
 const DOWNLOAD_NAME = /^amp-fme-export-(\d+)-[0-9a-f]{12}\.zip$/;
 /** How long a download of a process that is gone must have been unchanged before a later run removes it. */
 const STALE_DOWNLOAD_MS = 60 * 60 * 1000;
@@ -116,7 +117,7 @@ export class ExportClient {
   }
 
   /** Where downloads are spooled. */
-  get dir(): string {
+  private get dir(): string {
     return this.opts.tmpDir ?? os.tmpdir();
   }
 
@@ -174,7 +175,7 @@ export class ExportClient {
   private async attempt(window: HourWindow, attempt: number, signal: AbortSignal | undefined): Promise<ExportArchive | undefined> {
     const desc = describeWindow(window);
     const what = `Amplitude export of ${desc}`;
-    const file = path.join(this.dir, `amp-fme-export-${process.pid}-${randomBytes(6).toString('hex')}.zip`);
+    const file = path.join(this.dir, downloadName());
     let keep = false;
     try {
       this.logger.debug('Requesting Amplitude export', { window: desc, attempt });

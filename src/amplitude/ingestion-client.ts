@@ -131,13 +131,12 @@ export class IngestionClient {
   }
 
   /**
-   * Sends `items` until each is acknowledged or rejected; returns the number acknowledged. `body`, when
-   * given, is exactly `items` already encoded (`newBody`): the first request sends it as it is, and only
-   * requests for parts of `items` (bisecting, resending held events) are assembled again.
+   * Sends `items` until each is acknowledged or rejected; returns the number acknowledged. `firstVerdict`:
+   * Amplitude's answer to all of `items`, already sent by the caller (`deliverEncoded`); the loop goes on from it.
    */
-  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void, body?: Buffer, firstVerdict?: Verdict): Promise<number> {
+  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void, firstVerdict?: Verdict): Promise<number> {
     return deliverItems(items, {
-      post: (batch) => this.post(batch, batch === items ? body : undefined),
+      post: (batch) => this.post(batch),
       throttleDelayMs: this.o.throttleDelayMs,
       maxThrottleRounds: this.o.maxThrottleRounds ?? 8,
       onReject,
@@ -156,12 +155,12 @@ export class IngestionClient {
     const listed = (): T[] => (list ??= items());
     const v = this.answer(await this.send(count, body), listed);
     if (v.kind === 'ok') return count;
-    return this.deliver(listed(), onReject, body, v);
+    return this.deliver(listed(), onReject, v);
   }
 
-  /** One request (retried on 5xx/network), answered as a verdict. `body`: `items` already encoded, if at hand. */
-  async post(items: readonly WireItem[], body?: Buffer): Promise<Verdict> {
-    return this.answer(await this.send(items.length, body ?? this.assemble(items)), () => items);
+  /** One request (retried on 5xx/network), answered as a verdict. */
+  async post(items: readonly WireItem[]): Promise<Verdict> {
+    return this.answer(await this.send(items.length, this.assemble(items)), () => items);
   }
 
   private send(count: number, body: Buffer): Promise<{ statusCode: number; body: string }> {

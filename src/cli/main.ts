@@ -8,7 +8,7 @@ import { retryCommand } from './retry.js';
 import { sandboxCommand } from './sandbox.js';
 
 /**
- * The amp-fme program. Commands set process.exitCode; this file is the only place that exits.
+ * The amp-fme program. Commands set process.exitCode; this file exits (and interrupts.ts, on a second signal).
  * Each command loads its pipeline (and got, with the first HTTP client) only when it runs: help, usage
  * errors and a run's start are not kept waiting for modules the command does not use.
  */

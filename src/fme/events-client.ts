@@ -1,7 +1,7 @@
 /**
  * Client of FME's events API: `POST {eventsBaseUrl}/events/bulk` with a JSON array of track events
- * (specs/fme.md, "Events API"). Events arrive already serialised (the mapper serialises each one once);
- * this client only joins them into a body.
+ * (specs/fme.md, "Events API"). Events arrive already serialised (the mapper serialises each one once):
+ * export-events hands over bodies its Batcher wrote (`sendBody`); `send` joins a list of events (retry).
  *
  * Outcomes (the error responses are undocumented; this follows specs/fme.md):
  * - any 2xx: delivered (FME answers 202; customers' proxies answer 200);
@@ -42,7 +42,7 @@ const AUTH_MESSAGE =
   'FME rejected the SDK key: use a server-side SDK key of the target environment from FME_SDK_KEY or fme.sdkKey ' +
   '(admin API keys do not work for the events API)';
 
-/** `[json,json,...]` as UTF-8, written straight into one Buffer; `bytes` is the size the Batcher counted. */
+/** `[json,json,...]` as UTF-8, written straight into one Buffer; `bytes`, its size when the caller has counted it. */
 export function buildBulkBody(jsons: readonly string[], bytes?: number): Buffer {
   return joinedBody(JSON_ARRAY, jsons, bytes);
 }
@@ -58,7 +58,7 @@ export class FmeEventsClient {
 
   /**
    * Sends one batch of pre-serialised events as one request (see the module comment for outcomes).
-   * `bytes`, when given, is the body's UTF-8 size (as the Batcher counts it).
+   * `bytes`, when given, is the body's UTF-8 size (a wrong count only costs a measuring pass).
    */
   send(batch: { jsons: string[]; bytes?: number }): Promise<SendOutcome> {
     return this.sendBody(buildBulkBody(batch.jsons, batch.bytes), batch.jsons.length);

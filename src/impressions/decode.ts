@@ -53,8 +53,8 @@ export interface DecodeReject {
 }
 
 /**
- * Per accepted impression, ITEM_FIELDS numbers: start and size of its event JSON in `bytes`, line, index
- * (-1: none), item (-1: none), time, sending lane.
+ * Per accepted impression, ITEM_FIELDS numbers: start and size of its event JSON in `bytes` (event mode;
+ * unset in identify mode), line, index (-1: none), item (-1: none), time, sending lane.
  */
 export const ITEM_FIELDS = 7;
 

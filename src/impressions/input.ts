@@ -119,7 +119,7 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
   // Chunk by chunk (io/chunks.ts): reading the buffered output at once joined it into fresh buffers.
   const gunzip = createGunzip({ chunkSize: 256 * 1024 });
   pipeline(rest, gunzip, () => {
-    // Errors surface through iteration of `gunzip`, which pipeline destroys with the error.
+    // Errors surface through chunksOf below: pipeline destroys `gunzip` with the error.
   });
   yield* chunksOf(gunzip);
 }

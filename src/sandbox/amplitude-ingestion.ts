@@ -73,7 +73,7 @@ export interface AmplitudeIngestionEmulatorOptions {
    * cores as the CLI, costs next to nothing: ingestion requests are then only sized, their API key found in
    * the envelope, and their events counted by their `"insert_id":` keys (amp-fme writes one per event),
    * with no deduplication, so an event sent twice shows up as one too many. The count is made on each
-   * chunk of the body as it arrives, without joining the chunks. Implies countOnly.
+   * chunk of the body as it arrives, without joining the chunks, and nothing is stored.
    */
   validate?: boolean;
   /** Enforce the per-id rates of specs/amplitude.md (HTTP V2 30 events/s, Batch 1000/s over 30 s). Off by default. */
@@ -148,7 +148,7 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
   const faults = options.faults ?? new FaultScript();
   const now = options.now ?? Date.now;
   const validate = options.validate ?? true;
-  const countOnly = (options.countOnly ?? false) || !validate;
+  const countOnly = options.countOnly ?? false;
   const keyMarker = Buffer.from(`"api_key":${JSON.stringify(options.apiKey)}`);
   const events: StoredAmplitudeEvent[] = [];
   const requests: IngestionRequestRecord[] = [];

@@ -1,14 +1,12 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/temp-dir.js';
 
 // `npm test` builds first, and the benchmark runs the built CLI (dist/), as `npm run bench` does.
 const SCRIPT = resolve(__dirname, '../../scripts/bench.mjs');
 // A fresh cache folder, so the smoke run also exercises generating the data.
-const cache = mkdtempSync(join(tmpdir(), 'amp-fme-bench-smoke-'));
-afterAll(() => rmSync(cache, { recursive: true, force: true }));
+const cache = tempDir('bench-smoke');
 
 function runBench(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(process.execPath, [SCRIPT, ...args], {

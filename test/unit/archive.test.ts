@@ -1,19 +1,16 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { readArchiveLines, type LineChunk } from '../../src/amplitude/archive.js';
 import { BadDataError } from '../../src/errors.js';
 import { crc32, zipToBuffer, type ZipWriterOptions } from '../../src/sandbox/zip-writer.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 let dir: string;
 let seq = 0;
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'amp-fme-archive-test-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+beforeAll(() => {
+  dir = tempDir('archive-test');
 });
 
 async function writeZip(entries: { name: string; data: Buffer }[], options: ZipWriterOptions = {}): Promise<string> {

@@ -44,8 +44,9 @@ describe('the ingestion emulator with validate: false', () => {
           res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Record<string, unknown> }));
         });
         req.on('error', reject);
-        // Written in small pieces, so that the server sees more than one chunk.
-        for (let i = 0; i < payload.length; i += 5) req.write(payload.subarray(i, i + 5));
+        // Written in pieces (small ones for small bodies), so that the server sees more than one chunk.
+        const piece = payload.length > 64 * 1024 ? 64 * 1024 : 5;
+        for (let i = 0; i < payload.length; i += piece) req.write(payload.subarray(i, i + piece));
         req.end();
       });
     try {
