@@ -18,7 +18,7 @@ import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
 import { processExists } from '../io/processes.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import type { Region } from '../config/types.js';
-import { describeWindow, formatHour, halveWindow, windowHours, type HourWindow } from './hours.js';
+import { describeWindow, formatHour, halveWindow, HOUR_MS, windowHours, type HourWindow } from './hours.js';
 
 /** A downloaded export on disk. Call `dispose()` when done: it removes the file. */
 export interface ExportArchive {
@@ -308,7 +308,8 @@ export async function* exportWindows(client: ExportClient, window: HourWindow, s
           'EXPORT_HOUR_TOO_LARGE',
           `Amplitude cannot export the single upload hour ${formatHour(w.start)} through the Export API (it answered ${err.status}, ` +
             `the answer for more than 4 GB of data or a request that timed out). Export that hour with Amplitude's Amazon S3 / cloud storage ` +
-            `export instead; exports of the other hours are not affected.`,
+            `export instead, and go on after it: add --skip-to ${formatHour(w.start + HOUR_MS)} to the next --since-last-run (an explicit range: ` +
+            `start it at ${formatHour(w.start + HOUR_MS)}).`,
           err.status,
           { cause: err },
         );

@@ -1,8 +1,8 @@
 import { Command, Option } from 'commander';
-import { formatHour, parseHourArg } from '../amplitude/hours.js';
+import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
-import { overlaps, planExport } from '../pipeline/export-plan.js';
+import { newestSettledHour, overlaps, planExport, planSkip } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
 import { ExportStateStore, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
@@ -18,9 +18,15 @@ interface ExportEventsFlags extends CommonFlags {
   dryRun?: boolean;
   output?: string;
   force?: boolean;
+  skipTo?: string;
 }
 
-export function summaryLines(s: ExportEventsSummary, deadLetters: number): string[] {
+/** The hours `--skip-to` passed over in this run, as the summary shows them. */
+export interface SkippedHoursSummary {
+  skippedHours?: string;
+}
+
+export function summaryLines(s: ExportEventsSummary & SkippedHoursSummary, deadLetters: number): string[] {
   const renamed = Object.entries(s.renamedEventTypes);
   const more = renamed.length - Math.min(20, renamed.length) + s.renamedEventTypesNotListed;
   const lines = [
@@ -33,6 +39,7 @@ export function summaryLines(s: ExportEventsSummary, deadLetters: number): strin
         ? `  FME events written   ${n(s.fmeEventsWritten)}`
         : `  FME events mapped    ${n(s.fmeEventsMapped)} (dry run: nothing sent)`,
   ];
+  if (s.skippedHours) lines.push(`  hours skipped        ${s.skippedHours} (--skip-to: not exported)`);
   if (s.fmeEventsAlreadyDelivered > 0) lines.push(`  already delivered    ${n(s.fmeEventsAlreadyDelivered)} (by an earlier interrupted run; not sent again)`);
   lines.push(
     `  skipped              ${byReason(s.skipped)}`,
@@ -53,6 +60,7 @@ export function exportEventsCommand(): Command {
     .option('--since-last-run', 'continue after the last fully delivered hour in the state file, up to the newest settled hour')
     .option('--max-runtime <duration>', 'stop at a clean point after this long (e.g. 50m), before the next cron run')
     .option('--force', 'send hours again that the state says were already delivered (FME will count them twice)')
+    .option('--skip-to <hour>', 'with --since-last-run: move the cursor forward to this hour first; the hours passed over are not exported')
     .option('--dry-run', 'read and map, but send nothing and change no state')
     .addOption(new Option('--output <file>', 'write the FME events as NDJSON to this file instead of sending them (no state change)'));
   addCommonOptions(cmd);
@@ -69,6 +77,12 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   const end = flags.end !== undefined ? parseHourArg(flags.end, 'end') : undefined;
   const maxRuntimeMs = flags.maxRuntime !== undefined ? parseDuration(flags.maxRuntime, '--max-runtime') : undefined;
   const sending = !flags.dryRun && !flags.output;
+  const skipTo = flags.skipTo !== undefined ? parseHourArg(flags.skipTo, 'start') : undefined;
+  if (skipTo !== undefined) {
+    if (!flags.sinceLastRun) throw new UsageError('--skip-to moves the --since-last-run cursor: use it with --since-last-run (an explicit range simply starts where --start says)');
+    if (start !== undefined) throw new UsageError('--skip-to and --start cannot be used together: --start only sets where the very first --since-last-run begins');
+    if (!sending) throw new UsageError('--skip-to changes the state, which --dry-run and --output never do: run it without them');
+  }
   ctx.requireSecrets(sending ? ['amplitudeExport', 'fmeEvents'] : ['amplitudeExport']);
 
   // Only a sending run touches FME, so only it takes the lock and moves the state.
@@ -80,8 +94,10 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   try {
     const store = sending || flags.sinceLastRun ? new ExportStateStore(paths.state, scope) : undefined;
     let checkpoint: TrackCheckpoint | undefined;
+    let skipped: string | undefined;
     if (store && flags.sinceLastRun) {
       checkpoint = store.cursor();
+      if (skipTo !== undefined) skipped = await skipCursor(ctx, checkpoint, skipTo);
     } else if (store && sending && start !== undefined && end !== undefined) {
       // FME does not deduplicate: an explicit range is remembered, so a failed run resumes and a finished
       // one, or one overlapping hours already delivered, is not sent twice by accident.
@@ -154,7 +170,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
           progress.update('sent', p.fmeEventsSent);
         },
       });
-      return await ctx.finish({ command: 'export-events', ...summary }, summaryLines(summary, ctx.deadLetters.count));
+      const full = { command: 'export-events', ...summary, ...(skipped ? { skippedHours: skipped } : {}) };
+      return await ctx.finish(full, summaryLines(full, ctx.deadLetters.count));
     } catch (err) {
       ctx.stopProgress();
       if (checkpoint) {
@@ -176,4 +193,30 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     interrupts.dispose();
     lock?.release();
   }
+}
+
+/**
+ * `--skip-to`: moves the cursor forward (checks in planSkip) and says so, loudly: the hours passed over are never
+ * exported by --since-last-run. Returns them as `20240301T05..20240301T07`, or undefined when none were.
+ */
+async function skipCursor(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo: number): Promise<string | undefined> {
+  const latest = newestSettledHour(Date.now(), ctx.config.exportEvents.lagHours) + HOUR_MS;
+  if (skipTo > latest) {
+    throw new UsageError(
+      `--skip-to ${formatHour(skipTo)} is past ${formatHour(latest)}, the hour after the newest settled one: it would skip hours that can still be exported. Give ${formatHour(latest)} or earlier.`,
+    );
+  }
+  const skip = planSkip(skipTo, checkpoint.nextHour, checkpoint.inProgressWindow);
+  if (!skip) {
+    ctx.logger.info(`--skip-to ${formatHour(skipTo)}: --since-last-run already continues there; nothing skipped`);
+    return undefined;
+  }
+  await checkpoint.skip(skip.from, skip.to);
+  const hours = describeWindow({ start: skip.from, end: skip.to });
+  ctx.logger.warn(
+    `--skip-to: skipped ${hours}; those hours will not be exported by --since-last-run. Export them another way (Amplitude's S3 export), ` +
+      'or later with an explicit --start/--end range, which the state allows for them.',
+    { skippedHours: hours },
+  );
+  return hours;
 }

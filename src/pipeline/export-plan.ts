@@ -77,6 +77,31 @@ export function planExport(p: PlanInput): Plan {
   return { kind: 'run', start, end, windows: splitWindows(start, end, p.windowHours), resumed };
 }
 
+/**
+ * `--skip-to <hour>`: the hours the cursor passes over to start at `skipTo`, or undefined when it is already
+ * there. Only forward, and only between windows: hours before the cursor were delivered (going back would send
+ * them twice), and a window an interrupted run was part-way through cannot be split (its progress marks are
+ * positions in that window's export).
+ */
+export function planSkip(skipTo: number, nextHour: number | undefined, inProgress: HourWindow | undefined): { from: number; to: number } | undefined {
+  if (nextHour === undefined) {
+    throw new UsageError('--skip-to moves the cursor of earlier --since-last-run runs, and there is none yet: give --start <hour> for the first run instead.');
+  }
+  if (inProgress) {
+    throw new UsageError(
+      `an interrupted run was part-way through ${formatHour(inProgress.start)}..${formatHour(inProgress.end)}; its delivered batches are recorded as positions ` +
+        'in that window, so it cannot be split or skipped. Run --since-last-run without --skip-to to finish it first.',
+    );
+  }
+  if (skipTo < nextHour) {
+    throw new UsageError(
+      `--skip-to ${formatHour(skipTo)} is before ${formatHour(nextHour)}, where --since-last-run continues: the hours before it were delivered, ` +
+        'and FME does not deduplicate. To send hours again on purpose, run an explicit --start/--end range with --force.',
+    );
+  }
+  return skipTo === nextHour ? undefined : { from: nextHour, to: skipTo - HOUR_MS };
+}
+
 /** Hours of [start, end] already delivered by other tracks, for the double-send guard. */
 export function overlaps(start: number, end: number, spans: { label: string; span: [number, number] }[]): string[] {
   return spans

@@ -11,6 +11,8 @@ import { writeFileAtomic } from './atomic-write.js';
 export const STATE_VERSION = 1;
 /** Explicit ranges remembered, newest first; older ones are dropped so the file stays kilobytes. */
 const MAX_RANGES = 50;
+/** Skips remembered per track, newest kept; older ones are dropped so the file stays kilobytes. */
+const MAX_SKIPS = 50;
 
 /**
  * Delivery progress over a span of upload hours: every hour from `firstHour` through `lastDeliveredHour` is
@@ -22,6 +24,18 @@ export interface Track {
   lastDeliveredHour: string | null;
   inProgress: { start: string; end: string; acked: Ranges } | null;
   updatedAt: string;
+  /**
+   * Hours the cursor was moved past on purpose (`--skip-to`), oldest first: never exported by this track, so
+   * they are not counted as delivered. Absent in files written before `--skip-to` existed.
+   */
+  skipped?: SkippedHours[];
+}
+
+/** Upload hours `start..end` (inclusive) passed over by `--skip-to` at `at`. */
+export interface SkippedHours {
+  start: string;
+  end: string;
+  at: string;
 }
 
 /** A track for an explicit `--start/--end` run, remembered so a failed run resumes and a finished one is not re-sent by accident. */
@@ -96,6 +110,18 @@ function checkTrack(t: unknown, path: string, where: string): void {
       ip.acked.every((r) => Array.isArray(r) && r.length === 2 && Number.isSafeInteger(r[0]) && Number.isSafeInteger(r[1]) && r[0] <= r[1]);
     if (!ok) throw corrupt(path, `${where}.inProgress is malformed`);
   }
+  const sk = tr.skipped;
+  if (sk !== undefined) {
+    const ok =
+      Array.isArray(sk) &&
+      sk.every((x: Partial<SkippedHours> | null) => {
+        if (x === null || typeof x !== 'object') return false;
+        const a = parseStateHour(x.start);
+        const b = parseStateHour(x.end);
+        return a !== undefined && b !== undefined && a <= b && typeof x.at === 'string';
+      });
+    if (!ok) throw corrupt(path, `${where}.skipped is malformed`);
+  }
 }
 
 /** Reads and checks a state file; a missing file is a fresh state. Corrupt or unknown versions stop the run. */
@@ -123,11 +149,24 @@ export function readExportState(path: string, scope: string): ExportState {
   return s as ExportState;
 }
 
-/** Delivered hours of a track as [first, last] epoch ms, or undefined. */
-export function deliveredSpan(t: Track): [number, number] | undefined {
+/** Delivered hours of a track as [first, last] epoch ms spans: its whole span less the hours it skipped. */
+export function deliveredSpans(t: Track): [number, number][] {
   const a = parseStateHour(t.firstHour);
   const b = parseStateHour(t.lastDeliveredHour);
-  return a !== undefined && b !== undefined && a <= b ? [a, b] : undefined;
+  if (a === undefined || b === undefined || a > b) return [];
+  let spans: [number, number][] = [[a, b]];
+  for (const sk of t.skipped ?? []) {
+    const from = parseStateHour(sk.start) as number;
+    const to = parseStateHour(sk.end) as number;
+    spans = spans.flatMap(([x, y]): [number, number][] => {
+      if (to < x || from > y) return [[x, y]];
+      const kept: [number, number][] = [];
+      if (x < from) kept.push([x, from - HOUR_MS]);
+      if (to < y) kept.push([to + HOUR_MS, y]);
+      return kept;
+    });
+  }
+  return spans;
 }
 
 /**
@@ -176,11 +215,9 @@ export class ExportStateStore {
   /** Every track with its delivered span, for overlap warnings. */
   deliveredSpans(): { label: string; span: [number, number] }[] {
     const out: { label: string; span: [number, number] }[] = [];
-    const c = deliveredSpan(this.state.cursor);
-    if (c) out.push({ label: '--since-last-run', span: c });
+    for (const span of deliveredSpans(this.state.cursor)) out.push({ label: '--since-last-run', span });
     for (const r of this.state.ranges) {
-      const sp = deliveredSpan(r);
-      if (sp) out.push({ label: `the range ${r.start}..${r.end}`, span: sp });
+      for (const span of deliveredSpans(r)) out.push({ label: `the range ${r.start}..${r.end}`, span });
     }
     return out;
   }
@@ -235,6 +272,19 @@ export class TrackCheckpoint implements ExportCheckpoint {
     const acked = t.inProgress && t.inProgress.start === start && t.inProgress.end === end ? t.inProgress.acked : [];
     t.inProgress = { start, end, acked: addRange(acked, from, to) };
     t.updatedAt = new Date().toISOString();
+    await this.store.persist();
+  }
+
+  /**
+   * Moves the cursor past hours `from..to` without exporting them (`--skip-to`; the checks are planSkip's):
+   * the next run starts after `to`, and the hours are remembered as skipped, not delivered.
+   */
+  async skip(from: number, to: number): Promise<void> {
+    const t = this.track();
+    const at = new Date().toISOString();
+    t.skipped = [...(t.skipped ?? []), { start: formatHour(from), end: formatHour(to), at }].slice(-MAX_SKIPS);
+    t.lastDeliveredHour = formatHour(to);
+    t.updatedAt = at;
     await this.store.persist();
   }
 

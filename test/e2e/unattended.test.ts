@@ -263,4 +263,41 @@ describe('unattended runs (spawned)', () => {
     expect(forced.code).toBe(0);
     expect(world.fme.count).toBe(sent * 2);
   });
+  it('an hour Amplitude cannot export stops the run; --skip-to goes on past it, and the hour can be sent later on its own', async () => {
+    const huge = [ago(8)];
+    world = await startWorld({ exportOptions: { hugeHours: huge } });
+    const before = seedHours(world, ago(10), 2, 15);
+    const hugeHour = seedHours(world, ago(8), 1, 15);
+    const after = seedHours(world, ago(7), 4, 15);
+    world.writeConfig(CONFIG);
+
+    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain(`cannot export the single upload hour ${formatHour(ago(8))}`);
+    expect(first.stderr).toContain(`--skip-to ${formatHour(ago(7))}`);
+    expect(uuidCounts(world).size).toBe(before.length);
+
+    // The cursor cannot be moved back over delivered hours, nor by a run that changes no state.
+    expect((await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(9))], world.dir)).code).toBe(2);
+    expect((await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(7)), '--dry-run'], world.dir)).code).toBe(2);
+
+    const skipped = await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(7)), '--json'], world.dir);
+    expect(skipped.code).toBe(0);
+    expect(JSON.parse(skipped.stdout).skippedHours).toBe(formatHour(ago(8)));
+    expect(logLines(skipped.stderr).some((l) => l.level === 'warn' && l.message.includes(`skipped ${formatHour(ago(8))}`))).toBe(true);
+    let counts = uuidCounts(world);
+    expect(counts.size).toBe(before.length + after.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    for (const r of hugeHour) expect(counts.has(String(r.uuid))).toBe(false);
+    const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { skipped: { start: string; end: string }[] } };
+    expect(state.cursor.skipped).toMatchObject([{ start: formatHour(ago(8)), end: formatHour(ago(8)) }]);
+
+    // Once Amplitude can export it, the skipped hour is not "already delivered": an explicit range sends it.
+    huge.length = 0;
+    const later = await runCli(['export-events', '--start', formatHour(ago(8)), '--end', formatHour(ago(8))], world.dir);
+    expect(later.code).toBe(0);
+    counts = uuidCounts(world);
+    expect(counts.size).toBe(before.length + hugeHour.length + after.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
 });

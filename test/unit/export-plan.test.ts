@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatHour } from '../../src/amplitude/hours.js';
-import { newestSettledHour, overlaps, planExport, type PlanInput } from '../../src/pipeline/export-plan.js';
+import { newestSettledHour, overlaps, planExport, planSkip, type PlanInput } from '../../src/pipeline/export-plan.js';
 
 const H = 3_600_000;
 const at = (iso: string): number => Date.parse(iso);
@@ -76,6 +76,25 @@ describe('planExport with an explicit range', () => {
     const p = planExport({ ...explicit, start: at('2024-03-04T00:00:00Z'), end: at('2024-03-05T23:00:00Z'), nextHour: at('2024-03-05T00:00:00Z') });
     expect(p.kind === 'run' && p.resumed).toBe(true);
     expect(hours(p)).toEqual(['20240305T00..20240305T23']);
+  });
+});
+
+describe('planSkip (--skip-to)', () => {
+  const next = at('2024-03-05T03:00:00Z');
+  it('passes over the hours from the cursor to the hour before --skip-to', () => {
+    const skip = planSkip(at('2024-03-05T06:00:00Z'), next, undefined);
+    expect(skip && [formatHour(skip.from), formatHour(skip.to)]).toEqual(['20240305T03', '20240305T05']);
+    expect(planSkip(at('2024-03-05T04:00:00Z'), next, undefined)).toEqual({ from: next, to: next });
+  });
+
+  it('skips nothing when the cursor is already there', () => {
+    expect(planSkip(next, next, undefined)).toBeUndefined();
+  });
+
+  it('never goes back over delivered hours, needs a cursor, and never splits an interrupted window', () => {
+    expect(() => planSkip(next - H, next, undefined)).toThrow(/before 20240305T03.*delivered.*--force/);
+    expect(() => planSkip(next, undefined, undefined)).toThrow(/there is none yet: give --start/);
+    expect(() => planSkip(next + 30 * H, next, { start: next, end: next + 23 * H })).toThrow(/part-way through 20240305T03..20240306T02/);
   });
 });
 

@@ -35,6 +35,30 @@ describe('ExportStateStore', () => {
     expect(after.snapshot.firstHour).toBe('20240301T00');
   });
 
+  it('--skip-to moves the cursor past hours it remembers as skipped, not delivered', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const cursor = store.cursor();
+    await cursor.completeWindow({ start: h('20240301T00'), end: h('20240301T23') });
+    await cursor.skip(h('20240302T00'), h('20240302T02'));
+    await cursor.completeWindow({ start: h('20240302T03'), end: h('20240302T23') });
+    const reread = new ExportStateStore(path, scope);
+    expect(reread.cursor().nextHour).toBe(h('20240303T00'));
+    expect(reread.snapshot.cursor.skipped).toEqual([{ start: '20240302T00', end: '20240302T02', at: expect.any(String) }]);
+    // The double-send guard sees the skipped hours as never delivered: an explicit range may export them.
+    expect(reread.deliveredSpans().map((d) => d.span)).toEqual([
+      [h('20240301T00'), h('20240301T23')],
+      [h('20240302T03'), h('20240302T23')],
+    ]);
+  });
+
+  it('stops on a malformed skipped list', () => {
+    const { path, scope } = fresh();
+    const cursor = { firstHour: '20240301T00', lastDeliveredHour: '20240301T05', inProgress: null, updatedAt: 'x', skipped: [{ start: '20240301T04', end: '20240301T02', at: 'x' }] };
+    writeFileSync(path, JSON.stringify({ version: 1, kind: 'export-events', scope, cursor, ranges: [] }));
+    expect(() => new ExportStateStore(path, scope)).toThrow(/cursor.skipped is malformed/);
+  });
+
   it('never holds a secret, and leaves no temp file behind', async () => {
     const { dir, path, scope } = fresh();
     const cursor = new ExportStateStore(path, scope).cursor();
