@@ -96,21 +96,46 @@ export async function* readArchiveLines(path: string, options: ReadArchiveOption
 /** Receives each line (bytes without the line break, see RecordSink) and, first, the entry it belongs to. */
 export interface LineSink extends RecordSink {
   entry(name: string): void;
+  /**
+   * An entry that cannot be read to its end (see DamagedEntryError): reading goes on with the next entry.
+   * Without this, the error ends the reading.
+   */
+  damaged?(error: DamagedEntryError): void;
+}
+
+/**
+ * An entry that cannot be read to its end: not gzip, damaged inside, or not JSON lines. Lines before `line`
+ * were read and handed over; nothing from `line` on can be.
+ */
+export class DamagedEntryError extends BadDataError {
+  constructor(
+    readonly entry: string,
+    readonly line: number,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, 'BAD_ARCHIVE_ENTRY', options);
+  }
 }
 
 /**
  * Reads every entry (sorted by name) into `sink`, line by line, and yields after each chunk of input that
  * was read (false) and after each entry's last line (true), so the caller can take what `sink` collected.
  * Blank lines are records too (empty), so line numbers stay right. An entry that is not valid gzip (or
- * whose zip data is damaged) throws BadDataError naming the entry; the zip is closed however the iteration
- * ends, including when the consumer stops early.
+ * whose zip data is damaged) is a DamagedEntryError: passed to `sink.damaged` if it has one, else thrown.
+ * The zip is closed however the iteration ends, including when the consumer stops early.
  */
 export async function* readArchiveRecords(path: string, sink: LineSink): AsyncGenerator<boolean> {
   const { zip, entries } = await openSorted(path);
   try {
     for (const entry of entries) {
       sink.entry(entry.fileName);
-      yield* readEntryLines(zip, entry, sink);
+      try {
+        yield* readEntryLines(zip, entry, sink);
+      } catch (err) {
+        if (!(err instanceof DamagedEntryError) || !sink.damaged) throw err;
+        sink.damaged(err);
+      }
       yield true;
     }
   } finally {
@@ -120,10 +145,12 @@ export async function* readArchiveRecords(path: string, sink: LineSink): AsyncGe
 
 async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): AsyncGenerator<false> {
   const name = entry.fileName;
-  const fail = (err: unknown): BadDataError =>
-    err instanceof BadDataError
+  // The line being read when it failed: every line before it was handed over.
+  let nextLine = 1;
+  const fail = (err: unknown): DamagedEntryError =>
+    err instanceof DamagedEntryError
       ? err
-      : new BadDataError(`Export archive entry "${name}" is not valid gzip or is damaged: ${(err as Error).message}`, 'BAD_ARCHIVE_ENTRY', { cause: err });
+      : new DamagedEntryError(name, nextLine, `Export archive entry "${name}" is not valid gzip or is damaged at line ${nextLine}: ${(err as Error).message}`, { cause: err });
 
   let raw: Readable;
   try {
@@ -141,7 +168,6 @@ async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): As
 
   // Lines are found in the bytes (a "\n" byte never occurs inside a UTF-8 sequence) and handed over as
   // byte ranges: decoding them is the consumer's business (often on another thread).
-  let nextLine = 1;
   // The start of a line that continues in the next buffer(s).
   let head: Buffer[] = [];
   let headBytes = 0;
@@ -171,7 +197,7 @@ async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): As
         head.push(buf.subarray(start));
         headBytes += buf.length - start;
         if (headBytes > MAX_LINE_BYTES) {
-          throw new BadDataError(`Export archive entry "${name}" has a line longer than ${MAX_LINE_BYTES} bytes at line ${nextLine}: not JSON lines`, 'BAD_ARCHIVE_ENTRY');
+          throw new DamagedEntryError(name, nextLine, `Export archive entry "${name}" has a line longer than ${MAX_LINE_BYTES} bytes at line ${nextLine}: not JSON lines`);
         }
       }
       yield false;

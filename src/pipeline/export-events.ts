@@ -55,6 +55,8 @@ export interface ExportEventsSummary {
   end: string;
   windows: number;
   hoursExported: number;
+  /** Archive entries that could not be read to their end (damaged or not gzip): each is one dead letter. */
+  damagedEntries: number;
   archiveBytes: number;
   linesRead: number;
   blankLines: number;
@@ -153,6 +155,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     batchesSent: 0,
     archiveBytes: 0,
     hoursExported: 0,
+    damagedEntries: 0,
   };
   const windows = opts.windows ?? splitWindows(opts.start, opts.end, ec.windowHours);
   let windowsDone = 0;
@@ -298,6 +301,23 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
         },
         record(bytes, start, end, line, index) {
           writer?.record(bytes, start, end, line, index);
+        },
+        // Not a reason to stop: a download that arrived broken fails the zip check and is fetched again, so damage
+        // inside an entry is in the file Amplitude serves, and every later run would stop at the same place.
+        damaged(err) {
+          s.damagedEntries++;
+          deadLetters.write({
+            reason: 'damaged_entry',
+            detail: `${err.message}; nothing from line ${err.line} on can be read`,
+            source: { window: label, entry: err.entry, line: err.line },
+            retriable: false,
+            payload: null,
+          });
+          logger.warn(`archive entry ${err.entry} of ${label} is damaged at line ${err.line}: its lines from there on cannot be read (dead letter); going on with the next entry`, {
+            window: label,
+            entry: err.entry,
+            line: err.line,
+          });
         },
       };
       try {

@@ -2,9 +2,11 @@ import { readFileSync, writeFileSync, existsSync, readdirSync, utimesSync } from
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { floorHour, formatHour, HOUR_MS } from '../../src/amplitude/hours.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
+import { zipToBuffer } from '../../src/sandbox/zip-writer.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
@@ -299,5 +301,47 @@ describe('unattended runs (spawned)', () => {
     counts = uuidCounts(world);
     expect(counts.size).toBe(before.length + hugeHour.length + after.length);
     expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
+  it('a damaged entry in an export is dead-lettered from the damage on; the other entries are delivered once, and the run goes on', async () => {
+    const hour = ago(6);
+    const rows = (entry: string, n: number): Record<string, unknown>[] =>
+      Array.from({ length: n }, (_, i) => ({ event_type: 'Viewed page', user_id: `user-${entry}-${i}`, uuid: `${entry}-${i}`, event_time: new Date(hour + i).toISOString().replace('T', ' ').replace('Z', '') }));
+    const ndjson = (list: Record<string, unknown>[]): Buffer => Buffer.from(`${list.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    // Entry b: a sound gzip member, then one whose deflate data is broken (an invalid block type).
+    const broken = gzipSync(ndjson(rows('b', 500)));
+    broken.fill(0xff, 10, 40);
+    const entries = [
+      { name: '123/123_a#0.json.gz', data: gzipSync(ndjson(rows('a', 300))) },
+      { name: '123/123_b#0.json.gz', data: Buffer.concat([gzipSync(ndjson(rows('b', 4000))), broken]) },
+      { name: '123/123_c#0.json.gz', data: gzipSync(ndjson(rows('c', 300))) },
+    ];
+    const zipPath = join(tempDir('damaged'), 'export.zip');
+    writeFileSync(zipPath, await zipToBuffer(entries, { method: 'deflate' }));
+    world = await startWorld({ exportOptions: { prebuiltArchive: (start, end) => (start <= hour && hour <= end ? zipPath : undefined) } });
+    world.writeConfig(CONFIG);
+
+    const r = await runCli(['export-events', '--since-last-run', '--start', formatHour(hour), '--json'], world.dir);
+    expect(r.code).toBe(3);
+    const summary = JSON.parse(r.stdout) as { damagedEntries: number; deadLetterFile: string };
+    expect(summary.damagedEntries).toBe(1);
+    const letters = readFileSync(summary.deadLetterFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; source: { entry: string; line: number }; retriable: boolean });
+    expect(letters).toHaveLength(1);
+    const letter = letters[0]!;
+    expect(letter).toMatchObject({ reason: 'damaged_entry', retriable: false, source: { entry: '123/123_b#0.json.gz' } });
+    expect(logLines(r.stderr).some((l) => l.level === 'warn' && l.message.includes('123/123_b#0.json.gz'))).toBe(true);
+    // Every line is accounted for: entry b's lines before the damage are delivered, the rest is the dead letter.
+    const damagedAt = letter.source.line;
+    expect(damagedAt).toBeGreaterThan(1);
+    expect(damagedAt).toBeLessThanOrEqual(4001);
+    const counts = uuidCounts(world);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    const sent = (entry: string): number => [...counts.keys()].filter((u) => u.startsWith(`${entry}-`)).length;
+    expect([sent('a'), sent('b'), sent('c')]).toEqual([300, damagedAt - 1, 300]);
+    for (let i = 0; i < damagedAt - 1; i++) expect(counts.has(`b-${i}`)).toBe(true);
+
+    // The window is done: the next run sends nothing again.
+    const again = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(again.code).toBe(0);
+    expect(uuidCounts(world).size).toBe(counts.size);
   });
 });

@@ -2,7 +2,7 @@ import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readArchiveLines, type LineChunk } from '../../src/amplitude/archive.js';
+import { DamagedEntryError, readArchiveLines, readArchiveRecords, type LineChunk } from '../../src/amplitude/archive.js';
 import { BadDataError } from '../../src/errors.js';
 import { crc32, zipToBuffer, type ZipWriterOptions } from '../../src/sandbox/zip-writer.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -157,6 +157,26 @@ describe('readArchiveLines: bad data', () => {
     expect(seen).toEqual(['{"ok":1}']);
     expect(caught).toBeInstanceOf(BadDataError);
     expect((caught as Error).message).toContain('b-bad.json.gz');
+  });
+
+  it('with a sink that takes damaged entries, reports each (entry, first unread line) and reads on', async () => {
+    const file = await writeZip([
+      { name: 'a.json.gz', data: gz('{"a":1}\n{"a":2}\n') },
+      { name: 'b-bad.json.gz', data: Buffer.from('{"not":"gzip"}\n') },
+      { name: 'c.json.gz', data: gz('{"c":1}\n') },
+    ]);
+    const lines: string[] = [];
+    const damaged: DamagedEntryError[] = [];
+    let entry = '';
+    const sink = {
+      entry: (name: string) => (entry = name),
+      record: (bytes: Buffer, start: number, end: number, line: number) => lines.push(`${entry}:${line}:${bytes.toString('utf8', start, end)}`),
+      damaged: (err: DamagedEntryError) => damaged.push(err),
+    };
+    for await (const _ of readArchiveRecords(file, sink)) void _;
+    expect(lines).toEqual(['a.json.gz:1:{"a":1}', 'a.json.gz:2:{"a":2}', 'c.json.gz:1:{"c":1}']);
+    expect(damaged.map((d) => [d.entry, d.line])).toEqual([['b-bad.json.gz', 1]]);
+    expect(damaged[0]?.message).toMatch(/b-bad\.json\.gz.*not valid gzip or is damaged at line 1/);
   });
 
   it('throws BadDataError for a gzip stream cut short', async () => {
