@@ -51,6 +51,7 @@ import {
   type TrimCounts,
 } from '../fme/rules.js';
 import type { FmeEvent, FmePropertyValue } from '../fme/types.js';
+import { numberText } from './json-text.js';
 import { compileNameGlob, compilePath, compileSelector, type Getter, type Selector } from './paths.js';
 
 export type MapperConfig = Pick<
@@ -318,7 +319,7 @@ export function compileMapper(cfg: MapperConfig): Mapper {
     }
 
     // Serialise each event once, by hand in JSON.stringify's key order (the tests prove they agree).
-    const mid = `,"timestamp":${timestamp}${value === undefined ? '' : `,"value":${value}`}`;
+    const mid = `,"timestamp":${numberText(timestamp)}${value === undefined ? '' : `,"value":${value}`}`;
     let tail = props ? `${mid},"properties":${JSON.stringify(props)}}` : `${mid}}`;
     const jsons: string[] = new Array<string>(keys.length);
     const sizes: number[] = new Array<number>(keys.length);

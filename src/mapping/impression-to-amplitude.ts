@@ -2,6 +2,7 @@ import * as crypto from 'node:crypto';
 import type { AmplitudeIdentification, AmplitudeUploadEvent } from '../amplitude/ingestion-types.js';
 import type { ImpressionIdentity, ImpressionPropertyNames } from '../config/types.js';
 import type { Impression } from '../impressions/types.js';
+import { jsonString, numberText } from './json-text.js';
 
 /**
  * Pure mapping from FME impressions to what Amplitude's ingestion and Identify APIs take. No I/O.
@@ -48,19 +49,6 @@ export function checkId(id: string, minIdLength: number | undefined): IdProblem 
 }
 
 /**
- * A string as JSON.stringify writes it, without its per-call cost for the common plain string: only quotes,
- * backslashes, control characters and (to be safe) surrogates need JSON.stringify. A loop over the
- * characters, rather than a RegExp test: the values are short, and the RegExp call cost more than the scan.
- */
-function jsonString(v: string): string {
-  for (let i = 0; i < v.length; i++) {
-    const c = v.charCodeAt(i);
-    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(v);
-  }
-  return `"${v}"`;
-}
-
-/**
  * One-shot `crypto.hash` (Node >= 20.12) where it exists, else createHash: the same digest either way.
  * The digest comes back as text directly: a Buffer result then converted cost twice as much per impression.
  */
@@ -95,8 +83,8 @@ function impressionTexts(imp: Impression): ImpressionTexts {
     key: jsonString(imp.key),
     flag: jsonString(imp.flag),
     treatment: jsonString(imp.treatment),
-    time: `${imp.time}`,
-    changeNumber: imp.changeNumber === undefined ? undefined : `${imp.changeNumber}`,
+    time: numberText(imp.time),
+    changeNumber: imp.changeNumber === undefined ? undefined : numberText(imp.changeNumber),
     label: imp.label === undefined ? undefined : jsonString(imp.label),
     bucketingKey: imp.bucketingKey === undefined ? undefined : jsonString(imp.bucketingKey),
     environment: imp.environment === undefined ? undefined : jsonString(imp.environment),
