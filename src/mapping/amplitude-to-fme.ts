@@ -126,7 +126,15 @@ function addCounts(into: Record<string, number>, from: Record<string, number | u
   for (const [k, v] of Object.entries(from)) if (v !== undefined) into[k] = (into[k] ?? 0) + v;
 }
 
-/** Adds the counts of `from` to `into`; renamed types are merged, at most RENAMED_KEPT listed. */
+/**
+ * Per accumulating MapperStats, the names counted in its `renamedNotListed`: each thread's mapper reports a
+ * renamed type once, so without this a name renamed on several threads was counted once per thread.
+ */
+const notListedNames = new WeakMap<MapperStats, Set<string>>();
+/** Names remembered for that, at most (past it, a name seen on several threads may count more than once). */
+const NOT_LISTED_TRACKED = 100_000;
+
+/** Adds the counts of `from` to `into`; renamed types are merged, at most RENAMED_KEPT listed, the rest counted once each. */
 export function addMapperStats(into: MapperStats, from: MapperStats): void {
   into.rows += from.rows;
   into.events += from.events;
@@ -138,8 +146,15 @@ export function addMapperStats(into: MapperStats, from: MapperStats): void {
   addCounts(into.timestampFallback, from.timestampFallback);
   for (const [name, id] of from.renamed) {
     if (into.renamed.has(name)) continue;
-    if (into.renamed.size < RENAMED_KEPT) into.renamed.set(name, id);
-    else into.renamedNotListed++;
+    if (into.renamed.size < RENAMED_KEPT) {
+      into.renamed.set(name, id);
+      continue;
+    }
+    let seen = notListedNames.get(into);
+    if (!seen) notListedNames.set(into, (seen = new Set()));
+    if (seen.has(name)) continue;
+    if (seen.size < NOT_LISTED_TRACKED) seen.add(name);
+    into.renamedNotListed++;
   }
   into.renamedNotListed += from.renamedNotListed;
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { ConfigError } from '../../src/errors.js';
 import { MAX_EVENT_BYTES, validateFmeEvent } from '../../src/fme/rules.js';
-import { compileMapper, type MapResult, type MapperConfig, type MappedEvent } from '../../src/mapping/amplitude-to-fme.js';
+import { addMapperStats, compileMapper, emptyMapperStats, type MapResult, type MapperConfig, type MappedEvent } from '../../src/mapping/amplitude-to-fme.js';
 
 const defaults = (): MapperConfig => defaultConfig().exportEvents;
 
@@ -135,6 +135,20 @@ describe('event types', () => {
     for (let i = 0; i < 1005; i++) m.map(row({ event_type: `Name ${i}` }));
     expect(m.stats.renamed.size).toBe(1000);
     expect(m.stats.renamedNotListed).toBe(5);
+  });
+
+  it('counts each renamed name once across threads when their counts are added up', () => {
+    // Two mappers, as two decode threads, each report the same 1005 renamed names, batch by batch.
+    const total = emptyMapperStats();
+    for (const m of [compileMapper(defaults()), compileMapper(defaults())]) {
+      for (let i = 0; i < 1005; i++) {
+        m.map(row({ event_type: `Name ${i}` }));
+        if (i % 100 === 99) addMapperStats(total, m.takeStats());
+      }
+      addMapperStats(total, m.takeStats());
+    }
+    expect(total.renamed.size).toBe(1000);
+    expect(total.renamedNotListed).toBe(5);
   });
 
   it('applies include globs then exclude globs on the original names', () => {
