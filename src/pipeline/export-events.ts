@@ -116,7 +116,6 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   const threads = ec.workers ?? defaultWorkerThreads(availableParallelism());
   const maxDecoding = threads * 2 + 2;
   const scratch = new ScratchBuffers(Math.max(maxDecoding, ec.concurrency * 2) + 2);
-  const rows = createRowsPool(ec, threads, scratch);
   const mapperStats = emptyMapperStats();
   const retry = retryPolicy(config);
 
@@ -205,6 +204,8 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     progress();
   };
 
+  // Created last, right before the `try` that closes it: its threads would keep the process alive.
+  const rows = createRowsPool(ec, threads, scratch);
   try {
     await exportClient.removeStaleDownloads();
     for (const window of windows) {
