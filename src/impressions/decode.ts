@@ -37,11 +37,21 @@ export function laneOf(id: string, lanes: number): number {
 }
 
 /** Where in the input a record or impression sits, as dead letters show it. */
-export interface DecodedSource {
+export type DecodedSource = {
   file: string;
   line: number;
+  /** Index in the file's JSON array, if it is one. */
   index?: number;
+  /** Index of the impression inside its record, when a record holds several. */
   item?: number;
+};
+
+/** A DecodedSource from numbers kept in typed arrays: index and item -1 mean none. */
+export function impressionPosition(file: string, line: number, index: number, item: number): DecodedSource {
+  const s: DecodedSource = { file, line };
+  if (index >= 0) s.index = index;
+  if (item >= 0) s.item = item;
+  return s;
 }
 
 /** A record or impression that cannot be sent, and why (a dead letter, never retriable as it is). */
@@ -121,12 +131,7 @@ function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: OutputScrat
   // The record being decoded: set per record, so the per-impression path allocates no closures.
   let line = 0;
   let index = -1;
-  const sourceOf = (item: number | undefined): DecodedSource => {
-    const src: DecodedSource = { file: batch.file, line };
-    if (index >= 0) src.index = index;
-    if (item !== undefined) src.item = item;
-    return src;
-  };
+  const sourceOf = (item: number | undefined): DecodedSource => impressionPosition(batch.file, line, index, item ?? -1);
 
   const accept = (imp: Impression, item: number | undefined): void => {
     if (imp.time < out.oldest) out.oldest = imp.time;

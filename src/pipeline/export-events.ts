@@ -1,6 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { availableParallelism } from 'node:os';
 import pLimit from 'p-limit';
 import { readArchiveRecords, type LineSink } from '../amplitude/archive.js';
 import { ExportClient, exportWindows } from '../amplitude/export-client.js';
@@ -15,8 +14,7 @@ import { addMapperStats, emptyMapperStats, type MapperStats } from '../mapping/a
 import { EVENT_FIELDS, LINE_FIELDS, LineOutcome, type DecodedRows, type RowReject } from '../mapping/export-rows.js';
 import { InOrder } from '../workers/in-order.js';
 import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
-import { ScratchBuffers } from '../workers/scratch-buffers.js';
-import { defaultWorkerThreads } from '../workers/task-pool.js';
+import { decodingSetup } from '../workers/batch-pool.js';
 import { Batcher, eventJson, type Batch } from './batcher.js';
 import type { DeadLetterWriter } from './dead-letters.js';
 import { noCheckpoint, type ExportCheckpoint } from './export-checkpoint.js';
@@ -113,9 +111,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   const ec = config.exportEvents;
   const mode: ExportEventsSummary['mode'] = opts.dryRun ? 'dry-run' : opts.output ? 'output' : 'send';
   // Rows are parsed and mapped on worker threads (and on this one when they are busy): see export-rows-pool.ts.
-  const threads = ec.workers ?? defaultWorkerThreads(availableParallelism());
-  const maxDecoding = threads * 2 + 2;
-  const scratch = new ScratchBuffers(Math.max(maxDecoding, ec.concurrency * 2) + 2);
+  const { threads, maxDecoding, scratch } = decodingSetup(ec.workers, ec.concurrency);
   const mapperStats = emptyMapperStats();
   const retry = retryPolicy(config);
 

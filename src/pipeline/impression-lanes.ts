@@ -3,6 +3,7 @@ import type { IdentifyClient, IdentifyItem } from '../amplitude/identify-client.
 import type { IngestionClient } from '../amplitude/ingestion-client.js';
 import type { Rejection, WireItem } from '../amplitude/ingestion-delivery.js';
 import type { BodyBuilder } from '../http/body.js';
+import { impressionPosition } from '../impressions/decode.js';
 import type { ScratchBuffers } from '../workers/scratch-buffers.js';
 import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
 
@@ -12,14 +13,6 @@ import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
  * user stalls only its lane (p-limit(1) per lane). Event requests are bodies written as events arrive,
  * from bytes the decoders encoded; events become items of their own only when Amplitude's answer names them.
  */
-
-/** A dead letter's source: file and line, and the array index and item inside the record when there are (-1: none). */
-export function impressionPosition(file: string, line: number, index: number, item: number): SourcePosition {
-  const s: SourcePosition = { file, line };
-  if (index >= 0) s['index'] = index;
-  if (item >= 0) s['item'] = item;
-  return s;
-}
 
 /** An identification on its way, with where it came from. */
 export interface LaneIdentification extends IdentifyItem {

@@ -1,5 +1,4 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Got } from 'got';
@@ -9,7 +8,7 @@ import { ingestionBaseUrl, type CoalesceMode, type Config, type ImpressionIdenti
 import { InterruptedError } from '../errors.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
-import { ITEM_FIELDS, laneOf, type DecodedBatch, type DecodedSource, type DecodeSettings } from '../impressions/decode.js';
+import { impressionPosition, ITEM_FIELDS, laneOf, type DecodedBatch, type DecodeSettings } from '../impressions/decode.js';
 import { createDecodePool } from '../impressions/decode-pool.js';
 import { decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
 import { RecordSplitter } from '../impressions/splitter.js';
@@ -19,10 +18,9 @@ import { IdentifyFold, toIdentification } from '../mapping/impression-to-amplitu
 import { VERSION } from '../version.js';
 import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
 import { InOrder } from '../workers/in-order.js';
-import { ScratchBuffers } from '../workers/scratch-buffers.js';
-import { defaultWorkerThreads } from '../workers/task-pool.js';
+import { decodingSetup } from '../workers/batch-pool.js';
 import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
-import { impressionPosition, ImpressionLanes, type LaneIdentification } from './impression-lanes.js';
+import { ImpressionLanes, type LaneIdentification } from './impression-lanes.js';
 
 const NEWLINE = Buffer.from('\n');
 
@@ -97,9 +95,6 @@ function retryPolicy(c: Config): RetryPolicy {
   return { retries: c.http.retries, baseDelayMs: c.http.retryBaseDelayMs, maxDelayMs: c.http.retryMaxDelayMs };
 }
 
-function sourcePosition(src: DecodedSource): SourcePosition {
-  return impressionPosition(src.file, src.line, src.index ?? -1, src.item ?? -1);
-}
 
 /**
  * push-impressions: FME impression dumps -> Amplitude events (Batch / HTTP V2) or user properties (Identify).
@@ -161,11 +156,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
 
   // --- Decode threads: started before the HTTP client, so that they boot while got loads ---------------------
   const laneCount = Math.max(1, pc.concurrency);
-  // The batches being decoded at once: two per thread (one at work, one queued), and two more that this
-  // thread decodes itself when the threads are all busy.
-  const threads = pc.workers ?? defaultWorkerThreads(availableParallelism());
-  const maxDecoding = threads * 2 + 2;
-  const scratch = new ScratchBuffers(Math.max(maxDecoding, laneCount * 2) + 2);
+  const { threads, maxDecoding, scratch } = decodingSetup(pc.workers, laneCount);
   const seen = opts.coalesce === 'first' ? new Set<string>() : undefined;
   const settings: DecodeSettings = {
     mode: opts.mode,
@@ -302,10 +293,10 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       warnedOld = true;
       logger.warn(
         `impressions from ${new Date(d.firstOld.time).toISOString()} are older than Amplitude's 7-day insert_id dedupe window: sending them again later could duplicate them`,
-        sourcePosition(d.firstOld.source),
+        d.firstOld.source,
       );
     }
-    for (const r of d.rejects) deadLetters.write({ reason: r.reason, detail: r.detail, source: sourcePosition(r.source), retriable: false, payload: r.payload });
+    for (const r of d.rejects) deadLetters.write({ reason: r.reason, detail: r.detail, source: r.source, retriable: false, payload: r.payload });
     enqueueDecoded(d);
   };
 

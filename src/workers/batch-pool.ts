@@ -1,6 +1,7 @@
+import { availableParallelism } from 'node:os';
 import type { RecordBatch } from './record-batch.js';
-import type { ScratchBuffers, ScratchKind } from './scratch-buffers.js';
-import { createTaskPool } from './task-pool.js';
+import { ScratchBuffers, type ScratchKind } from './scratch-buffers.js';
+import { createTaskPool, defaultWorkerThreads } from './task-pool.js';
 
 /**
  * A task pool (task-pool.ts) for the decode steps of both commands: each task takes a RecordBatch and two
@@ -78,4 +79,20 @@ export function createBatchPool<O extends BatchOutput>(o: BatchPoolOptions<O>, s
     },
     close: () => tasks.close(),
   };
+}
+
+/** What a command's decoding needs: its threads, how many batches may be decoding at once, and their buffers. */
+export interface DecodingSetup {
+  threads: number;
+  /** Two per thread (one at work, one queued) and two more that the calling thread decodes itself when the threads are all busy. */
+  maxDecoding: number;
+  /** Spare buffers for those batches and for the request bodies in flight (two per sending slot), plus two. */
+  scratch: ScratchBuffers;
+}
+
+/** @param workers the command's `workers` setting (undefined: one per core but one); @param sendingSlots requests in flight at once. */
+export function decodingSetup(workers: number | undefined, sendingSlots: number): DecodingSetup {
+  const threads = workers ?? defaultWorkerThreads(availableParallelism());
+  const maxDecoding = threads * 2 + 2;
+  return { threads, maxDecoding, scratch: new ScratchBuffers(Math.max(maxDecoding, sendingSlots * 2) + 2) };
 }
