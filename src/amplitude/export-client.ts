@@ -294,8 +294,15 @@ export interface ExportedWindow {
  * Exports `window`, halving any part that the API finds too large (400/504) down to single hours, and
  * yields the parts in hour order. The consumer must `dispose()` each archive. A single hour that is still
  * too large cannot be exported through this API: that is fatal, with the remedy (specs/amplitude.md).
+ * `splittable` says whether a window may be halved: one that a run was part-way through may not, because
+ * its progress marks are positions in its own export, and its halves would be sent again in full.
  */
-export async function* exportWindows(client: ExportClient, window: HourWindow, signal?: AbortSignal): AsyncGenerator<ExportedWindow> {
+export async function* exportWindows(
+  client: ExportClient,
+  window: HourWindow,
+  signal?: AbortSignal,
+  splittable: (w: HourWindow) => boolean = () => true,
+): AsyncGenerator<ExportedWindow> {
   const todo: HourWindow[] = [window];
   for (let w = todo.pop(); w !== undefined; w = todo.pop()) {
     let archive: ExportArchive | undefined;
@@ -303,6 +310,17 @@ export async function* exportWindows(client: ExportClient, window: HourWindow, s
       archive = await client.fetchWindow(w, signal);
     } catch (err) {
       if (!(err instanceof ExportWindowTooLargeError)) throw err;
+      if (windowHours(w) > 1 && !splittable(w)) {
+        throw new FatalRemoteError(
+          'EXPORT_RESUME_TOO_LARGE',
+          `Amplitude answered ${err.status} (too large, or timed out) for ${describeWindow(w)}, which an interrupted run was part-way through. ` +
+            `Its delivered batches are recorded as positions in that window's export, so it is not split: its halves would send them to FME again. ` +
+            `The next run asks for the whole window again (a timeout may pass). If it keeps failing, export those hours another way and go on ` +
+            `with --skip-to ${formatHour(w.end + HOUR_MS)} on the next --since-last-run (an explicit range: start a new one at ${formatHour(w.end + HOUR_MS)}).`,
+          err.status,
+          { cause: err },
+        );
+      }
       if (windowHours(w) === 1) {
         throw new FatalRemoteError(
           'EXPORT_HOUR_TOO_LARGE',

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
-import { newestSettledHour, overlaps, planExport, planSkip } from '../pipeline/export-plan.js';
+import { newestSettledHour, overlaps, planExport, planSkip, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
 import { ExportStateStore, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
@@ -81,7 +81,6 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   const skipTo = flags.skipTo !== undefined ? parseHourArg(flags.skipTo, 'start') : undefined;
   if (skipTo !== undefined) {
     if (!flags.sinceLastRun) throw new UsageError('--skip-to moves the --since-last-run cursor: use it with --since-last-run (an explicit range simply starts where --start says)');
-    if (start !== undefined) throw new UsageError('--skip-to and --start cannot be used together: --start only sets where the very first --since-last-run begins');
     if (!sending) throw new UsageError('--skip-to changes the state, which --dry-run and --output never do: run it without them');
   }
   ctx.requireSecrets(sending ? ['amplitudeExport', 'fmeEvents'] : ['amplitudeExport']);
@@ -95,10 +94,11 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   try {
     const store = sending || flags.sinceLastRun ? new ExportStateStore(paths.state, scope) : undefined;
     let checkpoint: TrackCheckpoint | undefined;
-    let skipped: string | undefined;
+    const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start') : undefined;
+    let skip: SkipPlan | undefined;
     if (store && flags.sinceLastRun) {
       checkpoint = store.cursor();
-      if (skipTo !== undefined) skipped = await skipCursor(ctx, checkpoint, skipTo);
+      if (skipTo !== undefined) skip = planCursorSkip(ctx, checkpoint, skipTo, start, startAt);
     } else if (store && sending && start !== undefined && end !== undefined) {
       // FME does not deduplicate: an explicit range is remembered, so a failed run resumes and a finished
       // one, or one overlapping hours already delivered, is not sent twice by accident.
@@ -108,20 +108,23 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       }
       checkpoint = store.range(start, end, flags.force === true);
     }
+    // The plan sees the cursor as --skip-to leaves it; the skip is recorded once the plan and the guard accept the run.
     const plan = planExport({
       sinceLastRun: flags.sinceLastRun === true,
-      start,
+      start: skip ? undefined : start,
       end,
-      startAt: config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start') : undefined,
+      startAt,
       lagHours: config.exportEvents.lagHours,
       windowHours: config.exportEvents.windowHours,
       now: Date.now(),
-      nextHour: checkpoint?.nextHour,
-      inProgress: checkpoint?.inProgressWindow,
+      nextHour: skip ? (skipTo as number) : checkpoint?.nextHour,
+      inProgress: skip ? undefined : checkpoint?.inProgressWindow,
     });
+    let skipped: string | undefined;
     if (plan.kind === 'nothing') {
+      if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
       logger.info(plan.message);
-      if (ctx.json) process.stdout.write(`${JSON.stringify({ command: 'export-events', nothingToDo: true, message: plan.message })}\n`);
+      if (ctx.json) process.stdout.write(`${JSON.stringify({ command: 'export-events', nothingToDo: true, message: plan.message, ...(skipped ? { skippedHours: skipped } : {}) })}\n`);
       return EXIT.OK;
     }
     if (store && sending) {
@@ -132,6 +135,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       }
       if (clash.length > 0) logger.warn(`--force: sending hours that were already delivered again (${clash.join('; ')}); FME will count them twice`);
     }
+    if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
     if (!sending) checkpoint = undefined; // dry runs and --output read the state but never move it
     if (plan.resumed) logger.info(`resuming an interrupted run of this range at ${formatHour(plan.start)}`);
     logger.info(`export-events ${formatHour(plan.start)}..${formatHour(plan.end)}: ${plan.windows.length} window(s)`, {
@@ -197,26 +201,35 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
 }
 
 /**
- * `--skip-to`: moves the cursor forward (checks in planSkip) and says so, loudly: the hours passed over are never
- * exported by --since-last-run. Returns them as `20240301T05..20240301T07`, or undefined when none were.
+ * `--skip-to`, checked: what the cursor would pass over (planSkip), never past the hour after the newest
+ * settled one, since later hours can still be exported. `--start` may only say where a cursor with no state yet began.
  */
-async function skipCursor(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo: number): Promise<string | undefined> {
+function planCursorSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo: number, start: number | undefined, startAt: number | undefined): SkipPlan | undefined {
   const latest = newestSettledHour(Date.now(), ctx.config.exportEvents.lagHours) + HOUR_MS;
   if (skipTo > latest) {
     throw new UsageError(
       `--skip-to ${formatHour(skipTo)} is past ${formatHour(latest)}, the hour after the newest settled one: it would skip hours that can still be exported. Give ${formatHour(latest)} or earlier.`,
     );
   }
-  const skip = planSkip(skipTo, checkpoint.nextHour, checkpoint.inProgressWindow);
-  if (!skip) {
-    ctx.logger.info(`--skip-to ${formatHour(skipTo)}: --since-last-run already continues there; nothing skipped`);
-    return undefined;
+  const cursor = { nextHour: checkpoint.nextHour, inProgress: checkpoint.inProgressWindow };
+  if (start !== undefined && (cursor.nextHour !== undefined || cursor.inProgress)) {
+    throw new UsageError('--start only says where the very first --since-last-run began, and the state already has a cursor: drop --start.');
   }
-  await checkpoint.skip(skip.from, skip.to);
+  const skip = planSkip(skipTo, cursor, start ?? startAt);
+  if (!skip) ctx.logger.info(`--skip-to ${formatHour(skipTo)}: --since-last-run already continues there; nothing skipped`);
+  return skip;
+}
+
+/** Records a checked skip and says so, loudly. Returns the hours as `20240301T05..20240301T07`. */
+async function recordSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skip: SkipPlan): Promise<string> {
+  await checkpoint.skip(skip);
   const hours = describeWindow({ start: skip.from, end: skip.to });
+  const partly = skip.partlyDelivered
+    ? ` It includes ${describeWindow(skip.partlyDelivered)}, which an interrupted run had partly delivered: its undelivered events are passed over too, and its hours still count as delivered (sending them again needs --force).`
+    : '';
   ctx.logger.warn(
     `--skip-to: skipped ${hours}; those hours will not be exported by --since-last-run. Export them another way (Amplitude's S3 export), ` +
-      'or later with an explicit --start/--end range, which the state allows for them.',
+      `or later with an explicit --start/--end range, which the state allows for them.${partly}`,
     { skippedHours: hours },
   );
   return hours;

@@ -207,7 +207,8 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     for (const window of windows) {
       if (opts.signal?.aborted || fatal) break;
       logger.info(`exporting ${describeWindow(window)}`, { window: describeWindow(window), hours: windowHours(window) });
-      for await (const part of interruptible(exportWindows(exportClient, window, opts.signal), opts.signal)) {
+      const splittable = (w: HourWindow): boolean => checkpoint.resumeRanges(w).length === 0;
+      for await (const part of interruptible(exportWindows(exportClient, window, opts.signal, splittable), opts.signal)) {
         const sub = part.window;
         if (!part.archive) {
           logger.info(`no data in ${describeWindow(sub)}`, { window: describeWindow(sub) });

@@ -77,29 +77,41 @@ export function planExport(p: PlanInput): Plan {
   return { kind: 'run', start, end, windows: splitWindows(start, end, p.windowHours), resumed };
 }
 
+/** What `--skip-to` passes over: hours `from..to`, and the unfinished window among them, if any. */
+export interface SkipPlan {
+  from: number;
+  to: number;
+  /** The window an interrupted run was part-way through: part of it was delivered, the rest is passed over. */
+  partlyDelivered?: HourWindow;
+}
+
 /**
- * `--skip-to <hour>`: the hours the cursor passes over to start at `skipTo`, or undefined when it is already
- * there. Only forward, and only between windows: hours before the cursor were delivered (going back would send
- * them twice), and a window an interrupted run was part-way through cannot be split (its progress marks are
- * positions in that window's export).
+ * `--skip-to <hour>`: what the cursor passes over to continue at `skipTo`, or undefined when it already
+ * continues there. Only forward: hours before the cursor were delivered, and FME does not deduplicate. A
+ * window an interrupted run was part-way through is passed over whole or not at all, because its progress
+ * marks are positions in that window's export. With no cursor yet, it starts from `firstStart` (`--start` or
+ * `exportEvents.startAt`), where the first run began.
  */
-export function planSkip(skipTo: number, nextHour: number | undefined, inProgress: HourWindow | undefined): { from: number; to: number } | undefined {
-  if (nextHour === undefined) {
-    throw new UsageError('--skip-to moves the cursor of earlier --since-last-run runs, and there is none yet: give --start <hour> for the first run instead.');
+export function planSkip(skipTo: number, cursor: { nextHour: number | undefined; inProgress: HourWindow | undefined }, firstStart: number | undefined): SkipPlan | undefined {
+  const { nextHour, inProgress } = cursor;
+  const from = inProgress?.start ?? nextHour ?? firstStart;
+  if (from === undefined) {
+    throw new UsageError('--skip-to needs to know where --since-last-run started: there is no state yet, so give that hour with --start (or set exportEvents.startAt).');
   }
-  if (inProgress) {
+  if (skipTo < from) {
     throw new UsageError(
-      `an interrupted run was part-way through ${formatHour(inProgress.start)}..${formatHour(inProgress.end)}; its delivered batches are recorded as positions ` +
-        'in that window, so it cannot be split or skipped. Run --since-last-run without --skip-to to finish it first.',
-    );
-  }
-  if (skipTo < nextHour) {
-    throw new UsageError(
-      `--skip-to ${formatHour(skipTo)} is before ${formatHour(nextHour)}, where --since-last-run continues: the hours before it were delivered, ` +
+      `--skip-to ${formatHour(skipTo)} is before ${formatHour(from)}, where --since-last-run continues: the hours before it were delivered, ` +
         'and FME does not deduplicate. To send hours again on purpose, run an explicit --start/--end range with --force.',
     );
   }
-  return skipTo === nextHour ? undefined : { from: nextHour, to: skipTo - HOUR_MS };
+  if (inProgress && skipTo <= inProgress.end) {
+    throw new UsageError(
+      `an interrupted run was part-way through ${formatHour(inProgress.start)}..${formatHour(inProgress.end)}, and its delivered batches are recorded as ` +
+        `positions in that window's export, so it cannot be split: run --since-last-run without --skip-to to finish it, or pass over it whole with --skip-to ${formatHour(inProgress.end + HOUR_MS)} or later.`,
+    );
+  }
+  if (skipTo === from) return undefined;
+  return { from, to: skipTo - HOUR_MS, ...(inProgress ? { partlyDelivered: inProgress } : {}) };
 }
 
 /** Hours of [start, end] already delivered by other tracks, for the double-send guard. */

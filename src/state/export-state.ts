@@ -5,14 +5,13 @@ import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
 import { AmpFmeError } from '../errors.js';
 import type { ExportCheckpoint } from '../pipeline/export-checkpoint.js';
+import type { SkipPlan } from '../pipeline/export-plan.js';
 import { addRange, type Ranges } from '../pipeline/positions.js';
 import { writeFileAtomic } from './atomic-write.js';
 
 export const STATE_VERSION = 1;
 /** Explicit ranges remembered, newest first; older ones are dropped so the file stays kilobytes. */
 const MAX_RANGES = 50;
-/** Skips remembered per track, newest kept; older ones are dropped so the file stays kilobytes. */
-const MAX_SKIPS = 50;
 
 /**
  * Delivery progress over a span of upload hours: every hour from `firstHour` through `lastDeliveredHour` is
@@ -36,6 +35,11 @@ export interface SkippedHours {
   start: string;
   end: string;
   at: string;
+  /**
+   * A window an interrupted run was part-way through: part of its events were delivered, so for the
+   * double-send guard its hours still count as delivered (sending them again needs `--force`).
+   */
+  partlyDelivered?: true;
 }
 
 /** A track for an explicit `--start/--end` run, remembered so a failed run resumes and a finished one is not re-sent by accident. */
@@ -118,7 +122,7 @@ function checkTrack(t: unknown, path: string, where: string): void {
         if (x === null || typeof x !== 'object') return false;
         const a = parseStateHour(x.start);
         const b = parseStateHour(x.end);
-        return a !== undefined && b !== undefined && a <= b && typeof x.at === 'string';
+        return a !== undefined && b !== undefined && a <= b && typeof x.at === 'string' && (x.partlyDelivered === undefined || x.partlyDelivered === true);
       });
     if (!ok) throw corrupt(path, `${where}.skipped is malformed`);
   }
@@ -149,13 +153,14 @@ export function readExportState(path: string, scope: string): ExportState {
   return s as ExportState;
 }
 
-/** Delivered hours of a track as [first, last] epoch ms spans: its whole span less the hours it skipped. */
+/** Delivered hours of a track as [first, last] epoch ms spans: its whole span less the hours it skipped (not partly delivered ones). */
 export function deliveredSpans(t: Track): [number, number][] {
   const a = parseStateHour(t.firstHour);
   const b = parseStateHour(t.lastDeliveredHour);
   if (a === undefined || b === undefined || a > b) return [];
   let spans: [number, number][] = [[a, b]];
   for (const sk of t.skipped ?? []) {
+    if (sk.partlyDelivered) continue;
     const from = parseStateHour(sk.start) as number;
     const to = parseStateHour(sk.end) as number;
     spans = spans.flatMap(([x, y]): [number, number][] => {
@@ -276,14 +281,25 @@ export class TrackCheckpoint implements ExportCheckpoint {
   }
 
   /**
-   * Moves the cursor past hours `from..to` without exporting them (`--skip-to`; the checks are planSkip's):
-   * the next run starts after `to`, and the hours are remembered as skipped, not delivered.
+   * Moves the cursor past the hours of `plan` without exporting them (`--skip-to`; the checks are planSkip's):
+   * the next run starts after them, and they are remembered as skipped, not delivered. Every skip is kept
+   * (each is a person's decision, and rare): a dropped record would make its hours look delivered.
    */
-  async skip(from: number, to: number): Promise<void> {
+  async skip(plan: SkipPlan): Promise<void> {
     const t = this.track();
     const at = new Date().toISOString();
-    t.skipped = [...(t.skipped ?? []), { start: formatHour(from), end: formatHour(to), at }].slice(-MAX_SKIPS);
-    t.lastDeliveredHour = formatHour(to);
+    const records: SkippedHours[] = [];
+    let from = plan.from;
+    const partly = plan.partlyDelivered;
+    if (partly) {
+      records.push({ start: formatHour(partly.start), end: formatHour(partly.end), at, partlyDelivered: true });
+      from = partly.end + HOUR_MS;
+    }
+    if (from <= plan.to) records.push({ start: formatHour(from), end: formatHour(plan.to), at });
+    t.skipped = [...(t.skipped ?? []), ...records];
+    t.firstHour ??= formatHour(plan.from);
+    t.lastDeliveredHour = formatHour(plan.to);
+    t.inProgress = null;
     t.updatedAt = at;
     await this.store.persist();
   }

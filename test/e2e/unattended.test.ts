@@ -282,6 +282,11 @@ describe('unattended runs (spawned)', () => {
     // The cursor cannot be moved back over delivered hours, nor by a run that changes no state.
     expect((await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(9))], world.dir)).code).toBe(2);
     expect((await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(7)), '--dry-run'], world.dir)).code).toBe(2);
+    // Nor past hours that can still be exported, nor with a --start once there is a cursor.
+    const future = await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(-1)), '--log-format', 'text'], world.dir);
+    expect(future.code).toBe(2);
+    expect(future.stderr).toContain('it would skip hours that can still be exported');
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--skip-to', formatHour(ago(7))], world.dir)).code).toBe(2);
 
     const skipped = await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(7)), '--json'], world.dir);
     expect(skipped.code).toBe(0);
@@ -343,5 +348,47 @@ describe('unattended runs (spawned)', () => {
     const again = await runCli(['export-events', '--since-last-run'], world.dir);
     expect(again.code).toBe(0);
     expect(uuidCounts(world).size).toBe(counts.size);
+  });
+  it('a window an interrupted run was part-way through is never split, which would re-send it; --skip-to passes over it whole', async () => {
+    const huge: number[] = [];
+    world = await startWorld({ exportOptions: { hugeHours: huge } });
+    const inWindow = seedHours(world, ago(10), 6, 300); // the window ago(10)..ago(5)
+    const after = seedHours(world, ago(4), 1, 20);
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize: 20, concurrency: 2 } });
+    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 100 }, 10_000);
+    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--max-runtime', '1s'], world.dir);
+    expect(first.code).toBe(1);
+    world.fme.faults.clear();
+    const delivered = uuidCounts(world).size;
+    expect(delivered).toBeGreaterThan(0);
+    expect(delivered).toBeLessThan(inWindow.length);
+
+    // Amplitude now refuses the whole window (a timeout, say): halving it would send its delivered part again.
+    huge.push(ago(7));
+    const requestsBefore = world.exportApi.requests.length;
+    const second = await runCli(['export-events', '--since-last-run', '--log-format', 'text'], world.dir);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`${formatHour(ago(10))}..${formatHour(ago(5))}, which an interrupted run was part-way through`);
+    expect(second.stderr).toContain(`--skip-to ${formatHour(ago(4))}`);
+    expect(world.exportApi.requests.slice(requestsBefore).map((r) => `${r.start}..${r.end}`)).toEqual([`${formatHour(ago(10))}..${formatHour(ago(5))}`]);
+    expect(uuidCounts(world).size).toBe(delivered);
+
+    // It is passed over whole or not at all.
+    expect((await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(7))], world.dir)).code).toBe(2);
+    const skipped = await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(4)), '--json'], world.dir);
+    expect(skipped.code).toBe(0);
+    expect(JSON.parse(skipped.stdout).skippedHours).toBe(`${formatHour(ago(10))}..${formatHour(ago(5))}`);
+    const counts = uuidCounts(world);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expect(counts.size).toBe(delivered + after.length);
+    const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { skipped: unknown[]; inProgress: unknown } };
+    expect(state.cursor.inProgress).toBeNull();
+    expect(state.cursor.skipped).toMatchObject([{ start: formatHour(ago(10)), end: formatHour(ago(5)), partlyDelivered: true }]);
+
+    // Part of it was delivered: sending it again as a range needs --force.
+    huge.length = 0;
+    const again = await runCli(['export-events', '--start', formatHour(ago(10)), '--end', formatHour(ago(5)), '--log-format', 'text'], world.dir);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('already delivered');
   });
 });

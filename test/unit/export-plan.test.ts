@@ -81,20 +81,35 @@ describe('planExport with an explicit range', () => {
 
 describe('planSkip (--skip-to)', () => {
   const next = at('2024-03-05T03:00:00Z');
+  const cursor = { nextHour: next, inProgress: undefined };
+  const hoursOf = (skip: ReturnType<typeof planSkip>): string[] | undefined => skip && [formatHour(skip.from), formatHour(skip.to)];
+
   it('passes over the hours from the cursor to the hour before --skip-to', () => {
-    const skip = planSkip(at('2024-03-05T06:00:00Z'), next, undefined);
-    expect(skip && [formatHour(skip.from), formatHour(skip.to)]).toEqual(['20240305T03', '20240305T05']);
-    expect(planSkip(at('2024-03-05T04:00:00Z'), next, undefined)).toEqual({ from: next, to: next });
+    expect(hoursOf(planSkip(at('2024-03-05T06:00:00Z'), cursor, undefined))).toEqual(['20240305T03', '20240305T05']);
+    expect(planSkip(at('2024-03-05T04:00:00Z'), cursor, undefined)).toEqual({ from: next, to: next });
   });
 
   it('skips nothing when the cursor is already there', () => {
-    expect(planSkip(next, next, undefined)).toBeUndefined();
+    expect(planSkip(next, cursor, undefined)).toBeUndefined();
   });
 
-  it('never goes back over delivered hours, needs a cursor, and never splits an interrupted window', () => {
-    expect(() => planSkip(next - H, next, undefined)).toThrow(/before 20240305T03.*delivered.*--force/);
-    expect(() => planSkip(next, undefined, undefined)).toThrow(/there is none yet: give --start/);
-    expect(() => planSkip(next + 30 * H, next, { start: next, end: next + 23 * H })).toThrow(/part-way through 20240305T03..20240306T02/);
+  it('never goes back over delivered hours', () => {
+    expect(() => planSkip(next - H, cursor, undefined)).toThrow(/before 20240305T03.*delivered.*--force/);
+  });
+
+  it('with no state yet, starts where the first run began (--start or startAt), and needs it', () => {
+    const fresh = { nextHour: undefined, inProgress: undefined };
+    expect(hoursOf(planSkip(next + H, fresh, next))).toEqual(['20240305T03', '20240305T03']);
+    expect(() => planSkip(next, fresh, undefined)).toThrow(/no state yet, so give that hour with --start/);
+  });
+
+  it('passes over an interrupted window whole or not at all', () => {
+    const w = { start: next, end: next + 23 * H };
+    const interrupted = { nextHour: next, inProgress: w };
+    expect(() => planSkip(next + 5 * H, interrupted, undefined)).toThrow(/part-way through 20240305T03..20240306T02.*--skip-to 20240306T03 or later/);
+    expect(planSkip(next + 26 * H, interrupted, undefined)).toEqual({ from: next, to: next + 25 * H, partlyDelivered: w });
+    // A first window interrupted before any hour was done: no cursor hour yet, the window says where it is.
+    expect(planSkip(next + 24 * H, { nextHour: undefined, inProgress: w }, undefined)).toEqual({ from: next, to: next + 23 * H, partlyDelivered: w });
   });
 });
 

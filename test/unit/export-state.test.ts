@@ -40,7 +40,7 @@ describe('ExportStateStore', () => {
     const store = new ExportStateStore(path, scope);
     const cursor = store.cursor();
     await cursor.completeWindow({ start: h('20240301T00'), end: h('20240301T23') });
-    await cursor.skip(h('20240302T00'), h('20240302T02'));
+    await cursor.skip({ from: h('20240302T00'), to: h('20240302T02') });
     await cursor.completeWindow({ start: h('20240302T03'), end: h('20240302T23') });
     const reread = new ExportStateStore(path, scope);
     expect(reread.cursor().nextHour).toBe(h('20240303T00'));
@@ -50,6 +50,23 @@ describe('ExportStateStore', () => {
       [h('20240301T00'), h('20240301T23')],
       [h('20240302T03'), h('20240302T23')],
     ]);
+  });
+
+  it('a skip over a partly delivered window keeps its hours counted as delivered, and clears it', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const cursor = store.cursor();
+    const w = { start: h('20240301T00'), end: h('20240301T23') };
+    await cursor.acknowledge(w, 0, 99);
+    await cursor.skip({ from: w.start, to: h('20240302T05'), partlyDelivered: w });
+    const reread = new ExportStateStore(path, scope);
+    expect(reread.cursor().nextHour).toBe(h('20240302T06'));
+    expect(reread.cursor().inProgressWindow).toBeUndefined();
+    expect(reread.snapshot.cursor.skipped).toEqual([
+      { start: '20240301T00', end: '20240301T23', at: expect.any(String), partlyDelivered: true },
+      { start: '20240302T00', end: '20240302T05', at: expect.any(String) },
+    ]);
+    expect(reread.deliveredSpans().map((d) => d.span)).toEqual([[h('20240301T00'), h('20240301T23')]]);
   });
 
   it('stops on a malformed skipped list', () => {
