@@ -145,12 +145,17 @@ export async function* readArchiveRecords(path: string, sink: LineSink): AsyncGe
 
 async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): AsyncGenerator<false> {
   const name = entry.fileName;
-  // The line being read when it failed: every line before it was handed over.
+  // The first line not handed over yet: when the data fails, every line before it was.
   let nextLine = 1;
+  // gzip checks its data as a whole only at the end of the entry: damage found there may have begun earlier.
   const fail = (err: unknown): DamagedEntryError =>
-    err instanceof DamagedEntryError
-      ? err
-      : new DamagedEntryError(name, nextLine, `Export archive entry "${name}" is not valid gzip or is damaged at line ${nextLine}: ${(err as Error).message}`, { cause: err });
+    new DamagedEntryError(
+      name,
+      nextLine,
+      `Export archive entry "${name}" is not valid gzip or is damaged (found at line ${nextLine}: ${(err as Error).message}); ` +
+        `gzip verifies an entry only as a whole, so the lines read before it may be damaged too`,
+      { cause: err },
+    );
 
   let raw: Readable;
   try {
@@ -174,10 +179,21 @@ async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): As
   const push = (bytes: Buffer, start: number, end: number): void => {
     // A CRLF file: the "\r" belongs to the line break.
     const stop = end > start && bytes[end - 1] === 13 ? end - 1 : end;
-    sink.record(bytes, start, stop, nextLine++, undefined);
+    sink.record(bytes, start, stop, nextLine, undefined);
+    nextLine++;
   };
+  const chunks = chunksOf(gunzip);
   try {
-    for await (const buf of chunksOf(gunzip)) {
+    for (;;) {
+      // Only the zip and gunzip streams' errors mean damaged data; the sink's own errors go up as they are.
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await chunks.next();
+      } catch (err) {
+        throw fail(err);
+      }
+      if (next.done) break;
+      const buf = next.value;
       let start = 0;
       let nl = buf.indexOf(10);
       if (headBytes > 0 && nl !== -1) {
@@ -202,9 +218,8 @@ async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): As
       }
       yield false;
     }
-  } catch (err) {
-    throw fail(err);
   } finally {
+    await chunks.return(undefined);
     raw.unpipe(gunzip);
     raw.destroy();
     gunzip.destroy();

@@ -39,7 +39,7 @@ export function summaryLines(s: ExportEventsSummary & SkippedHoursSummary, deadL
         ? `  FME events written   ${n(s.fmeEventsWritten)}`
         : `  FME events mapped    ${n(s.fmeEventsMapped)} (dry run: nothing sent)`,
   ];
-  if (s.damagedEntries > 0) lines.push(`  damaged entries      ${n(s.damagedEntries)} (read up to the damage; the rest is in the dead-letter file)`);
+  if (s.damagedEntries > 0) lines.push(`  damaged entries      ${n(s.damagedEntries)} (read up to the damage; the rest is named in the dead-letter file)`);
   if (s.skippedHours) lines.push(`  hours skipped        ${s.skippedHours} (--skip-to: not exported)`);
   if (s.fmeEventsAlreadyDelivered > 0) lines.push(`  already delivered    ${n(s.fmeEventsAlreadyDelivered)} (by an earlier interrupted run; not sent again)`);
   lines.push(

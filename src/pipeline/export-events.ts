@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import pLimit from 'p-limit';
 import { readArchiveRecords, type LineSink } from '../amplitude/archive.js';
@@ -9,6 +9,7 @@ import { FatalRemoteError, InterruptedError, RetriableRemoteError } from '../err
 import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
+import { openOutputFile } from '../io/output-file.js';
 import type { Logger } from '../log/logger.js';
 import { addMapperStats, emptyMapperStats, type MapperStats } from '../mapping/amplitude-to-fme.js';
 import { EVENT_FIELDS, LINE_FIELDS, LineOutcome, type DecodedRows, type RowReject } from '../mapping/export-rows.js';
@@ -112,31 +113,44 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   const mode: ExportEventsSummary['mode'] = opts.dryRun ? 'dry-run' : opts.output ? 'output' : 'send';
   // Rows are parsed and mapped on worker threads (and on this one when they are busy): see export-rows-pool.ts.
   const { threads, maxDecoding, scratch } = decodingSetup(ec.workers, ec.concurrency);
+  // Created first: it checks the mapping settings (ConfigError) before anything else is touched.
+  const rows = createRowsPool(ec, threads, scratch);
   const mapperStats = emptyMapperStats();
   const retry = retryPolicy(config);
 
-  const exportClient = new ExportClient({
-    baseUrl: exportBaseUrl(config.amplitude),
-    apiKey: config.amplitude.apiKey ?? '',
-    secretKey: config.amplitude.secretKey ?? '',
-    region: config.amplitude.region,
-    http: await createHttp({ timeoutMs: config.http.exportTimeoutMs }),
-    retry,
-    logger,
-    ...(opts.tmpDir ? { tmpDir: opts.tmpDir } : {}),
+  const connect = async (): Promise<{ exportClient: ExportClient; fme: FmeEventsClient | undefined }> => ({
+    exportClient: new ExportClient({
+      baseUrl: exportBaseUrl(config.amplitude),
+      apiKey: config.amplitude.apiKey ?? '',
+      secretKey: config.amplitude.secretKey ?? '',
+      region: config.amplitude.region,
+      http: await createHttp({ timeoutMs: config.http.exportTimeoutMs }),
+      retry,
+      logger,
+      ...(opts.tmpDir ? { tmpDir: opts.tmpDir } : {}),
+    }),
+    fme:
+      mode === 'send'
+        ? new FmeEventsClient({
+            baseUrl: config.fme.eventsBaseUrl,
+            sdkKey: config.fme.sdkKey ?? '',
+            http: await createHttp({ timeoutMs: config.http.timeoutMs, maxSockets: ec.concurrency }),
+            retry,
+            logger,
+          })
+        : undefined,
   });
-  const fme =
-    mode === 'send'
-      ? new FmeEventsClient({
-          baseUrl: config.fme.eventsBaseUrl,
-          sdkKey: config.fme.sdkKey ?? '',
-          http: await createHttp({ timeoutMs: config.http.timeoutMs, maxSockets: ec.concurrency }),
-          retry,
-          logger,
-        })
-      : undefined;
+  let clients: Awaited<ReturnType<typeof connect>>;
   let output: WriteStream | undefined;
-  if (mode === 'output' && opts.output) output = createWriteStream(opts.output);
+  try {
+    clients = await connect();
+    if (mode === 'output' && opts.output) output = await openOutputFile(opts.output);
+  } catch (err) {
+    // The row threads would keep the process alive.
+    await rows.close();
+    throw err;
+  }
+  const { exportClient, fme } = clients;
 
   const s = {
     linesRead: 0,
@@ -200,8 +214,6 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     progress();
   };
 
-  // Created last, right before the `try` that closes it: its threads would keep the process alive.
-  const rows = createRowsPool(ec, threads, scratch);
   try {
     await exportClient.removeStaleDownloads();
     for (const window of windows) {
@@ -300,8 +312,8 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
         record(bytes, start, end, line, index) {
           writer?.record(bytes, start, end, line, index);
         },
-        // Not a reason to stop: a download that arrived broken fails the zip check and is fetched again, so damage
-        // inside an entry is in the file Amplitude serves, and every later run would stop at the same place.
+        // Not a reason to stop: a download cut short fails the zip check and is fetched again, while damage inside
+        // an entry shows only now, and every later run would stop at the same place.
         damaged(err) {
           s.damagedEntries++;
           deadLetters.write({
@@ -311,7 +323,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
             retriable: false,
             payload: null,
           });
-          logger.warn(`archive entry ${err.entry} of ${label} is damaged at line ${err.line}: its lines from there on cannot be read (dead letter); going on with the next entry`, {
+          logger.warn(`archive entry ${err.entry} of ${label} is damaged (found at line ${err.line}): its lines from there on cannot be read, and the lines before it may be damaged too (dead letter); going on with the next entry`, {
             window: label,
             entry: err.entry,
             line: err.line,

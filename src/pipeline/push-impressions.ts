@@ -1,4 +1,4 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Got } from 'got';
@@ -8,6 +8,7 @@ import { ingestionBaseUrl, type CoalesceMode, type Config, type ImpressionIdenti
 import { InterruptedError } from '../errors.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
+import { openOutputFile } from '../io/output-file.js';
 import { impressionPosition, ITEM_FIELDS, laneOf, type DecodedBatch, type DecodeSettings } from '../impressions/decode.js';
 import { createDecodePool } from '../impressions/decode-pool.js';
 import { decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
@@ -149,10 +150,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     });
 
   let out: WriteStream | undefined;
-  if (run === 'output' && opts.output) {
-    out = createWriteStream(opts.output);
-    await once(out, 'open');
-  }
+  if (run === 'output' && opts.output) out = await openOutputFile(opts.output);
 
   // --- Decode threads: started before the HTTP client, so that they boot while got loads ---------------------
   const laneCount = Math.max(1, pc.concurrency);

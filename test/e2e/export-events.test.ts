@@ -85,6 +85,18 @@ describe('amp-fme (spawned)', () => {
     const noKey = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--log-format', 'text'], world.dir, { FME_SDK_KEY: '' });
     expect(noKey.code).toBe(2);
     expect(noKey.stderr).toContain('FME_SDK_KEY');
+    // An --output path that cannot be written: exit 2 naming it, no stack trace.
+    const noDir = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--output', join(world.dir, 'missing', 'out.ndjson'), '--log-format', 'text'], world.dir);
+    expect(noDir.code).toBe(2);
+    expect(noDir.stderr).toContain(`cannot write the --output file ${join(world.dir, 'missing', 'out.ndjson')}`);
+    expect(noDir.stderr).not.toMatch(/Unexpected error|\n\s+at /);
+    // A mapping setting that is wrong stops the run before an existing --output file is touched.
+    const out = join(world.dir, 'kept.ndjson');
+    writeFileSync(out, 'earlier output\n');
+    world.writeConfig({ exportEvents: { valueFrom: 'event_properties..revenue' } });
+    const badMapping = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--output', out], world.dir);
+    expect(badMapping.code).toBe(2);
+    expect(readFileSync(out, 'utf8')).toBe('earlier output\n');
   });
 
   it('stops with exit 1 on Amplitude 403, naming credentials and region', async () => {

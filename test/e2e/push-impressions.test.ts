@@ -80,6 +80,10 @@ describe('amp-fme push-impressions (spawned)', () => {
     expect(missing.code).toBe(2);
     const noKey = await runCli(['push-impressions', 'webhook.json'], dir, { AMPLITUDE_API_KEY: undefined });
     expect(noKey.code).toBe(2);
+    const noDir = await runCli(['push-impressions', 'webhook.json', '--output', join(dir, 'missing', 'out.ndjson'), '--log-format', 'text'], dir);
+    expect(noDir.code).toBe(2);
+    expect(noDir.stderr).toContain('cannot write the --output file');
+    expect(noDir.stderr).not.toContain('Unexpected error');
     // --dry-run needs no key and sends nothing.
     emulator.reset();
     const dry = await runCli(['push-impressions', 'webhook.json', '--dry-run', '--json'], dir, { AMPLITUDE_API_KEY: undefined });

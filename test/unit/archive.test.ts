@@ -176,7 +176,24 @@ describe('readArchiveLines: bad data', () => {
     for await (const _ of readArchiveRecords(file, sink)) void _;
     expect(lines).toEqual(['a.json.gz:1:{"a":1}', 'a.json.gz:2:{"a":2}', 'c.json.gz:1:{"c":1}']);
     expect(damaged.map((d) => [d.entry, d.line])).toEqual([['b-bad.json.gz', 1]]);
-    expect(damaged[0]?.message).toMatch(/b-bad\.json\.gz.*not valid gzip or is damaged at line 1/);
+    expect(damaged[0]?.message).toMatch(/b-bad\.json\.gz.*not valid gzip or is damaged \(found at line 1.*may be damaged too/);
+  });
+
+  it('an error of the sink itself is not damaged data: it goes up as it is, even with a damaged handler', async () => {
+    const file = await writeZip([{ name: 'a.json.gz', data: gz('{"a":1}\n{"a":2}\n') }]);
+    const damaged: DamagedEntryError[] = [];
+    const sink = {
+      entry: () => undefined,
+      record: (_b: Buffer, _s: number, _e: number, line: number) => {
+        if (line === 2) throw new RangeError('Array buffer allocation failed');
+      },
+      damaged: (err: DamagedEntryError) => damaged.push(err),
+    };
+    const read = async (): Promise<void> => {
+      for await (const _ of readArchiveRecords(file, sink)) void _;
+    };
+    await expect(read()).rejects.toThrow(RangeError);
+    expect(damaged).toEqual([]);
   });
 
   it('throws BadDataError for a gzip stream cut short', async () => {
