@@ -59,10 +59,10 @@ function zoneOffsetMs(zone: string | undefined): number | undefined {
  * Parses a `--start`/`--end` value into an upload hour. A bare day covers the whole day, so it means T00
  * as a start and T23 as an end; a date-time is truncated to the UTC hour that contains it.
  */
-export function parseHourArg(text: string, role: 'start' | 'end'): number {
+export function parseHourArg(text: string, role: 'start' | 'end', option = `--${role}`): number {
   const value = text.trim();
   const fail = (): never => {
-    throw new UsageError(`Invalid ${role} hour "${text}": use ${HOUR_FORMATS}.`);
+    throw new UsageError(`Invalid ${option} hour "${text}": use ${HOUR_FORMATS}.`);
   };
   let m = RE_COMPACT.exec(value);
   if (m) {

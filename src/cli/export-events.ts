@@ -78,7 +78,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   const end = flags.end !== undefined ? parseHourArg(flags.end, 'end') : undefined;
   const maxRuntimeMs = flags.maxRuntime !== undefined ? parseDuration(flags.maxRuntime, '--max-runtime') : undefined;
   const sending = !flags.dryRun && !flags.output;
-  const skipTo = flags.skipTo !== undefined ? parseHourArg(flags.skipTo, 'start') : undefined;
+  const skipTo = flags.skipTo !== undefined ? parseHourArg(flags.skipTo, 'start', '--skip-to') : undefined;
   if (skipTo !== undefined) {
     if (!flags.sinceLastRun) throw new UsageError('--skip-to moves the --since-last-run cursor: use it with --since-last-run (an explicit range simply starts where --start says)');
     if (!sending) throw new UsageError('--skip-to changes the state, which --dry-run and --output never do: run it without them');
@@ -94,7 +94,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   try {
     const store = sending || flags.sinceLastRun ? new ExportStateStore(paths.state, scope) : undefined;
     let checkpoint: TrackCheckpoint | undefined;
-    const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start') : undefined;
+    const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
     let skip: SkipPlan | undefined;
     if (store && flags.sinceLastRun) {
       checkpoint = store.cursor();

@@ -391,4 +391,25 @@ describe('unattended runs (spawned)', () => {
     expect(again.code).toBe(2);
     expect(again.stderr).toContain('already delivered');
   });
+  it('when the very first hour cannot be exported, --skip-to with the same --start goes on past it', async () => {
+    world = await startWorld({ exportOptions: { hugeHours: [ago(8)] } });
+    seedHours(world, ago(8), 1, 10);
+    const after = seedHours(world, ago(7), 3, 10);
+    world.writeConfig(CONFIG);
+    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8))], world.dir);
+    expect(first.code).toBe(1);
+    expect(first.stderr).toContain(`--skip-to ${formatHour(ago(7))}`);
+    const bad = await runCli(['export-events', '--since-last-run', '--skip-to', 'soon', '--log-format', 'text'], world.dir);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('Invalid --skip-to hour "soon"');
+    const skipped = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8)), '--skip-to', formatHour(ago(7)), '--json'], world.dir);
+    expect(skipped.code).toBe(0);
+    expect(JSON.parse(skipped.stdout).skippedHours).toBe(formatHour(ago(8)));
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(after.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { firstHour: string; skipped: unknown[] } };
+    expect(state.cursor.firstHour).toBe(formatHour(ago(8)));
+    expect(state.cursor.skipped).toMatchObject([{ start: formatHour(ago(8)), end: formatHour(ago(8)) }]);
+  });
 });
