@@ -84,6 +84,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     if (!sending) throw new UsageError('--skip-to changes the state, which --dry-run and --output never do: run it without them');
   }
   ctx.requireSecrets(sending ? ['amplitudeExport', 'fmeEvents'] : ['amplitudeExport']);
+  // Mapping settings that cannot work stop the run before it changes any state (a --skip-to is recorded first).
+  (await import('../pipeline/export-rows-pool.js')).checkMappingSettings(config.exportEvents);
 
   // Only a sending run touches FME, so only it takes the lock and moves the state.
   const scope = stateScope(config);

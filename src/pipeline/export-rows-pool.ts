@@ -19,6 +19,11 @@ export function mapperConfig(ec: ExportEventsConfig): MapperConfig {
   return { identities, eventTypePrefix, valueFrom, properties, includeEventTypes, excludeEventTypes };
 }
 
+/** Checks the mapping settings as the pool will (ConfigError naming each problem), before a run changes any state. */
+export function checkMappingSettings(ec: ExportEventsConfig): void {
+  compileMapper(mapperConfig(ec));
+}
+
 export function createRowsPool(ec: ExportEventsConfig, threads: number, scratch: ScratchBuffers, workerUrl: URL = WORKER_URL): RowsPool {
   const config = mapperConfig(ec);
   // This thread's own mapper, for the batches it decodes itself (and it checks the settings first).

@@ -288,6 +288,13 @@ describe('unattended runs (spawned)', () => {
     expect(future.stderr).toContain('it would skip hours that can still be exported');
     expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--skip-to', formatHour(ago(7))], world.dir)).code).toBe(2);
 
+    // A run refused for its settings records no skip.
+    const stateBefore = readFileSync(stateFile(world), 'utf8');
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, valueFrom: 'event_properties..revenue' } });
+    expect((await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(7))], world.dir)).code).toBe(2);
+    expect(readFileSync(stateFile(world), 'utf8')).toBe(stateBefore);
+    world.writeConfig(CONFIG);
+
     const skipped = await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(7)), '--json'], world.dir);
     expect(skipped.code).toBe(0);
     expect(JSON.parse(skipped.stdout).skippedHours).toBe(formatHour(ago(8)));

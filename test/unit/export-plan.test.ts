@@ -101,6 +101,7 @@ describe('planSkip (--skip-to)', () => {
     const fresh = { nextHour: undefined, inProgress: undefined };
     expect(hoursOf(planSkip(next + H, fresh, next))).toEqual(['20240305T03', '20240305T03']);
     expect(() => planSkip(next, fresh, undefined)).toThrow(/no state yet, so give that hour with --start/);
+    expect(() => planSkip(next - H, fresh, next)).toThrow(/where the first --since-last-run starts: there is nothing to skip/);
   });
 
   it('passes over an interrupted window whole or not at all', () => {
