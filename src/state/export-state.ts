@@ -153,11 +153,17 @@ export function readExportState(path: string, scope: string): ExportState {
   return s as ExportState;
 }
 
-/** Delivered hours of a track as [first, last] epoch ms spans: its whole span less the hours it skipped (not partly delivered ones). */
+/**
+ * Delivered hours of a track as [first, last] epoch ms spans: its whole span less the hours it skipped (not
+ * partly delivered ones), and the window an interrupted run was part-way through, if it delivered any of it:
+ * another range over those hours would send that part again.
+ */
 export function deliveredSpans(t: Track): [number, number][] {
+  const ip = t.inProgress;
+  const partly: [number, number][] = ip && ip.acked.length > 0 ? [[parseStateHour(ip.start) as number, parseStateHour(ip.end) as number]] : [];
   const a = parseStateHour(t.firstHour);
   const b = parseStateHour(t.lastDeliveredHour);
-  if (a === undefined || b === undefined || a > b) return [];
+  if (a === undefined || b === undefined || a > b) return partly;
   let spans: [number, number][] = [[a, b]];
   for (const sk of t.skipped ?? []) {
     if (sk.partlyDelivered) continue;
@@ -171,7 +177,7 @@ export function deliveredSpans(t: Track): [number, number][] {
       return kept;
     });
   }
-  return spans;
+  return [...spans, ...partly];
 }
 
 /**

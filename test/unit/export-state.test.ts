@@ -69,6 +69,21 @@ describe('ExportStateStore', () => {
     expect(reread.deliveredSpans().map((d) => d.span)).toEqual([[h('20240301T00'), h('20240301T23')]]);
   });
 
+  it('counts the window an interrupted run was part-way through as delivered for other tracks', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const w = { start: h('20240305T00'), end: h('20240305T23') };
+    await store.range(w.start, w.end, false).acknowledge(w, 0, 99);
+    const cursor = store.cursor();
+    await cursor.completeWindow({ start: h('20240301T00'), end: h('20240301T23') });
+    await cursor.acknowledge({ start: h('20240302T00'), end: h('20240302T23') }, 0, 9);
+    expect(new ExportStateStore(path, scope).deliveredSpans()).toEqual([
+      { label: '--since-last-run', span: [h('20240301T00'), h('20240301T23')] },
+      { label: '--since-last-run', span: [h('20240302T00'), h('20240302T23')] },
+      { label: 'the range 20240305T00..20240305T23', span: [h('20240305T00'), h('20240305T23')] },
+    ]);
+  });
+
   it('stops on a malformed skipped list', () => {
     const { path, scope } = fresh();
     const cursor = { firstHour: '20240301T00', lastDeliveredHour: '20240301T05', inProgress: null, updatedAt: 'x', skipped: [{ start: '20240301T04', end: '20240301T02', at: 'x' }] };
