@@ -98,14 +98,13 @@ export function planSkip(skipTo: number, cursor: { nextHour: number | undefined;
   if (from === undefined) {
     throw new UsageError('--skip-to needs to know where --since-last-run started: there is no state yet, so give that hour with --start (or set exportEvents.startAt).');
   }
-  if (skipTo < from && nextHour === undefined && !inProgress) {
-    throw new UsageError(`--skip-to ${formatHour(skipTo)} is before ${formatHour(from)}, where the first --since-last-run starts: there is nothing to skip.`);
-  }
   if (skipTo < from) {
-    throw new UsageError(
-      `--skip-to ${formatHour(skipTo)} is before ${formatHour(from)}, where --since-last-run continues: the hours before it were delivered, ` +
-        'and FME does not deduplicate. To send hours again on purpose, run an explicit --start/--end range with --force.',
-    );
+    const why =
+      nextHour === undefined && !inProgress
+        ? 'where the first --since-last-run starts: there is nothing to skip.'
+        : 'where --since-last-run continues: the hours before it were delivered, and FME does not deduplicate. ' +
+          'To send hours again on purpose, run an explicit --start/--end range with --force.';
+    throw new UsageError(`--skip-to ${formatHour(skipTo)} is before ${formatHour(from)}, ${why}`);
   }
   if (inProgress && skipTo <= inProgress.end) {
     throw new UsageError(

@@ -96,7 +96,6 @@ function retryPolicy(c: Config): RetryPolicy {
   return { retries: c.http.retries, baseDelayMs: c.http.retryBaseDelayMs, maxDelayMs: c.http.retryMaxDelayMs };
 }
 
-
 /**
  * push-impressions: FME impression dumps -> Amplitude events (Batch / HTTP V2) or user properties (Identify).
  *
