@@ -71,6 +71,10 @@ export function planExport(p: PlanInput): Plan {
 
   if (start > end) {
     if (!p.sinceLastRun) return { kind: 'nothing', message: `nothing to do: every hour of ${formatHour(p.start as number)}..${formatHour(end)} was already delivered` };
+    // An --end that stops before the cursor, not the settling lag, is what leaves nothing to do.
+    if (p.end !== undefined && p.end < newestSettledHour(p.now, p.lagHours)) {
+      return { kind: 'nothing', message: `nothing to do: --since-last-run continues at ${formatHour(start)}, after --end ${formatHour(p.end)}` };
+    }
     const settlesAt = new Date(start + HOUR_MS + p.lagHours * HOUR_MS).toISOString();
     return { kind: 'nothing', message: `nothing to do: the next hour to export is ${formatHour(start)}, which settles at ${settlesAt} (lag ${p.lagHours} h)` };
   }

@@ -49,6 +49,15 @@ describe('planExport with --since-last-run', () => {
     expect(hours(p)[0]).toMatch(/next hour to export is 20240305T09, which settles at 2024-03-05T13:00:00.000Z/);
   });
 
+  it('says that --end stops before the cursor, when it is --end and not the lag that leaves nothing to do', () => {
+    const p = planExport({ ...base, nextHour: at('2024-03-05T02:00:00Z'), end: at('2024-03-05T01:00:00Z') });
+    expect(p.kind).toBe('nothing');
+    expect(hours(p)[0]).toBe('nothing to do: --since-last-run continues at 20240305T02, after --end 20240305T01');
+    // An --end past the newest settled hour is capped by the lag: the message is the lag's.
+    const lag = planExport({ ...base, nextHour: at('2024-03-05T09:00:00Z'), end: at('2024-03-06T00:00:00Z') });
+    expect(hours(lag)[0]).toMatch(/which settles at/);
+  });
+
   it('re-requests an interrupted window exactly, then goes on', () => {
     const p = planExport({ ...base, nextHour: at('2024-03-04T00:00:00Z'), inProgress: { start: at('2024-03-04T00:00:00Z'), end: at('2024-03-04T11:00:00Z') } });
     expect(hours(p)).toEqual(['20240304T00..20240304T11', '20240304T12..20240305T08']);
