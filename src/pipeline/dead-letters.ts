@@ -1,6 +1,5 @@
-import { mkdirSync, createWriteStream, type WriteStream } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { once } from 'node:events';
 import { redact } from '../http/redact.js';
 
 /** Where a dead letter came from: the input file and line, an export window and zip entry, a batch... */
@@ -20,13 +19,26 @@ export interface DeadLetter {
   payload: unknown;
 }
 
+/** Pending text is written out once it reaches this size, so memory stays bounded on a run full of rejects. */
+const WRITE_AT = 64 * 1024;
+
 /**
- * Dead letters as NDJSON, one record per line. The file is created on the first record only, so a clean
- * run leaves nothing behind. Counts by reason feed the run summary.
+ * Dead letters as NDJSON, one record per line. The file is created on the first record written out, so a
+ * clean run leaves nothing behind. Counts by reason feed the run summary.
+ *
+ * A run records progress past an event only once that event is delivered or here: `sync()` puts every
+ * record so far on disk (fsync), and the pipelines call it before they record progress (a checkpoint, a
+ * retry's lines done). Otherwise a crash or power cut right after the state moved on would lose the record
+ * for good, since the next run does not read that event again. Writes are synchronous: dead letters are
+ * rare, and a write that has returned cannot be lost by the process dying.
  */
 export class DeadLetterWriter {
   readonly path: string;
-  private stream: WriteStream | undefined;
+  private fd: number | undefined;
+  private pending: string[] = [];
+  private pendingSize = 0;
+  /** Written to the file since the last fsync. */
+  private unsynced = false;
   private readonly byReason = new Map<string, number>();
   private total = 0;
   private readonly command: string;
@@ -37,14 +49,13 @@ export class DeadLetterWriter {
   }
 
   write(letter: DeadLetter): void {
-    if (!this.stream) {
-      mkdirSync(dirname(this.path), { recursive: true });
-      this.stream = createWriteStream(this.path, { flags: 'a' });
-    }
     this.total++;
     this.byReason.set(letter.reason, (this.byReason.get(letter.reason) ?? 0) + 1);
     const record = { time: new Date().toISOString(), command: this.command, ...letter };
-    this.stream.write(`${redact(JSON.stringify(record))}\n`);
+    const line = `${redact(JSON.stringify(record))}\n`;
+    this.pending.push(line);
+    this.pendingSize += line.length;
+    if (this.pendingSize >= WRITE_AT) this.writeOut();
   }
 
   get count(): number {
@@ -55,12 +66,31 @@ export class DeadLetterWriter {
     return Object.fromEntries(this.byReason);
   }
 
-  /** Flushes to disk; safe to call more than once. */
+  /** Every record written so far is on disk when this returns (a no-op when there is nothing new). */
+  sync(): void {
+    this.writeOut();
+    if (this.unsynced && this.fd !== undefined) {
+      fsyncSync(this.fd);
+      this.unsynced = false;
+    }
+  }
+
+  /** Syncs and closes the file; safe to call more than once (a later record opens it again, appending). */
   async close(): Promise<void> {
-    const s = this.stream;
-    if (!s) return;
-    this.stream = undefined;
-    s.end();
-    await once(s, 'finish');
+    this.sync();
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private writeOut(): void {
+    if (this.pending.length === 0) return;
+    if (this.fd === undefined) {
+      mkdirSync(dirname(this.path), { recursive: true });
+      this.fd = openSync(this.path, 'a');
+    }
+    writeSync(this.fd, this.pending.join(''));
+    this.pending = [];
+    this.pendingSize = 0;
+    this.unsynced = true;
   }
 }

@@ -107,7 +107,19 @@ function retryPolicy(c: Config): RetryPolicy {
  */
 export async function runExportEvents(opts: ExportEventsOptions): Promise<ExportEventsSummary> {
   const { config, logger, deadLetters } = opts;
-  const checkpoint = opts.checkpoint ?? noCheckpoint;
+  const recorded = opts.checkpoint ?? noCheckpoint;
+  // Progress is recorded only once the dead letters it covers are on disk (dead-letters.ts).
+  const checkpoint: ExportCheckpoint = {
+    resumeRanges: (window) => recorded.resumeRanges(window),
+    acknowledge: (window, from, to) => {
+      deadLetters.sync();
+      return recorded.acknowledge(window, from, to);
+    },
+    completeWindow: (window) => {
+      deadLetters.sync();
+      return recorded.completeWindow(window);
+    },
+  };
   const started = Date.now();
   const ec = config.exportEvents;
   const mode: ExportEventsSummary['mode'] = opts.dryRun ? 'dry-run' : opts.output ? 'output' : 'send';

@@ -145,6 +145,8 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
 
   const flushAll = async (line: number): Promise<void> => {
     for (const t of Object.keys(pending) as Target[]) await send(t);
+    // What still fails is on disk before the progress says its lines are done (dead-letters.ts).
+    deadLetters.sync();
     writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: line }));
   };
 

@@ -7,6 +7,7 @@ import type { Config } from '../../src/config/types.js';
 import { FatalRemoteError } from '../../src/errors.js';
 import { createMemoryLogger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import type { ExportCheckpoint } from '../../src/pipeline/export-checkpoint.js';
 import { runExportEvents } from '../../src/pipeline/export-events.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { FAST_HTTP, KEYS, startWorld, type World } from '../helpers/world.js';
@@ -164,6 +165,32 @@ describe('export-events pipeline against the emulators', () => {
     const all = new Set([...uuidsOf(world), ...letters.map((l) => l.payload.properties.uuid)]);
     expect(all.size).toBe(rows.length);
     expect(readFileSync(dl.path, 'utf8')).not.toContain(KEYS.fmeSdkKey);
+  });
+
+  it('records progress only once the dead letters it covers are on disk', async () => {
+    const hour = h('20240301T10');
+    const good = (i: number): string =>
+      JSON.stringify({ uuid: `ok-${i}`, event_type: 'A', user_id: `user-${i}`, event_time: '2024-03-01 10:00:00', server_upload_time: '2024-03-01 10:00:00' });
+    // Batches of 5: a line that is not JSON in the first, then a batch FME rejects.
+    const lines = [good(1), '{"broken": ', good(2), good(3), good(4), good(5), good(6), good(7), good(8), good(9), good(10), good(11)];
+    world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? lines : []), entriesPerHour: 1 } });
+    world.fme.faults.push({ status: 200, afterProcessing: true }).push({ status: 400, body: '{"message":"bad event"}' });
+    const dl = deadLetterWriter();
+    // What a crash at each moment the state moves on would leave in the dead-letter file.
+    const onDisk: { step: string; written: number; inFile: number }[] = [];
+    const seen = (step: string): void => {
+      onDisk.push({ step, written: dl.count, inFile: existsSync(dl.path) ? readFileSync(dl.path, 'utf8').split('\n').filter(Boolean).length : 0 });
+    };
+    const checkpoint: ExportCheckpoint = {
+      resumeRanges: () => [],
+      acknowledge: async () => seen('acknowledge'),
+      completeWindow: async () => seen('completeWindow'),
+    };
+    const config = configFor(world, { exportEvents: { batchSize: 5, concurrency: 1 } });
+    await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: dl, checkpoint });
+    expect(onDisk.at(-1)).toEqual({ step: 'completeWindow', written: 6, inFile: 6 });
+    expect(onDisk.filter((s) => s.inFile !== s.written)).toEqual([]);
+    expect(onDisk.some((s) => s.step === 'acknowledge' && s.written > 0)).toBe(true);
   });
 
   it('keeps lines that are not JSON as dead letters, never fatal', async () => {

@@ -50,4 +50,36 @@ describe('an interrupted retry', () => {
     expect(fme.events.map((e) => e.key)).toEqual(['user-1', 'user-2', 'user-3']);
     expect(second.renamedTo).toBe(`${file}.retried`);
   });
+
+  it('has what still fails on disk before its progress counts those lines as done', async () => {
+    const dir = tempDir('retry-durable');
+    const file = join(dir, 'old.ndjson');
+    const letters = [1, 2, 3].map((i) => ({
+      command: 'export-events',
+      reason: 'fme_rejected',
+      retriable: true,
+      payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: `user-${i}`, timestamp: 1_709_287_200_000 + i },
+    }));
+    writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    const config = defaultConfig();
+    config.fme.sdkKey = SDK_KEY;
+    config.fme.eventsBaseUrl = `${server.url}/api`;
+    config.exportEvents.batchSize = 1;
+    // FME rejects the first record, and the run is stopped as it fails, as by SIGTERM.
+    const stop = new AbortController();
+    fme.faults.push({ status: 400, body: '{"message":"bad event"}' });
+    const dl = new (class extends DeadLetterWriter {
+      override write(letter: Parameters<DeadLetterWriter['write']>[0]): void {
+        super.write(letter);
+        stop.abort();
+      }
+    })(join(dir, 'new.ndjson'), 'retry');
+    await runRetry({ config, file, logger: silentLogger, deadLetters: dl, force: false, signal: stop.signal });
+    const done = (JSON.parse(readFileSync(`${file}.retry-progress.json`, 'utf8')) as { linesDone: number }).linesDone;
+    expect(done).toBeGreaterThanOrEqual(1);
+    // Read before the writer is closed: what a crash at this moment would leave.
+    const failing = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { payload: { key: string } }).payload.key);
+    expect(failing[0]).toBe('user-1');
+    await dl.close();
+  });
 });

@@ -1,0 +1,48 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+const linesOf = (path: string): { reason: string; payload: unknown }[] =>
+  existsSync(path) ? readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { reason: string; payload: unknown }) : [];
+
+describe('DeadLetterWriter', () => {
+  it('has every record on disk once sync() returns, before anything else runs', () => {
+    const dl = new DeadLetterWriter(join(tempDir('dl'), 'sub', 'dead.ndjson'), 'export-events');
+    dl.write({ reason: 'invalid_json', retriable: false, payload: '{"a":' });
+    dl.write({ reason: 'fme_rejected', status: 400, retriable: true, payload: { eventTypeId: 'x' } });
+    dl.sync();
+    // Read at once, in the same turn: a record waiting for a stream's asynchronous write would not be there yet.
+    expect(linesOf(dl.path).map((l) => l.reason)).toEqual(['invalid_json', 'fme_rejected']);
+    expect(dl.counts()).toEqual({ invalid_json: 1, fme_rejected: 1 });
+  });
+
+  it('leaves no file behind for a run without dead letters', async () => {
+    const dl = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'push-impressions');
+    dl.sync();
+    await dl.close();
+    expect(existsSync(dl.path)).toBe(false);
+    expect(dl.count).toBe(0);
+  });
+
+  it('writes records out as they pile up, so a run full of rejects does not hold them in memory', () => {
+    const dl = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'push-impressions');
+    const payload = 'x'.repeat(1000);
+    for (let i = 0; i < 300; i++) dl.write({ reason: 'invalid_json', retriable: false, payload });
+    // 300 KB written, no sync yet: all but the last few kilobytes are in the file already.
+    expect(linesOf(dl.path).length).toBeGreaterThan(200);
+    dl.sync();
+    expect(linesOf(dl.path).length).toBe(300);
+  });
+
+  it('appends after close, and close twice is harmless', async () => {
+    const dl = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'retry');
+    dl.write({ reason: 'a', retriable: false, payload: 1 });
+    await dl.close();
+    await dl.close();
+    dl.write({ reason: 'b', retriable: false, payload: 2 });
+    await dl.close();
+    expect(linesOf(dl.path).map((l) => l.payload)).toEqual([1, 2]);
+  });
+});
