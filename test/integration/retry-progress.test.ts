@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
+import type { Config } from '../../src/config/types.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runRetry } from '../../src/pipeline/retry.js';
@@ -17,20 +18,26 @@ beforeAll(async () => {
 });
 afterAll(async () => server.close());
 
+/** A dead-letter file of three FME events that FME had rejected, and a config that sends to the emulator. */
+function rejectedBatchFile(dir: string): { file: string; config: Config } {
+  const file = join(dir, 'old.ndjson');
+  const letters = [1, 2, 3].map((i) => ({
+    command: 'export-events',
+    reason: 'fme_rejected',
+    retriable: true,
+    payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: `user-${i}`, timestamp: 1_709_287_200_000 + i },
+  }));
+  writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
+  const config = defaultConfig();
+  config.fme.sdkKey = SDK_KEY;
+  config.fme.eventsBaseUrl = `${server.url}/api`;
+  return { file, config };
+}
+
 describe('an interrupted retry', () => {
   it('records as done only the lines it handled, so the next retry re-sends every record exactly once', async () => {
     const dir = tempDir('retry-progress');
-    const file = join(dir, 'old.ndjson');
-    const letters = [1, 2, 3].map((i) => ({
-      command: 'export-events',
-      reason: 'fme_rejected',
-      retriable: true,
-      payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: `user-${i}`, timestamp: 1_709_287_200_000 + i },
-    }));
-    writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
-    const config = defaultConfig();
-    config.fme.sdkKey = SDK_KEY;
-    config.fme.eventsBaseUrl = `${server.url}/api`;
+    const { file, config } = rejectedBatchFile(dir);
     const retry = (signal?: AbortSignal) =>
       runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal });
 
@@ -53,17 +60,7 @@ describe('an interrupted retry', () => {
 
   it('has what still fails on disk before its progress counts those lines as done', async () => {
     const dir = tempDir('retry-durable');
-    const file = join(dir, 'old.ndjson');
-    const letters = [1, 2, 3].map((i) => ({
-      command: 'export-events',
-      reason: 'fme_rejected',
-      retriable: true,
-      payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: `user-${i}`, timestamp: 1_709_287_200_000 + i },
-    }));
-    writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
-    const config = defaultConfig();
-    config.fme.sdkKey = SDK_KEY;
-    config.fme.eventsBaseUrl = `${server.url}/api`;
+    const { file, config } = rejectedBatchFile(dir);
     config.exportEvents.batchSize = 1;
     // FME rejects the first record, and the run is stopped as it fails, as by SIGTERM.
     const stop = new AbortController();
