@@ -24,10 +24,37 @@ export function exitCodeFor(err: unknown): number {
   return EXIT.FAILED;
 }
 
+/**
+ * Errors of the machine, not of amp-fme: a full disk, a read-only or forbidden folder, too many open files.
+ * They are said plainly, with the file, instead of as a bug with a stack trace.
+ */
+const SYSTEM_PROBLEMS: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'the disk quota is used up',
+  EROFS: 'the file system is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EMFILE: 'too many open files in this process',
+  ENFILE: 'too many open files on this machine',
+  EIO: 'an input/output error from the disk',
+};
+
+function systemProblem(err: unknown): string | undefined {
+  if (!(err instanceof Error)) return undefined;
+  const e = err as Error & { code?: unknown; syscall?: unknown; path?: unknown };
+  const what = typeof e.code === 'string' ? SYSTEM_PROBLEMS[e.code] : undefined;
+  if (what === undefined) return undefined;
+  const where = typeof e.path === 'string' ? ` ${e.path}` : '';
+  const op = typeof e.syscall === 'string' ? e.syscall : 'use';
+  return `could not ${op}${where}: ${what} (${e.code as string}). Fix that and run the command again: what was recorded as delivered stays recorded.`;
+}
+
 /** A user-facing message: no stack trace for known errors; unknown errors keep their stack (a bug). */
 export function messageFor(err: unknown): string {
   if (err instanceof InterruptedError) return redact(err.message);
   if (err instanceof AmpFmeError) return redact(err.message);
+  const system = systemProblem(err);
+  if (system !== undefined) return redact(system);
   if (err instanceof Error) return redact(`Unexpected error (a bug in amp-fme; please report it): ${err.stack ?? err.message}`);
   return redact(`Unexpected error: ${String(err)}`);
 }

@@ -1,0 +1,35 @@
+import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { exitCodeFor, messageFor } from '../../src/cli/exit-codes.js';
+
+/** The error Node throws for a write to a full disk: /dev/full answers every write with ENOSPC. */
+function fullDiskError(): unknown {
+  const fd = openSync('/dev/full', 'w');
+  try {
+    writeSync(fd, 'dead letter\n');
+  } catch (err) {
+    return err;
+  } finally {
+    closeSync(fd);
+  }
+  throw new Error('/dev/full accepted a write');
+}
+
+describe('messageFor and exitCodeFor', () => {
+  it.runIf(existsSync('/dev/full'))('say a full disk plainly, as a failed run, without calling it a bug or printing a stack', () => {
+    const err = fullDiskError();
+    const message = messageFor(err);
+    expect(message).toBe('could not write: no space left on the device (ENOSPC). Fix that and run the command again: what was recorded as delivered stays recorded.');
+    expect(exitCodeFor(err)).toBe(1);
+  });
+
+  it('name the file when the error has one', () => {
+    const err = Object.assign(new Error("EROFS: read-only file system, open '/state/dead-letters/x.ndjson'"), { code: 'EROFS', syscall: 'open', path: '/state/dead-letters/x.ndjson' });
+    expect(messageFor(err)).toMatch(/^could not open \/state\/dead-letters\/x\.ndjson: the file system is read-only \(EROFS\)/);
+  });
+
+  it('still report anything else as a bug, with its stack', () => {
+    const err = Object.assign(new Error('ENOENT: no such file or directory'), { code: 'ENOENT' });
+    expect(messageFor(err)).toMatch(/^Unexpected error \(a bug in amp-fme; please report it\): Error: ENOENT[\s\S]*\n\s+at /);
+  });
+});
