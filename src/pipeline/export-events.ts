@@ -111,13 +111,13 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   // Progress is recorded only once the dead letters it covers are on disk (dead-letters.ts).
   const checkpoint: ExportCheckpoint = {
     resumeRanges: (window) => recorded.resumeRanges(window),
-    acknowledge: (window, from, to) => {
+    acknowledge: async (window, from, to) => {
       deadLetters.sync();
-      return recorded.acknowledge(window, from, to);
+      await recorded.acknowledge(window, from, to);
     },
-    completeWindow: (window) => {
+    completeWindow: async (window) => {
       deadLetters.sync();
-      return recorded.completeWindow(window);
+      await recorded.completeWindow(window);
     },
   };
   const started = Date.now();
