@@ -1,10 +1,11 @@
+import { basename } from 'node:path';
 import { Command, Option } from 'commander';
 import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { ExportStateStore, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
+import { ExportStateStore, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -98,8 +99,11 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     let checkpoint: TrackCheckpoint | undefined;
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
     let skip: SkipPlan | undefined;
+    let freshCursor = false;
     if (store && flags.sinceLastRun) {
       checkpoint = store.cursor();
+      freshCursor = checkpoint.nextHour === undefined && !checkpoint.inProgressWindow;
+      if (freshCursor && sending && start === undefined) refuseAfterKeyChange(ctx.loaded.stateDir, scope, startAt);
       if (skipTo !== undefined) skip = planCursorSkip(ctx, checkpoint, skipTo, start, startAt);
     } else if (store && sending && start !== undefined && end !== undefined) {
       // FME does not deduplicate: an explicit range is remembered, so a failed run resumes and a finished
@@ -125,6 +129,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     let skipped: string | undefined;
     if (plan.kind === 'nothing') {
       if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
+      // A first --start with no hour ready yet still says where the cursor starts, for the runs that follow.
+      else if (freshCursor && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
       logger.info(plan.message);
       if (ctx.json) process.stdout.write(`${JSON.stringify({ command: 'export-events', nothingToDo: true, message: plan.message, ...(skipped ? { skippedHours: skipped } : {}) })}\n`);
       return EXIT.OK;
@@ -220,6 +226,26 @@ function planCursorSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo
   const skip = planSkip(skipTo, cursor, start ?? startAt);
   if (!skip) ctx.logger.info(`--skip-to ${formatHour(skipTo)}: --since-last-run already continues there; nothing skipped`);
   return skip;
+}
+
+/**
+ * A fresh cursor that would start at `exportEvents.startAt` while `state.dir` holds what other keys
+ * delivered: most likely a key rotation (the state's scope is a hash of the keys), and starting at startAt
+ * would send every hour since again (FME does not deduplicate). Stops with what to do instead; an explicit
+ * `--start` is the user's decision and is not second-guessed.
+ */
+function refuseAfterKeyChange(stateDir: string, scope: string, startAt: number | undefined): void {
+  const others = otherStates(stateDir, scope);
+  if (others.length === 0) return;
+  const list = others.map((o) => `${basename(o.file)} (${o.lastDeliveredHour === undefined ? 'unreadable' : `delivered ${o.delivered.join(', ')}`})`).join('; ');
+  const cursors = others.map((o) => parseStateHour(o.lastDeliveredHour)).filter((h): h is number => h !== undefined);
+  const next = cursors.length === 1 ? formatHour((cursors[0] as number) + HOUR_MS) : '<the hour after the old cursor>';
+  const from = startAt !== undefined ? `exportEvents.startAt (${formatHour(startAt)})` : 'an hour of its own';
+  throw new UsageError(
+    `there is no --since-last-run state for these keys yet, but ${stateDir} holds what other keys delivered: ${list}. ` +
+      `If you changed the Amplitude or FME keys of the same project and environment, continue where the old state stopped: run once with --since-last-run --start ${next} (later runs continue from there). ` +
+      `If these keys belong to another project or environment, give its first hour with --start. amp-fme will not start from ${from} on its own: FME does not deduplicate, and hours sent with the old keys would be counted twice.`,
+  );
 }
 
 /** Records a checked skip and says so, loudly. Returns the hours as `20240301T05..20240301T07`. */

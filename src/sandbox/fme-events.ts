@@ -17,7 +17,8 @@ import { FaultScript, sendForced } from './faults.js';
 import { readBody, sendJson, type Route } from './server.js';
 
 export interface FmeEventsEmulatorOptions {
-  sdkKey: string;
+  /** The environment's server-side SDK key, or several: an environment can have more than one (a key rotation). */
+  sdkKey: string | readonly string[];
   faults?: FaultScript;
   /** Keep counts only, not the events (the benchmark sends millions). */
   countOnly?: boolean;
@@ -60,7 +61,7 @@ export function createFmeEventsEmulator(options: FmeEventsEmulatorOptions): FmeE
   const countOnly = options.countOnly ?? false;
   const validate = options.validate ?? true;
   const successStatus = options.successStatus ?? 202;
-  const expectedAuth = `Bearer ${options.sdkKey}`;
+  const acceptedAuth = new Set((typeof options.sdkKey === 'string' ? [options.sdkKey] : options.sdkKey).map((k) => `Bearer ${k}`));
 
   const events: FmeEvent[] = [];
   const requests: FmeEventsRequestRecord[] = [];
@@ -116,7 +117,7 @@ export function createFmeEventsEmulator(options: FmeEventsEmulatorOptions): FmeE
       await sendForced(res, forced);
       return true;
     }
-    if (req.headers.authorization !== expectedAuth) {
+    if (!acceptedAuth.has(req.headers.authorization ?? '')) {
       record(401, 0, false);
       sendJson(res, 401, { code: 401, message: 'Unauthorized: invalid SDK key' });
       return true;

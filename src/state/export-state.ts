@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
@@ -15,8 +15,9 @@ const MAX_RANGES = 50;
 
 /**
  * Delivery progress over a span of upload hours: every hour from `firstHour` through `lastDeliveredHour` is
- * delivered; `inProgress` is the window being delivered when a run stopped, with the position ranges
- * (see pipeline/positions.ts) already handled in it.
+ * delivered (none when `firstHour` is the later: a cursor started by `begin`, with nothing delivered yet);
+ * `inProgress` is the window being delivered when a run stopped, with the position ranges (see
+ * pipeline/positions.ts) already handled in it.
  */
 export interface Track {
   firstHour: string | null;
@@ -78,6 +79,43 @@ export function stateScope(config: Config): string {
 
 export function statePaths(stateDir: string, scope: string): { state: string; lock: string } {
   return { state: join(stateDir, `export-events-${scope}.json`), lock: join(stateDir, `export-events-${scope}.lock`) };
+}
+
+/** What another scope's state file in the same folder has delivered, for export-events' guard on a fresh cursor. */
+export interface OtherState {
+  file: string;
+  /** Its cursor's last delivered hour (null: none), or undefined when the file cannot be read. */
+  lastDeliveredHour: string | null | undefined;
+  /** Hours delivered by any of its tracks (cursor and explicit ranges), as `START..END` labels. */
+  delivered: string[];
+}
+
+/**
+ * The export-events state files of other scopes (other keys) in `stateDir` that record deliveries, or that
+ * cannot be read. After a key rotation the cursor of the new keys starts empty, and one of these holds
+ * where the old keys stopped.
+ */
+export function otherStates(stateDir: string, scope: string): OtherState[] {
+  let names: string[];
+  try {
+    names = readdirSync(stateDir);
+  } catch {
+    return [];
+  }
+  const out: OtherState[] = [];
+  for (const name of names.sort()) {
+    const theirs = /^export-events-([0-9a-f]{16})\.json$/.exec(name)?.[1];
+    if (theirs === undefined || theirs === scope) continue;
+    const file = join(stateDir, name);
+    try {
+      const state = readExportState(file, theirs);
+      const delivered = [state.cursor, ...state.ranges].flatMap((t) => deliveredSpans(t)).map(([a, b]) => `${formatHour(a)}..${formatHour(b)}`);
+      if (delivered.length > 0) out.push({ file, lastDeliveredHour: state.cursor.lastDeliveredHour, delivered });
+    } catch {
+      out.push({ file, lastDeliveredHour: undefined, delivered: [] });
+    }
+  }
+  return out;
 }
 
 /** Parses `YYYYMMDDTHH` back to the hour's epoch ms. */
@@ -307,6 +345,20 @@ export class TrackCheckpoint implements ExportCheckpoint {
     t.lastDeliveredHour = formatHour(plan.to);
     t.inProgress = null;
     t.updatedAt = at;
+    await this.store.persist();
+  }
+
+  /**
+   * A fresh cursor's first `--since-last-run --start` with nothing to export yet: records that the cursor
+   * continues at `hour`, so that the next run (from cron, without `--start`) continues there too. Nothing is
+   * counted as delivered (the track's span is empty until its first window completes).
+   */
+  async begin(hour: number): Promise<void> {
+    const t = this.track();
+    if (t.lastDeliveredHour !== null || t.inProgress) return;
+    t.firstHour = formatHour(hour);
+    t.lastDeliveredHour = formatHour(hour - HOUR_MS);
+    t.updatedAt = new Date().toISOString();
     await this.store.persist();
   }
 

@@ -1,14 +1,15 @@
 import { readFileSync, writeFileSync, existsSync, readdirSync, utimesSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { floorHour, formatHour, HOUR_MS } from '../../src/amplitude/hours.js';
+import { parseStateHour } from '../../src/state/export-state.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { zipToBuffer } from '../../src/sandbox/zip-writer.js';
 import { tempDir } from '../helpers/temp-dir.js';
-import { logLines, runCli, startWorld, type World } from '../helpers/world.js';
+import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
 let world: World | undefined;
 afterEach(async () => {
@@ -92,6 +93,36 @@ describe('unattended runs (spawned)', () => {
     expect(again.code).toBe(0);
     expect(logLines(again.stderr).some((l) => l.message.startsWith('nothing to do'))).toBe(true);
     expect(world.exportApi.requests.length).toBe(requests);
+  });
+
+  it('after a key change, will not start from exportEvents.startAt again, and continues where the old keys stopped', async () => {
+    const rotated = 'fme-sdk-key-server-rotated-9876';
+    world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated] } });
+    const wanted = seedHours(world, ago(10), 6, 20);
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, startAt: formatHour(ago(10)) } });
+    const first = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(first.code).toBe(0);
+    const sent = world.fme.events.length;
+    expect(sent).toBe(wanted.length);
+    const oldState = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { lastDeliveredHour: string } };
+    const next = formatHour((parseStateHour(oldState.cursor.lastDeliveredHour) as number) + HOUR_MS);
+
+    // The cron job, unchanged, with the new FME key: a new state scope, whose cursor would start at startAt.
+    const cron = (): ReturnType<typeof runCli> => runCli(['export-events', '--since-last-run', '--log-format', 'text'], world!.dir, { FME_SDK_KEY: rotated });
+    const refused = await cron();
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(basename(stateFile(world)));
+    expect(refused.stderr).toContain(`--since-last-run --start ${next}`);
+    expect(refused.stderr).not.toContain(rotated);
+    expect(world.fme.events.length).toBe(sent);
+
+    // As the message says, once: no hour is ready yet, but the new cursor now starts there.
+    const once = await runCli(['export-events', '--since-last-run', '--start', next], world.dir, { FME_SDK_KEY: rotated });
+    expect(once.code).toBe(0);
+    const after = await cron();
+    expect(after.code).toBe(0);
+    expect(after.stderr).toMatch(/nothing to do: the next hour to export is/);
+    expect(world.fme.events.length).toBe(sent);
   });
 
   it('needs a start on the very first --since-last-run', async () => {
