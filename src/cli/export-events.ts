@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { ExportStateStore, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
+import { deliveredSpans, ExportStateStore, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -219,7 +219,7 @@ function planCursorSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo
       `--skip-to ${formatHour(skipTo)} is past ${formatHour(latest)}, the hour after the newest settled one: it would skip hours that can still be exported. Give ${formatHour(latest)} or earlier.`,
     );
   }
-  const cursor = { nextHour: checkpoint.nextHour, inProgress: checkpoint.inProgressWindow };
+  const cursor = { nextHour: checkpoint.nextHour, inProgress: checkpoint.inProgressWindow, delivered: deliveredSpans(checkpoint.snapshot).length > 0 };
   if (start !== undefined && (cursor.nextHour !== undefined || cursor.inProgress)) {
     throw new UsageError('--start only says where the very first --since-last-run began, and the state already has a cursor: drop --start.');
   }

@@ -96,18 +96,23 @@ export interface SkipPlan {
  * marks are positions in that window's export. With no cursor yet, it starts from `firstStart` (`--start` or
  * `exportEvents.startAt`), where the first run began.
  */
-export function planSkip(skipTo: number, cursor: { nextHour: number | undefined; inProgress: HourWindow | undefined }, firstStart: number | undefined): SkipPlan | undefined {
+export function planSkip(
+  skipTo: number,
+  cursor: { nextHour: number | undefined; inProgress: HourWindow | undefined; delivered?: boolean },
+  firstStart: number | undefined,
+): SkipPlan | undefined {
   const { nextHour, inProgress } = cursor;
+  // Whether the cursor has delivered anything: not one that a first --start only placed (TrackCheckpoint.begin).
+  const delivered = cursor.delivered ?? (nextHour !== undefined || inProgress !== undefined);
   const from = inProgress?.start ?? nextHour ?? firstStart;
   if (from === undefined) {
     throw new UsageError('--skip-to needs to know where --since-last-run started: there is no state yet, so give that hour with --start (or set exportEvents.startAt).');
   }
   if (skipTo < from) {
-    const why =
-      nextHour === undefined && !inProgress
-        ? 'where the first --since-last-run starts: there is nothing to skip.'
-        : 'where --since-last-run continues: the hours before it were delivered, and FME does not deduplicate. ' +
-          'To send hours again on purpose, run an explicit --start/--end range with --force.';
+    const why = !delivered
+      ? 'where the first --since-last-run starts: there is nothing to skip.'
+      : 'where --since-last-run continues: the hours before it were delivered, and FME does not deduplicate. ' +
+        'To send hours again on purpose, run an explicit --start/--end range with --force.';
     throw new UsageError(`--skip-to ${formatHour(skipTo)} is before ${formatHour(from)}, ${why}`);
   }
   if (inProgress && skipTo <= inProgress.end) {

@@ -119,6 +119,10 @@ describe('unattended runs (spawned)', () => {
     // As the message says, once: no hour is ready yet, but the new cursor now starts there.
     const once = await runCli(['export-events', '--since-last-run', '--start', next], world.dir, { FME_SDK_KEY: rotated });
     expect(once.code).toBe(0);
+    // That cursor has delivered nothing: going back before it is refused as having nothing to skip.
+    const back = await runCli(['export-events', '--since-last-run', '--skip-to', oldState.cursor.lastDeliveredHour, '--log-format', 'text'], world.dir, { FME_SDK_KEY: rotated });
+    expect(back.code).toBe(2);
+    expect(back.stderr).toContain(`is before ${next}, where the first --since-last-run starts: there is nothing to skip`);
     const after = await cron();
     expect(after.code).toBe(0);
     expect(after.stderr).toMatch(/nothing to do: the next hour to export is/);

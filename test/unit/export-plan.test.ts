@@ -111,6 +111,8 @@ describe('planSkip (--skip-to)', () => {
     expect(hoursOf(planSkip(next + H, fresh, next))).toEqual(['20240305T03', '20240305T03']);
     expect(() => planSkip(next, fresh, undefined)).toThrow(/no state yet, so give that hour with --start/);
     expect(() => planSkip(next - H, fresh, next)).toThrow(/where the first --since-last-run starts: there is nothing to skip/);
+    // A cursor that a first --start only placed (nothing delivered yet) says the same.
+    expect(() => planSkip(next - H, { nextHour: next, inProgress: undefined, delivered: false }, undefined)).toThrow(/is before 20240305T03, where the first --since-last-run starts: there is nothing to skip/);
   });
 
   it('passes over an interrupted window whole or not at all', () => {
