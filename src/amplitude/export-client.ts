@@ -14,6 +14,7 @@ import type { Got, Response } from 'got';
 import yauzl from 'yauzl';
 import { AmpFmeError, FatalRemoteError, RetriableRemoteError } from '../errors.js';
 import { asNetworkError, bodySnippet } from '../http/client.js';
+import { withPath } from '../io/file-errors.js';
 import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
 import { processExists } from '../io/processes.js';
 import { silentLogger, type Logger } from '../log/logger.js';
@@ -201,7 +202,9 @@ export class ExportClient {
         if (status === 404 && NO_DATA_RE.test(body)) return undefined;
         throw this.httpError(window, status, body, response);
       }
-      await pipeline(stream, createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+      const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+      out.once('error', (err) => withPath(err, file)); // a full disk names the download, not just "write"
+      await pipeline(stream, out);
       const archive = await this.checkDownload(file, what);
       keep = archive !== undefined;
       return archive;

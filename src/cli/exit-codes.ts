@@ -31,6 +31,7 @@ export function exitCodeFor(err: unknown): number {
 const SYSTEM_PROBLEMS: Record<string, string> = {
   ENOSPC: 'no space left on the device',
   EDQUOT: 'the disk quota is used up',
+  EFBIG: 'the file would be larger than this file system or the process file size limit (ulimit -f) allows',
   EROFS: 'the file system is read-only',
   EACCES: 'permission denied',
   EPERM: 'operation not permitted',

@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { redact } from '../http/redact.js';
+import { withPath } from '../io/file-errors.js';
 
 /** Where a dead letter came from: the input file and line, an export window and zip entry, a batch... */
 export type SourcePosition = Record<string, string | number>;
@@ -70,7 +71,11 @@ export class DeadLetterWriter {
   sync(): void {
     this.writeOut();
     if (this.unsynced && this.fd !== undefined) {
-      fsyncSync(this.fd);
+      try {
+        fsyncSync(this.fd);
+      } catch (err) {
+        throw withPath(err, this.path);
+      }
       this.unsynced = false;
     }
   }
@@ -88,7 +93,11 @@ export class DeadLetterWriter {
       mkdirSync(dirname(this.path), { recursive: true });
       this.fd = openSync(this.path, 'a');
     }
-    writeSync(this.fd, this.pending.join(''));
+    try {
+      writeSync(this.fd, this.pending.join(''));
+    } catch (err) {
+      throw withPath(err, this.path);
+    }
     this.pending = [];
     this.pendingSize = 0;
     this.unsynced = true;

@@ -1,9 +1,11 @@
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { withPath } from '../io/file-errors.js';
 
 /**
  * Writes a file so that a crash, `kill -9` or power cut leaves either the old or the new content, never a
- * mix: write a temp file beside it, fsync it, rename it over the target, fsync the folder.
+ * mix: write a temp file beside it, fsync it, rename it over the target, fsync the folder. When the temp file
+ * cannot be written (a full disk), it is removed and the error names it; the target keeps its old content.
  */
 export function writeFileAtomic(path: string, content: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
@@ -11,9 +13,12 @@ export function writeFileAtomic(path: string, content: string): void {
   try {
     writeSync(fd, content);
     fsyncSync(fd);
-  } finally {
+  } catch (err) {
     closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw withPath(err, tmp);
   }
+  closeSync(fd);
   renameSync(tmp, path);
   try {
     const dir = openSync(dirname(path), 'r');

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
@@ -118,6 +118,23 @@ describe('amp-fme (spawned)', () => {
     expect(r.code).toBe(1);
     expect(logLines(r.stderr).find((l) => l.level === 'error')?.message).toMatch(/SDK key/);
     expect(r.stderr).not.toContain('client-side-key-12345');
+  });
+
+  it('stops with exit 1 when the download cannot be spooled, naming the file, without retrying or leaving it behind', async () => {
+    world = await startWorld();
+    world.store.add(generateExportRows(h('20240301T05'), 3000, { users: 500 }));
+    world.writeConfig();
+    const spool = join(world.dir, 'spool');
+    mkdirSync(spool);
+    // A 32 KB file size limit (dash counts 512-byte blocks): the download fails as it would on a full disk.
+    const r = await runCli(['export-events', '--start', '20240301T05', '--end', '20240301T05'], world.dir, { TMPDIR: spool }, { fileSizeLimit: 64 });
+    expect(r.code).toBe(1);
+    const err = logLines(r.stderr).find((l) => l.level === 'error');
+    expect(err?.message).toMatch(new RegExp(`^could not write ${spool}/amp-fme-export-\\d+-[^ ]+\\.zip: the file would be larger than .*\\(EFBIG\\)`));
+    expect(r.stderr).not.toMatch(/a bug in amp-fme|\n\s+at /);
+    expect(world.exportApi.requests.length).toBe(1); // a disk problem, not a network error to retry
+    expect(world.fme.count).toBe(0);
+    expect(readdirSync(spool)).toEqual([]);
   });
 
   it('finishes with exit 3 and prints the dead-letter file when lines are bad', async () => {

@@ -62,9 +62,22 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `node bin/amp-fme.js ...args` in `cwd` with the test keys in the environment (override with `env`). */
-export function runCli(args: string[], cwd: string, env: Record<string, string | undefined> = {}): Promise<CliResult> & { child: ReturnType<typeof spawn> } {
-  const child = spawn(process.execPath, [BIN, ...args], {
+/**
+ * Runs `node bin/amp-fme.js ...args` in `cwd` with the test keys in the environment (override with `env`).
+ * `fileSizeLimit` runs it under `ulimit -f` (in the shell's blocks): writes past that fail with EFBIG, as on a
+ * full disk, without filling one.
+ */
+export function runCli(
+  args: string[],
+  cwd: string,
+  env: Record<string, string | undefined> = {},
+  opts: { fileSizeLimit?: number } = {},
+): Promise<CliResult> & { child: ReturnType<typeof spawn> } {
+  const [command, argv] =
+    opts.fileSizeLimit === undefined
+      ? [process.execPath, [BIN, ...args]]
+      : ['/bin/sh', ['-c', `ulimit -f ${opts.fileSizeLimit} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
+  const child = spawn(command, argv, {
     cwd,
     env: {
       PATH: process.env.PATH,

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { messageFor } from '../../src/cli/exit-codes.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -44,5 +45,17 @@ describe('DeadLetterWriter', () => {
     dl.write({ reason: 'b', retriable: false, payload: 2 });
     await dl.close();
     expect(linesOf(dl.path).map((l) => l.payload)).toEqual([1, 2]);
+  });
+
+  it.runIf(existsSync('/dev/full'))('names its file when the disk is full', () => {
+    const dl = new DeadLetterWriter('/dev/full', 'push-impressions');
+    dl.write({ reason: 'invalid_json', retriable: false, payload: '{' });
+    let err: unknown;
+    try {
+      dl.sync();
+    } catch (e) {
+      err = e;
+    }
+    expect(messageFor(err)).toMatch(/^could not write \/dev\/full: no space left on the device \(ENOSPC\)/);
   });
 });
