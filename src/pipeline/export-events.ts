@@ -381,6 +381,8 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
           s.blankLines++;
           continue;
         }
+        // Whether this line's own outcome (its dead letter) was recorded; each of its events is checked on its
+        // own below, since a batch can end between the events of one line.
         const already = resume.length > 0 && inRanges(resume, base);
         if (outcome === LineOutcome.InvalidJson || outcome === LineOutcome.NotAnObject || outcome === LineOutcome.Invalid) {
           const r = d.rejects[reject++] as RowReject;
@@ -397,7 +399,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
           s.fmeEventsMapped++;
           const e = k * EVENT_FIELDS;
           const pos = base + (d.items[e + 2] as number);
-          if (already || (resume.length > 0 && inRanges(resume, pos))) {
+          if (resume.length > 0 && inRanges(resume, pos)) {
             s.fmeEventsAlreadyDelivered++;
             continue;
           }

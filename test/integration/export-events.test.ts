@@ -9,6 +9,7 @@ import { createMemoryLogger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import type { ExportCheckpoint } from '../../src/pipeline/export-checkpoint.js';
 import { runExportEvents } from '../../src/pipeline/export-events.js';
+import { addRange, type Ranges } from '../../src/pipeline/positions.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { FAST_HTTP, KEYS, startWorld, type World } from '../helpers/world.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -191,6 +192,32 @@ describe('export-events pipeline against the emulators', () => {
     expect(onDisk.at(-1)).toEqual({ step: 'completeWindow', written: 6, inFile: 6 });
     expect(onDisk.filter((s) => s.inFile !== s.written)).toEqual([]);
     expect(onDisk.some((s) => s.step === 'acknowledge' && s.written > 0)).toBe(true);
+  });
+
+  it('resumes a row whose identities were split between an acknowledged batch and a lost one, sending each event once', async () => {
+    const hour = h('20240301T10');
+    const row = (i: number): string =>
+      JSON.stringify({ uuid: `u-${i}`, event_type: 'A', user_id: `user-${i}`, device_id: `device-${i}`, event_time: '2024-03-01 10:00:00', server_upload_time: '2024-03-01 10:00:00' });
+    // Two FME events a row, batches of 3: row 2's user event ends the first batch, its device event starts the second.
+    world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? [1, 2, 3, 4].map(row) : []), entriesPerHour: 1 } });
+    world.fme.faults.push({ status: 200, afterProcessing: true }).push({ status: 503 }, FAST_HTTP.retries + 1);
+    let acknowledged: Ranges = [];
+    const checkpoint: ExportCheckpoint = {
+      resumeRanges: () => acknowledged,
+      acknowledge: async (_w, from, to) => {
+        acknowledged = addRange(acknowledged, from, to);
+      },
+      completeWindow: async () => {},
+    };
+    const config = configFor(world, {
+      exportEvents: { batchSize: 3, concurrency: 1, identities: [{ trafficType: 'user', from: 'user_id' }, { trafficType: 'anonymous', from: 'device_id' }] },
+    });
+    const run = (): Promise<unknown> => runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint });
+    await expect(run()).rejects.toThrow(/503/);
+    expect(world.fme.count).toBe(3);
+    await run();
+    const keys = world.fme.events.map((e) => `${e.trafficTypeName}:${e.key}`).sort();
+    expect(keys).toEqual([1, 2, 3, 4].flatMap((i) => [`anonymous:device-${i}`, `user:user-${i}`]).sort());
   });
 
   it('keeps lines that are not JSON as dead letters, never fatal', async () => {
