@@ -125,6 +125,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       now: Date.now(),
       nextHour: skip ? (skipTo as number) : checkpoint?.nextHour,
       inProgress: skip ? undefined : checkpoint?.inProgressWindow,
+      sending,
     });
     let skipped: string | undefined;
     if (plan.kind === 'nothing') {
@@ -145,6 +146,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     }
     if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
     if (!sending) checkpoint = undefined; // dry runs and --output read the state but never move it
+    if (plan.warning !== undefined) logger.warn(plan.warning);
     if (plan.resumed) logger.info(`resuming an interrupted run of this range at ${formatHour(plan.start)}`);
     logger.info(`export-events ${formatHour(plan.start)}..${formatHour(plan.end)}: ${plan.windows.length} window(s)`, {
       start: formatHour(plan.start),

@@ -16,15 +16,30 @@ export interface PlanInput {
   nextHour: number | undefined;
   /** From the track being continued: the window an interrupted run was delivering. */
   inProgress: HourWindow | undefined;
+  /** Whether the run sends (and records what it delivered), not --dry-run or --output. */
+  sending: boolean;
 }
 
 export type Plan =
-  | { kind: 'run'; start: number; end: number; windows: HourWindow[]; resumed: boolean }
+  | { kind: 'run'; start: number; end: number; windows: HourWindow[]; resumed: boolean; warning?: string }
   | { kind: 'nothing'; message: string };
 
 /** Newest upload hour that ended at least `lagHours` ago: Export data settles ~2 h after the hour (specs/amplitude.md). */
 export function newestSettledHour(now: number, lagHours: number): number {
   return floorHour(now - lagHours * HOUR_MS) - HOUR_MS;
+}
+
+/**
+ * What is wrong with an explicit range that ends in an hour that has not settled, if it does: its export
+ * misses the events Amplitude adds later (specs/amplitude.md: "Never ask for hours that have not settled").
+ */
+function unsettled(end: number, now: number, lagHours: number): string | undefined {
+  const settled = newestSettledHour(now, lagHours);
+  if (end <= settled) return undefined;
+  return (
+    `--end ${formatHour(end)} has not settled yet: Amplitude still adds events to an hour for about 2 hours after it ends, and the newest ` +
+    `hour that has settled (exportEvents.lagHours ${lagHours}) is ${formatHour(settled)}`
+  );
 }
 
 /**
@@ -34,6 +49,7 @@ export function newestSettledHour(now: number, lagHours: number): number {
  */
 export function planExport(p: PlanInput): Plan {
   let end: number;
+  let warning: string | undefined;
   if (p.sinceLastRun) {
     const settled = newestSettledHour(p.now, p.lagHours);
     // --end may lower the end, never raise it past the settling lag.
@@ -42,6 +58,13 @@ export function planExport(p: PlanInput): Plan {
     if (p.start === undefined) throw new UsageError('--start is required (or use --since-last-run), e.g. --start 2024-03-01 --end 2024-03-07');
     if (p.end === undefined) throw new UsageError('--end is required, e.g. --start 2024-03-01 --end 2024-03-07');
     if (p.end < p.start) throw new UsageError(`--end ${formatHour(p.end)} is before --start ${formatHour(p.start)}`);
+    const problem = unsettled(p.end, p.now, p.lagHours);
+    if (problem !== undefined && p.sending) {
+      // The range is recorded as delivered, so what arrives later would never be sent.
+      const ready = new Date(p.end + HOUR_MS + p.lagHours * HOUR_MS).toISOString();
+      throw new UsageError(`${problem}. Sent now, its late events would never reach FME: give --end ${formatHour(newestSettledHour(p.now, p.lagHours))} or earlier, or run again after ${ready}.`);
+    }
+    if (problem !== undefined) warning = `${problem}: what is read now may miss events that arrive later.`;
     end = p.end;
   }
 
@@ -78,7 +101,7 @@ export function planExport(p: PlanInput): Plan {
     const settlesAt = new Date(start + HOUR_MS + p.lagHours * HOUR_MS).toISOString();
     return { kind: 'nothing', message: `nothing to do: the next hour to export is ${formatHour(start)}, which settles at ${settlesAt} (lag ${p.lagHours} h)` };
   }
-  return { kind: 'run', start, end, windows: splitWindows(start, end, p.windowHours), resumed };
+  return { kind: 'run', start, end, windows: splitWindows(start, end, p.windowHours), resumed, ...(warning !== undefined ? { warning } : {}) };
 }
 
 /** What `--skip-to` passes over: hours `from..to`, and the unfinished window among them, if any. */

@@ -139,6 +139,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       fme: { sdkKey: SANDBOX_KEYS.fmeSdkKey, eventsBaseUrl: `${server.url}/api` },
       exportEvents: {
         startAt: formatHour(firstHour),
+        // The generated hours are complete at once: nothing is still arriving, so --end may be the last one.
+        lagHours: 0,
         identities: [
           { trafficType: 'user', from: 'user_id' },
           { trafficType: 'anonymous', from: 'device_id' },

@@ -14,6 +14,7 @@ const base: PlanInput = {
   now: at('2024-03-05T12:30:00Z'),
   nextHour: undefined,
   inProgress: undefined,
+  sending: true,
 };
 
 const hours = (p: ReturnType<typeof planExport>): string[] =>
@@ -69,16 +70,29 @@ describe('planExport with --since-last-run', () => {
 });
 
 describe('planExport with an explicit range', () => {
-  const explicit = { ...base, sinceLastRun: false };
+  const explicit = { ...base, sinceLastRun: false, now: at('2024-03-08T00:00:00Z') };
   it('needs --start and --end, in order', () => {
     expect(() => planExport(explicit)).toThrow(/--start is required/);
     expect(() => planExport({ ...explicit, start: at('2024-03-02T00:00:00Z') })).toThrow(/--end is required/);
     expect(() => planExport({ ...explicit, start: at('2024-03-02T00:00:00Z'), end: at('2024-03-01T00:00:00Z') })).toThrow(/before --start/);
   });
 
-  it('cuts the range into windows that never share an hour, ignoring the lag', () => {
+  it('cuts the range into windows that never share an hour', () => {
     const p = planExport({ ...explicit, start: at('2024-03-04T00:00:00Z'), end: at('2024-03-06T05:00:00Z') });
     expect(hours(p)).toEqual(['20240304T00..20240304T23', '20240305T00..20240305T23', '20240306T00..20240306T05']);
+  });
+
+  it('refuses to send an hour that has not settled, and only warns when nothing is recorded', () => {
+    // At 12:30 with a 3 h lag the newest settled hour is 08:00.
+    const range = { ...explicit, start: at('2024-03-05T00:00:00Z'), now: base.now };
+    expect(hours(planExport({ ...range, end: at('2024-03-05T08:00:00Z') }))).toEqual(['20240305T00..20240305T08']);
+    expect(() => planExport({ ...range, end: at('2024-03-05T09:00:00Z') })).toThrow(
+      '--end 20240305T09 has not settled yet: Amplitude still adds events to an hour for about 2 hours after it ends, and the newest hour that has settled ' +
+        '(exportEvents.lagHours 3) is 20240305T08. Sent now, its late events would never reach FME: give --end 20240305T08 or earlier, or run again after 2024-03-05T13:00:00.000Z.',
+    );
+    expect(() => planExport({ ...range, end: at('2024-03-05T23:00:00Z'), lagHours: 0 })).toThrow(/newest hour that has settled \(exportEvents.lagHours 0\) is 20240305T11/);
+    const dry = planExport({ ...range, end: at('2024-03-05T23:00:00Z'), sending: false });
+    expect(dry.kind === 'run' && dry.warning).toMatch(/^--end 20240305T23 has not settled yet: .*what is read now may miss events that arrive later\.$/);
   });
 
   it('resumes a remembered range after its last delivered hour', () => {
