@@ -10,8 +10,11 @@ import { addRange, type Ranges } from '../pipeline/positions.js';
 import { writeFileAtomic } from './atomic-write.js';
 
 export const STATE_VERSION = 1;
-/** Explicit ranges remembered, newest first; older ones are dropped so the file stays kilobytes. */
-const MAX_RANGES = 50;
+/**
+ * Explicit ranges remembered one by one, newest first. Older ones are folded into `earlierRanges` (the hours
+ * they delivered, merged), so the file stays kilobytes and the double-send guard still knows those hours.
+ */
+export const MAX_RANGES = 50;
 
 /**
  * Delivery progress over a span of upload hours: every hour from `firstHour` through `lastDeliveredHour` is
@@ -58,6 +61,11 @@ export interface ExportState {
   /** The `--since-last-run` cursor. */
   cursor: Track;
   ranges: RangeTrack[];
+  /**
+   * Hours delivered by explicit ranges beyond the newest MAX_RANGES, merged into `[first, last]` spans, oldest
+   * first. Absent until a state has had that many ranges.
+   */
+  earlierRanges?: [string, string][];
 }
 
 export class StateError extends AmpFmeError {
@@ -109,7 +117,8 @@ export function otherStates(stateDir: string, scope: string): OtherState[] {
     const file = join(stateDir, name);
     try {
       const state = readExportState(file, theirs);
-      const delivered = [state.cursor, ...state.ranges].flatMap((t) => deliveredSpans(t)).map(([a, b]) => `${formatHour(a)}..${formatHour(b)}`);
+      const spans = [...[state.cursor, ...state.ranges].flatMap((t) => deliveredSpans(t)), ...earlierSpans(state)];
+      const delivered = spans.map(([a, b]) => `${formatHour(a)}..${formatHour(b)}`);
       if (delivered.length > 0) out.push({ file, lastDeliveredHour: state.cursor.lastDeliveredHour, delivered });
     } catch {
       out.push({ file, lastDeliveredHour: undefined, delivered: [] });
@@ -188,7 +197,35 @@ export function readExportState(path: string, scope: string): ExportState {
     checkTrack(r, path, `ranges[${i}]`);
     if (parseStateHour(r.start) === undefined || parseStateHour(r.end) === undefined) throw corrupt(path, `ranges[${i}] has no start/end`);
   });
+  const earlier = s.earlierRanges;
+  if (earlier !== undefined) {
+    const ok =
+      Array.isArray(earlier) &&
+      earlier.every((x: unknown) => {
+        if (!Array.isArray(x) || x.length !== 2) return false;
+        const [a, b] = [parseStateHour(x[0] as string), parseStateHour(x[1] as string)];
+        return a !== undefined && b !== undefined && a <= b;
+      });
+    if (!ok) throw corrupt(path, 'earlierRanges is malformed');
+  }
   return s as ExportState;
+}
+
+/** The hours of `earlierRanges` as [first, last] epoch ms spans. */
+function earlierSpans(state: ExportState): [number, number][] {
+  return (state.earlierRanges ?? []).map(([a, b]) => [parseStateHour(a) as number, parseStateHour(b) as number]);
+}
+
+/** Sorted spans of hours with `more` added, overlapping and adjacent ones merged. */
+export function mergeHourSpans(spans: [number, number][], more: [number, number][]): [number, number][] {
+  const all = [...spans, ...more].sort((x, y) => x[0] - y[0]);
+  const out: [number, number][] = [];
+  for (const [a, b] of all) {
+    const last = out[out.length - 1];
+    if (last && a <= last[1] + HOUR_MS) last[1] = Math.max(last[1], b);
+    else out.push([a, b]);
+  }
+  return out;
 }
 
 /**
@@ -256,8 +293,15 @@ export class ExportStateStore {
     if (!track || fresh) {
       track = { start: s, end: e, ...emptyTrack() };
     }
-    const kept = this.state.ranges.filter((r) => !(r.start === s && r.end === e));
-    this.state.ranges = [track, ...kept].slice(0, MAX_RANGES);
+    const all = [track, ...this.state.ranges.filter((r) => !(r.start === s && r.end === e))];
+    this.state.ranges = all.slice(0, MAX_RANGES);
+    const folded = all.slice(MAX_RANGES).flatMap((r) => deliveredSpans(r));
+    if (folded.length > 0) {
+      // A folded range that was part-way through loses its progress marks: its hours count as delivered, so
+      // running it again is refused (narrow it, or --force) rather than sent twice.
+      const merged = mergeHourSpans(earlierSpans(this.state), folded);
+      this.state.earlierRanges = merged.map(([a, b]) => [formatHour(a), formatHour(b)]);
+    }
     return new TrackCheckpoint(this, () => this.findRange(start, end) as RangeTrack);
   }
 
@@ -268,6 +312,7 @@ export class ExportStateStore {
     for (const r of this.state.ranges) {
       for (const span of deliveredSpans(r)) out.push({ label: `the range ${r.start}..${r.end}`, span });
     }
+    for (const span of earlierSpans(this.state)) out.push({ label: `explicit ranges older than the last ${MAX_RANGES}`, span });
     return out;
   }
 

@@ -3,7 +3,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import { validateConfig } from '../../src/config/validate.js';
-import { ExportStateStore, StateError, stateScope, statePaths } from '../../src/state/export-state.js';
+import { HOUR_MS } from '../../src/amplitude/hours.js';
+import { overlaps } from '../../src/pipeline/export-plan.js';
+import { ExportStateStore, MAX_RANGES, StateError, stateScope, statePaths } from '../../src/state/export-state.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const h = (s: string): number => parseHourArg(s, 'start');
@@ -119,5 +121,34 @@ describe('ExportStateStore', () => {
     expect(again.findRange(h('20240301T00'), h('20240302T23'))?.lastDeliveredHour).toBe('20240301T23');
     expect(again.cursor().nextHour).toBeUndefined();
     expect(again.deliveredSpans()).toEqual([{ label: 'the range 20240301T00..20240302T23', span: [h('20240301T00'), h('20240301T23')] }]);
+  });
+
+  it('folds ranges past the newest MAX_RANGES into merged hours, so the guard still knows what they delivered', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const day = (i: number): { start: number; end: number } => ({ start: h('20240101T00') + i * 24 * HOUR_MS, end: h('20240101T23') + i * 24 * HOUR_MS });
+    // A day-by-day backfill, one range a day, then a range that stopped part-way through its second day.
+    for (let i = 0; i < MAX_RANGES + 5; i++) await store.range(day(i).start, day(i).end, false).completeWindow(day(i));
+    const partial = store.range(day(100).start, day(101).end, false);
+    await partial.completeWindow(day(100));
+    await partial.acknowledge(day(101), 0, 99);
+    for (let i = 200; i < 200 + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, false).completeWindow(day(i));
+    const again = new ExportStateStore(path, scope);
+    expect(again.snapshot.ranges.length).toBe(MAX_RANGES);
+    expect(again.findRange(day(0).start, day(0).end)).toBeUndefined();
+    const label = `explicit ranges older than the last ${MAX_RANGES}`;
+    // Consecutive days merge into one span; the partial range's day in progress counts as delivered too.
+    expect(again.deliveredSpans().filter((s) => s.label === label)).toEqual([
+      { label, span: [day(0).start, day(MAX_RANGES + 4).end] },
+      { label, span: [day(100).start, day(101).end] },
+    ]);
+    expect(overlaps(day(3).start, day(3).end, again.deliveredSpans())).toEqual([`20240104T00..20240104T23 (delivered by ${label})`]);
+    expect(readFileSync(path, 'utf8').length).toBeLessThan(20_000);
+  });
+
+  it('stops on a malformed earlierRanges list', () => {
+    const { path, scope } = fresh();
+    writeFileSync(path, JSON.stringify({ version: 1, kind: 'export-events', scope, cursor: { firstHour: null, lastDeliveredHour: null, inProgress: null, updatedAt: '' }, ranges: [], earlierRanges: [['20240102T00', '20240101T00']] }));
+    expect(() => new ExportStateStore(path, scope)).toThrow(/earlierRanges is malformed/);
   });
 });
