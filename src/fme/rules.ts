@@ -121,17 +121,18 @@ export function isValidTrafficType(s: unknown): s is string {
 export type KeyProblem = 'missing' | 'too_long' | 'not_a_string';
 
 /**
- * Turns an identity value into an FME key, or says why it cannot be one. Strings are sent as they are
- * (not trimmed: getTreatment used the same string), but must be non-blank; finite numbers become their
- * decimal text. A key over 250 characters is refused, not truncated: a cut key never matches getTreatment.
- * null/undefined are `missing`: never the string "null".
+ * Turns an identity value into an FME key, or says why it cannot be one. Strings are trimmed, as the SDKs
+ * trim the key of getTreatment (so an impression's key never has surrounding spaces), and must then be
+ * non-empty (specs/fme.md); finite numbers become their decimal text. A key over 250 characters is refused,
+ * not truncated: a cut key never matches getTreatment. null/undefined are `missing`: never the string "null".
  */
 export type KeyResult = { key: string; problem?: undefined } | { key?: undefined; problem: KeyProblem };
 
 export function toFmeKey(v: unknown): KeyResult {
   if (typeof v === 'string') {
-    if (v.trim().length === 0) return { problem: 'missing' };
-    return v.length > MAX_KEY_LENGTH ? { problem: 'too_long' } : { key: v };
+    const key = v.trim();
+    if (key.length === 0) return { problem: 'missing' };
+    return key.length > MAX_KEY_LENGTH ? { problem: 'too_long' } : { key };
   }
   if (typeof v === 'number') return Number.isFinite(v) ? { key: String(v) } : { problem: 'not_a_string' };
   if (v === null || v === undefined) return { problem: 'missing' };

@@ -81,9 +81,9 @@ describe('traffic type and key', () => {
     expect(isValidTrafficType('')).toBe(false);
   });
 
-  it('accepts real keys as they are and refuses missing, blank or too long ones', () => {
+  it('accepts real keys trimmed, as getTreatment trims them, and refuses missing, blank or too long ones', () => {
     expect(toFmeKey('u-1')).toEqual({ key: 'u-1' });
-    expect(toFmeKey(' u-1 ')).toEqual({ key: ' u-1 ' });
+    expect(toFmeKey(' u-1 \n')).toEqual({ key: 'u-1' });
     expect(toFmeKey('null')).toEqual({ key: 'null' });
     expect(toFmeKey(12345)).toEqual({ key: '12345' });
     expect(toFmeKey(null)).toEqual({ problem: 'missing' });
@@ -92,6 +92,7 @@ describe('traffic type and key', () => {
     expect(toFmeKey(' \t\u00a0')).toEqual({ problem: 'missing' });
     expect(toFmeKey('k'.repeat(250))).toEqual({ key: 'k'.repeat(250) });
     expect(toFmeKey('k'.repeat(251))).toEqual({ problem: 'too_long' });
+    expect(toFmeKey(` ${'k'.repeat(250)} `)).toEqual({ key: 'k'.repeat(250) });
     expect(toFmeKey({ id: 1 })).toEqual({ problem: 'not_a_string' });
     expect(toFmeKey(Number.NaN)).toEqual({ problem: 'not_a_string' });
     expect(isValidKey('k'.repeat(251))).toBe(false);
