@@ -2,6 +2,9 @@
 
 export type Region = 'us' | 'eu';
 
+/** Identities per exported event at most: progress marks pack this many per line (pipeline/positions.ts). */
+export const MAX_EXPORT_IDENTITIES = 16;
+
 export interface IdentityRule {
   /** FME traffic type (lowercase), e.g. `user`, `anonymous`. */
   trafficType: string;

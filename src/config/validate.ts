@@ -1,6 +1,6 @@
 import type { ConfigProblem } from '../errors.js';
 import { defaultConfig } from './defaults.js';
-import type { Config } from './types.js';
+import { MAX_EXPORT_IDENTITIES, type Config } from './types.js';
 
 /**
  * Validates a raw config object (from a file) against the known keys, collecting every problem with its
@@ -87,6 +87,7 @@ const hourText = (): Check => (v, path, problems) => {
 const TRAFFIC_TYPE = /^[a-z0-9][-_a-z0-9]*$/;
 const identities = (): Check => (v, path, problems) => {
   if (!Array.isArray(v) || v.length === 0) return fail(problems, path, 'must be a non-empty array of {"trafficType", "from"} objects');
+  if (v.length > MAX_EXPORT_IDENTITIES) return fail(problems, path, `has ${v.length} identities; at most ${MAX_EXPORT_IDENTITIES} are supported`);
   let ok = true;
   v.forEach((item, i) => {
     const p = `${path}[${i}]`;

@@ -1,9 +1,11 @@
+import { MAX_EXPORT_IDENTITIES } from '../config/types.js';
+
 /**
  * A position names one FME event inside one export window: (zip entry ordinal, line in entry, identity
  * ordinal), packed into one safe integer so that ranges of acknowledged events stay tiny in the state file.
  * Entries are read in name order and lines in file order, so positions grow monotonically through a window.
  */
-const IDENTITY_SLOTS = 16;
+const IDENTITY_SLOTS = MAX_EXPORT_IDENTITIES;
 const LINE_SLOTS = 2 ** 31;
 
 export const MAX_IDENTITIES = IDENTITY_SLOTS;

@@ -49,6 +49,12 @@ describe('validateConfig', () => {
     expect(problems.find((p) => p.path === 'amplitude.region')?.message).toContain('"us", "eu"');
   });
 
+  it('refuses more identities than progress marks can tell apart', () => {
+    const ids = (n: number): { trafficType: string; from: string }[] => Array.from({ length: n }, (_, i) => ({ trafficType: `t${i}`, from: `user_properties.id${i}` }));
+    expect(validateConfig({ exportEvents: { identities: ids(16) } }).problems).toEqual([]);
+    expect(validateConfig({ exportEvents: { identities: ids(17) } }).problems).toEqual([{ path: 'exportEvents.identities', message: 'has 17 identities; at most 16 are supported' }]);
+  });
+
   it('keeps defaults for what the file leaves out', () => {
     const { config, problems } = validateConfig({ exportEvents: { windowHours: 6 } });
     expect(problems).toEqual([]);
