@@ -38,6 +38,9 @@ const SYSTEM_PROBLEMS: Record<string, string> = {
   EMFILE: 'too many open files in this process',
   ENFILE: 'too many open files on this machine',
   EIO: 'an input/output error from the disk',
+  // A path meant as a folder (state.dir, TMPDIR) that is a file, or goes through one.
+  EEXIST: 'a file is there where a folder is needed',
+  ENOTDIR: 'part of the path is a file, not a folder',
 };
 
 function systemProblem(err: unknown): string | undefined {

@@ -1,6 +1,8 @@
-import { closeSync, existsSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exitCodeFor, messageFor } from '../../src/cli/exit-codes.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** The error Node throws for a write to a full disk: /dev/full answers every write with ENOSPC. */
 function fullDiskError(): unknown {
@@ -26,6 +28,21 @@ describe('messageFor and exitCodeFor', () => {
   it('name the file when the error has one', () => {
     const err = Object.assign(new Error("EROFS: read-only file system, open '/state/dead-letters/x.ndjson'"), { code: 'EROFS', syscall: 'open', path: '/state/dead-letters/x.ndjson' });
     expect(messageFor(err)).toMatch(/^could not open \/state\/dead-letters\/x\.ndjson: the file system is read-only \(EROFS\)/);
+  });
+
+  it('say so when a folder such as state.dir is a file, or under one', () => {
+    const file = join(tempDir('exit-codes'), 'state');
+    writeFileSync(file, '');
+    const errorOf = (f: () => unknown): unknown => {
+      try {
+        f();
+      } catch (err) {
+        return err;
+      }
+      throw new Error('no error');
+    };
+    expect(messageFor(errorOf(() => mkdirSync(file, { recursive: true })))).toMatch(new RegExp(`^could not mkdir ${file}: a file is there where a folder is needed \\(EEXIST\\)`));
+    expect(messageFor(errorOf(() => mkdirSync(join(file, 'sub'), { recursive: true })))).toMatch(/: part of the path is a file, not a folder \(ENOTDIR\)/);
   });
 
   it('still report anything else as a bug, with its stack', () => {
