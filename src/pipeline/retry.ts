@@ -52,14 +52,18 @@ interface Pending {
   letter: StoredLetter;
 }
 
-/** What a retriable record is re-sent to, judged by the command that wrote it and the payload's shape. */
+/**
+ * What a retriable record is re-sent to, judged by the command that wrote it and the payload's shape. A
+ * retry writes what still fails with the payload it re-sent, so its own records go where that payload goes.
+ */
 function targetOf(letter: StoredLetter): Target | undefined {
   const p = letter.payload;
   if (p === null || typeof p !== 'object' || Array.isArray(p)) return undefined;
   const o = p as Record<string, unknown>;
-  if (letter.command === 'export-events' && typeof o.eventTypeId === 'string') return 'fme';
-  if (letter.command === 'push-impressions' && typeof o.event_type === 'string') return 'amplitude-event';
-  if (letter.command === 'push-impressions' && typeof o.user_properties === 'object') return 'amplitude-identify';
+  const by = (command: string): boolean => letter.command === command || letter.command === 'retry';
+  if (by('export-events') && typeof o.eventTypeId === 'string') return 'fme';
+  if (by('push-impressions') && typeof o.event_type === 'string') return 'amplitude-event';
+  if (by('push-impressions') && typeof o.user_properties === 'object') return 'amplitude-identify';
   return undefined;
 }
 
@@ -174,7 +178,8 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     const target = letter.retriable ? targetOf(letter) : undefined;
     if (!target) {
       summary.carriedOver++;
-      deadLetters.write({ reason: letter.reason, ...(letter.detail ? { detail: letter.detail } : {}), ...(letter.status ? { status: letter.status } : {}), ...(letter.source ? { source: letter.source } : {}), retriable: false, payload: letter.payload });
+      // Carried over as it was: a record marked retriable stays so, in case a later amp-fme can re-send it.
+      deadLetters.write({ reason: letter.reason, ...(letter.detail ? { detail: letter.detail } : {}), ...(letter.status ? { status: letter.status } : {}), ...(letter.source ? { source: letter.source } : {}), retriable: letter.retriable === true, payload: letter.payload });
       continue;
     }
     const json = JSON.stringify(letter.payload);

@@ -68,6 +68,13 @@ describe('amp-fme retry (spawned)', () => {
     expect(lines.map((l) => l.reason).sort()).toEqual(['fme_rejected', 'invalid_json', 'unreadable_dead_letter']);
     expect(lines.every((l) => l.command === 'retry')).toBe(true);
     expect(readFileSync(s.deadLetterFile, 'utf8')).not.toContain(KEYS.fmeSdkKey);
+
+    // The new file, retried once FME takes the event: it is sent, and what cannot be re-sent is carried over again.
+    const again = await runCli(['retry', s.deadLetterFile, '--json'], world.dir);
+    const s2 = JSON.parse(again.stdout) as { resent: { fme: number }; stillFailing: Record<string, number>; carriedOver: number };
+    expect(s2).toMatchObject({ resent: { fme: 1 }, stillFailing: {}, carriedOver: 2 });
+    expect(again.code).toBe(3);
+    expect(world.fme.events).toEqual([expect.objectContaining({ key: 'user-1' })]);
   });
 
   it('re-sends Amplitude events set aside for the daily quota', async () => {
