@@ -60,6 +60,9 @@ async function pushImpressions(ctx: CommandContext, files: string[], flags: Push
   const mode = flags.mode ?? pc.mode;
   const api = flags.api ?? pc.api;
   if (mode === 'identify' && flags.api) throw new UsageError('--api applies to event mode; identify mode always uses the Identify API');
+  if (mode === 'identify' && flags.coalesce === 'first') {
+    throw new UsageError('--coalesce applies to event mode; identify mode already sends one value per flag and user, the latest treatment');
+  }
   const sending = !flags.dryRun && !flags.output;
   if (sending) ctx.requireSecrets(['amplitudeIngestion']);
   const interrupts = watchInterrupts({ logger });

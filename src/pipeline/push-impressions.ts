@@ -154,7 +154,8 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   // --- Decode threads: started before the HTTP client, so that they boot while got loads ---------------------
   const laneCount = Math.max(1, pc.concurrency);
   const { threads, maxDecoding, scratch } = decodingSetup(pc.workers, laneCount);
-  const seen = opts.coalesce === 'first' ? new Set<string>() : undefined;
+  // Identify mode sends one value per flag already, the latest: coalescing before the fold would keep an older one.
+  const seen = opts.coalesce === 'first' && opts.mode === 'event' ? new Set<string>() : undefined;
   const settings: DecodeSettings = {
     mode: opts.mode,
     mapping: { eventType: pc.eventType, identity: opts.identity, propertyNames: pc.propertyNames, library: `amp-fme/${VERSION}` },

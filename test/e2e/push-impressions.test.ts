@@ -69,6 +69,10 @@ describe('amp-fme push-impressions (spawned)', () => {
     expect(r.code, r.stderr).toBe(0);
     expect((JSON.parse(r.stdout) as Summary).identificationsSent).toBe(2);
     expect(emulator.userProperties.get('user-00030')).toEqual({ new_checkout: 'on', search_v2: 'v2' });
+    // Coalescing would keep an older treatment than the latest: refused as a flag.
+    const coalesce = await runCli(['push-impressions', 'bulk.json', '--mode', 'identify', '--coalesce', 'first', '--log-format', 'text'], dir);
+    expect(coalesce.code).toBe(2);
+    expect(coalesce.stderr).toContain('--coalesce applies to event mode');
   });
 
   it('exit 1 on an invalid API key, exit 2 on a missing file or a missing key', async () => {

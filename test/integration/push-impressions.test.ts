@@ -222,6 +222,18 @@ describe('push-impressions: identify mode', () => {
     expect(r.letters().map((l) => l.reason)).toEqual(['placeholder_id']);
   });
 
+  it('keeps the latest treatment even with coalesce first, which leaves identify mode alone', async () => {
+    const lines = [
+      { key: 'user-00090', split: 'checkout', treatment: 'on', time: 1700000001000 },
+      { key: 'user-00090', split: 'checkout', treatment: 'off', time: 1700000002000 },
+      { key: 'user-00090', split: 'checkout', treatment: 'on', time: 1700000003000 },
+    ];
+    writeFileSync(join(dir, 'flip.ndjson'), lines.map((l) => JSON.stringify(l)).join('\n'));
+    const s = await run(['flip.ndjson'], { mode: 'identify', coalesce: 'first' }).done;
+    expect(s.coalesced).toBe(0);
+    expect(emulator.userProperties.get('user-00090')).toEqual({ checkout: 'on' });
+  });
+
   it('splits identifications into requests within the limits', async () => {
     const lines: string[] = [];
     for (let i = 0; i < 2500; i++) lines.push(JSON.stringify({ key: `user-${i}-many`, split: 'flag_with_a_long_name', treatment: 'on', time: 1700000000000 }));
