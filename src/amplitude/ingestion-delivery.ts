@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { pause } from '../http/retry.js';
 
 /**
  * The shared delivery loop of the Batch, HTTP V2 and Identify clients: what to do with each item of a
@@ -68,7 +68,7 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
     if (work.items.length === 0) continue;
     if (work.delayMs > 0) {
       o.onThrottle?.(work.items.length, work.delayMs);
-      await sleep(work.delayMs, undefined, o.signal ? { signal: o.signal } : undefined);
+      await pause(work.delayMs, o.signal, `${work.items.length} throttled items`);
     }
     const v = first ?? (await o.post(work.items));
     first = undefined;

@@ -21,6 +21,7 @@ export interface PostWithRetryOptions {
   logger: Logger;
   /** Extra fields of the warn line logged before each retry. */
   logFields?: LogFields;
+  /** Ends a wait between attempts (see withRetry); a request already sent is let finish. */
   signal?: AbortSignal | undefined;
 }
 
@@ -33,7 +34,8 @@ export function postWithRetry(o: PostWithRetryOptions): Promise<Response<string>
   const attempt = async (): Promise<Response<string>> => {
     let res: Response<string>;
     try {
-      res = await o.http.post(o.url, { body: o.body, headers: o.headers, responseType: 'text', ...(o.signal ? { signal: o.signal } : {}) });
+      // Not cancelled on a stop: whether it was stored would be unknown, and FME does not deduplicate.
+      res = await o.http.post(o.url, { body: o.body, headers: o.headers, responseType: 'text' });
     } catch (err) {
       throw asNetworkError(err, o.what) ?? err;
     }

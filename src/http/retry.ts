@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RetriableRemoteError } from '../errors.js';
+import { InterruptedError, RetriableRemoteError } from '../errors.js';
 
 export interface RetryPolicy {
   /** Retries after the first attempt. */
@@ -12,7 +12,21 @@ export interface RetryPolicy {
 
 export interface RetryHooks {
   onRetry?: (error: RetriableRemoteError, attempt: number, delayMs: number) => void;
+  /** A stop (SIGINT, SIGTERM, --max-runtime) ends a wait between attempts, never an attempt. */
   signal?: AbortSignal;
+}
+
+/**
+ * Waits `ms` before `what` is tried again. A stop ends the wait at once with an InterruptedError: what was
+ * waiting is not delivered, and the caller has not recorded it as delivered.
+ */
+export async function pause(ms: number, signal: AbortSignal | undefined, what: string): Promise<void> {
+  try {
+    await sleep(ms, undefined, signal ? { signal } : undefined);
+  } catch (err) {
+    if (signal?.aborted) throw new InterruptedError(`stopped (${String(signal.reason)}) while waiting to try ${what} again; it was not delivered`);
+    throw err;
+  }
 }
 
 /** Exponential backoff with jitter: base * 2^attempt, scaled by a random factor in [0.5, 1]. */
@@ -41,7 +55,7 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, policy: 
       }
       const delay = backoffDelay(policy, attempt, err.retryAfterMs);
       hooks.onRetry?.(err, attempt + 1, delay);
-      await sleep(delay, undefined, hooks.signal ? { signal: hooks.signal } : undefined);
+      await pause(delay, hooks.signal, err.message);
     }
   }
 }

@@ -126,6 +126,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   const pending: Record<Target, Pending[]> = { fme: [], 'amplitude-event': [], 'amplitude-identify': [] };
   const sizes: Record<Target, number> = { fme: 0, 'amplitude-event': 0, 'amplitude-identify': 0 };
 
+  // A stop lets a request already sent finish, and ends the waits between attempts (http/retry.ts `pause`).
   const send = async (target: Target): Promise<void> => {
     const batch = pending[target];
     if (batch.length === 0) return;
@@ -133,7 +134,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     sizes[target] = 0;
     requireSecrets(config, [target === 'fme' ? 'fmeEvents' : 'amplitudeIngestion']);
     if (target === 'fme') {
-      fme ??= new FmeEventsClient({ baseUrl: config.fme.eventsBaseUrl, sdkKey: config.fme.sdkKey ?? '', http, retry, logger });
+      fme ??= new FmeEventsClient({ baseUrl: config.fme.eventsBaseUrl, sdkKey: config.fme.sdkKey ?? '', http, retry, logger, ...(opts.signal ? { signal: opts.signal } : {}) });
       const outcome = await fme.send({ jsons: batch.map((b) => b.json) });
       if (outcome.delivered) summary.resent.fme += batch.length;
       else for (const b of batch) fail(b.letter, 'fme_rejected', `FME answered ${outcome.status}: ${outcome.body}`, outcome.status);

@@ -1,16 +1,20 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { messageFor } from '../../src/cli/exit-codes.js';
 import { defaultConfig } from '../../src/config/defaults.js';
+import { InterruptedError } from '../../src/errors.js';
 import type { Config } from '../../src/config/types.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runRetry } from '../../src/pipeline/retry.js';
+import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { createFmeEventsEmulator } from '../../src/sandbox/fme-events.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const SDK_KEY = 'retry-progress-sdk-key-1';
+const AMPLITUDE_KEY = 'retry-progress-amplitude-key-1';
 const fme = createFmeEventsEmulator({ sdkKey: SDK_KEY });
 let server: RunningServer;
 beforeAll(async () => {
@@ -78,5 +82,45 @@ describe('an interrupted retry', () => {
     const failing = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { payload: { key: string } }).payload.key);
     expect(failing[0]).toBe('user-1');
     await dl.close();
+  });
+
+  it('lets the request in flight finish when stopped, as SIGINT promises, instead of cancelling it', async () => {
+    const amplitude = createAmplitudeIngestionEmulator({ apiKey: AMPLITUDE_KEY });
+    const amplitudeServer = await startServer([amplitude.route]);
+    try {
+      const dir = tempDir('retry-stop');
+      const file = join(dir, 'push.ndjson');
+      const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123', event_properties: { flag: 'f', treatment: 'on' } };
+      writeFileSync(file, `${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`);
+      const config = defaultConfig();
+      config.amplitude.apiKey = AMPLITUDE_KEY;
+      config.amplitude.ingestionBaseUrl = amplitudeServer.url;
+      // The request takes 300 ms; the stop comes 50 ms into it.
+      amplitude.faults.push({ status: 200, afterProcessing: true, delayMs: 300 });
+      const stop = new AbortController();
+      setTimeout(() => stop.abort('SIGINT received'), 50);
+      const s = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal: stop.signal });
+      expect(s.resent.amplitudeEvents).toBe(1);
+      expect(amplitude.count).toBe(1);
+      expect(JSON.parse(readFileSync(`${file}.retry-progress.json`, 'utf8'))).toMatchObject({ linesDone: 1 });
+    } finally {
+      await amplitudeServer.close();
+    }
+  });
+
+  it('ends a wait between attempts when stopped, as an interruption that records nothing', async () => {
+    const dir = tempDir('retry-stop-wait');
+    const { file, config } = rejectedBatchFile(dir);
+    config.http.retryBaseDelayMs = 60_000;
+    config.http.retryMaxDelayMs = 60_000;
+    fme.faults.push({ status: 503 });
+    const stop = new AbortController();
+    setTimeout(() => stop.abort('SIGINT received'), 100);
+    const started = Date.now();
+    const err = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal: stop.signal }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(messageFor(err)).toMatch(/^stopped \(SIGINT received\) while waiting to try FME events API: HTTP 503 .* again; it was not delivered$/);
+    expect(existsSync(`${file}.retry-progress.json`)).toBe(false);
   });
 });
