@@ -156,6 +156,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   };
 
   let line = 0;
+  let warnedIdentify = false;
   const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
   for await (const text of rl) {
     // Stop before counting the line: the progress written below must not cover a line nobody handled.
@@ -182,6 +183,13 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
       // Carried over as it was: a record marked retriable stays so, in case a later amp-fme can re-send it.
       deadLetters.write({ reason: letter.reason, ...(letter.detail ? { detail: letter.detail } : {}), ...(letter.status ? { status: letter.status } : {}), ...(letter.source ? { source: letter.source } : {}), retriable: letter.retriable === true, payload: letter.payload });
       continue;
+    }
+    if (target === 'amplitude-identify' && !warnedIdentify) {
+      warnedIdentify = true;
+      logger.warn(
+        `${file} holds identifications: each sets a user's flags to the treatments of the dump it came from. If a later identify run has ` +
+          'set newer treatments for these users, this retry puts the older ones back: then re-run the dumps in order instead.',
+      );
     }
     const json = JSON.stringify(letter.payload);
     const size = Buffer.byteLength(json);

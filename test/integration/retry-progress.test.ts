@@ -5,7 +5,7 @@ import { messageFor } from '../../src/cli/exit-codes.js';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { InterruptedError } from '../../src/errors.js';
 import type { Config } from '../../src/config/types.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { createMemoryLogger, silentLogger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runRetry } from '../../src/pipeline/retry.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
@@ -122,5 +122,26 @@ describe('an interrupted retry', () => {
     expect(err).toBeInstanceOf(InterruptedError);
     expect(messageFor(err)).toMatch(/^stopped \(SIGINT received\) while waiting to try FME events API: HTTP 503 .* again; it was not delivered$/);
     expect(existsSync(`${file}.retry-progress.json`)).toBe(false);
+  });
+
+  it('re-sends identifications with a warning that they may put older treatments back', async () => {
+    const amplitude = createAmplitudeIngestionEmulator({ apiKey: AMPLITUDE_KEY });
+    const amplitudeServer = await startServer([amplitude.route]);
+    try {
+      const dir = tempDir('retry-identify');
+      const file = join(dir, 'identify.ndjson');
+      const payload = { user_id: 'user-00042', user_properties: { checkout: 'on' } };
+      writeFileSync(file, `${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_throttled', retriable: true, payload })}\n`);
+      const config = defaultConfig();
+      config.amplitude.apiKey = AMPLITUDE_KEY;
+      config.amplitude.ingestionBaseUrl = amplitudeServer.url;
+      const logger = createMemoryLogger();
+      const s = await runRetry({ config, file, logger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false });
+      expect(s.resent.amplitudeIdentifications).toBe(1);
+      expect(amplitude.userProperties.get('user-00042')).toEqual({ checkout: 'on' });
+      expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([expect.stringContaining('this retry puts the older ones back')]);
+    } finally {
+      await amplitudeServer.close();
+    }
   });
 });
