@@ -39,13 +39,23 @@ function isSpace(c: number): boolean {
  *  - newline-delimited JSON (`{...}\n{...}`), including lines that are themselves arrays (one webhook body per
  *    line): each element of such a line is a record;
  *  - pretty-printed objects one after another.
- * Outside an array, a raw newline inside a string or a `{` at the start of a line while a value is still open
- * ends the broken value there, so one cut-off NDJSON line costs one dead letter, not the rest of the file.
+ * Outside an array, a raw newline inside a string or a `{` or `[` at the start of a line while a value is still
+ * open ends the broken value there, so one cut-off NDJSON line costs one dead letter, not the rest of the file.
+ * The same holds inside an array that is one NDJSON line: one that opens after another top-level value, with
+ * its first element on the line of its `[` (`[{...},{...}]`). The input's first array, and any array whose `[` ends
+ * its line (`[\n{...},\n...`, also when dumps are concatenated), is a whole-file array: newlines between and
+ * inside its elements are layout there, not cuts.
  */
 export class RecordSplitter {
   private line = 1;
   private inArray = false;
   private arrayIndex = 0;
+  /** The open array is one NDJSON line (see the class comment), so a newline it does not close before is a cut. */
+  private lineArray = false;
+  /** Line the open array began on. */
+  private arrayLine = 0;
+  /** Whether a top-level value has begun: an array after one may be an NDJSON line, not the file's array. */
+  private sawValue = false;
   private inValue = false;
   private depth = 0;
   private inString = false;
@@ -90,9 +100,10 @@ export class RecordSplitter {
           else if (c === QUOTE) this.inString = false;
           else if (c === LF) {
             this.line++;
-            // JSON strings cannot hold a raw newline: outside an array this is a cut-off line.
-            if (!this.inArray) {
-              this.finish(chunk, start, i, out, 'line ends inside a string');
+            // JSON strings cannot hold a raw newline: outside an array, or in one that is an NDJSON line, this
+            // is a cut-off line (in a whole-file array, the string goes on, and one element is lost at most).
+            if (!this.inArray || this.lineArray) {
+              this.cut(chunk, start, i, out, 'line ends inside a string');
               continue;
             }
           } else {
@@ -124,10 +135,10 @@ export class RecordSplitter {
         }
         if (this.lineStart) {
           this.lineStart = false;
-          if (c === OPEN_OBJ && !this.inArray && this.depth > 0) {
-            this.finish(chunk, start, i, out, 'value not closed before the next line');
-            start = this.begin(i, undefined);
-            this.depth = 1;
+          if ((c === OPEN_OBJ || c === OPEN_ARR) && (this.inArray ? this.lineArray : this.depth > 0)) {
+            // The next NDJSON line: end the broken value and read this byte again, between values.
+            this.cut(chunk, start, i, out, 'value not closed before the next line');
+            i--;
             continue;
           }
         }
@@ -144,7 +155,7 @@ export class RecordSplitter {
             if (this.depth === 0) {
               // A scalar element ended by the array's `]`.
               this.finish(chunk, start, i, out);
-              if (c === CLOSE_ARR && this.inArray) this.inArray = false;
+              if (c === CLOSE_ARR && this.inArray) this.closeArray();
             } else if (--this.depth === 0) {
               this.finish(chunk, start, i + 1, out);
             }
@@ -164,22 +175,43 @@ export class RecordSplitter {
       }
       // Between values.
       if (isSpace(c)) {
-        if (c === LF) this.line++;
+        if (c === LF) {
+          this.line++;
+          // `[` then a newline before any element: a multi-line array, not one NDJSON line.
+          if (this.lineArray && this.arrayIndex === 0) this.lineArray = false;
+          this.lineStart = this.lineArray;
+        } else {
+          this.lineStart = false;
+        }
         continue;
       }
       if (this.inArray) {
+        if (this.lineStart) {
+          this.lineStart = false;
+          if (c === OPEN_ARR || c === OPEN_OBJ) {
+            // An NDJSON line array cut between elements: the next line begins here.
+            out.record(EMPTY, 0, 0, this.arrayLine, this.arrayIndex, 'array not closed before the next line');
+            this.closeArray();
+            i--;
+            continue;
+          }
+        }
         if (c === COMMA) continue;
         if (c === CLOSE_ARR) {
-          this.inArray = false;
+          this.closeArray();
           continue;
         }
         start = this.begin(i, this.arrayIndex++);
       } else {
         if (c === OPEN_ARR) {
           this.inArray = true;
+          this.lineArray = this.sawValue;
+          this.sawValue = true;
+          this.arrayLine = this.line;
           this.arrayIndex = 0;
           continue;
         }
+        this.sawValue = true;
         if (c === OPEN_OBJ) {
           // NDJSON fast path: a line that starts with `{` and ends with `}` is taken whole, without a
           // byte-by-byte scan; JSON.parse validates it. Anything else (a line cut by the chunk boundary,
@@ -228,7 +260,7 @@ export class RecordSplitter {
     } else if (this.inArray) {
       out.record(EMPTY, 0, 0, this.line, this.arrayIndex, 'input ends before the JSON array is closed (truncated file?)');
     }
-    this.inArray = false;
+    this.closeArray();
   }
 
   /**
@@ -274,6 +306,18 @@ export class RecordSplitter {
     this.valueLine = this.line;
     this.valueIndex = index;
     return i;
+  }
+
+  private closeArray(): void {
+    this.inArray = false;
+    this.lineArray = false;
+    this.lineStart = false;
+  }
+
+  /** Ends a value broken off by the end of its line; an NDJSON line array it belongs to ends with it. */
+  private cut(chunk: Buffer, start: number, end: number, out: RecordSink, why: string): void {
+    this.finish(chunk, start, end, out, why);
+    if (this.inArray) this.closeArray();
   }
 
   private finish(chunk: Buffer, start: number, end: number, out: RecordSink, broken?: string): void {

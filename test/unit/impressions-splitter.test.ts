@@ -21,9 +21,9 @@ function collect(out: RawRecord[]): RecordSink {
 }
 
 /** Splits `text`, feeding it in chunks of `size` bytes (1 = byte by byte, the harshest boundaries). */
-function split(text: string | Buffer, size = 1 << 20): RawRecord[] {
+function split(text: string | Buffer, size = 1 << 20, maxRecordBytes?: number): RawRecord[] {
   const buf = typeof text === 'string' ? Buffer.from(text) : text;
-  const s = new RecordSplitter();
+  const s = new RecordSplitter(maxRecordBytes);
   const out: RawRecord[] = [];
   const sink = collect(out);
   for (let i = 0; i < buf.length; i += size) s.push(buf.subarray(i, i + size), sink);
@@ -94,6 +94,87 @@ describe('RecordSplitter', () => {
       [5, false],
     ]);
     expect(values(recs.filter((r) => !r.broken))).toEqual([{ a: 1 }, { a: 3 }, { a: 4 }]);
+  });
+
+  it('a cut-off NDJSON line that is an array costs one broken record, and every later line is read', () => {
+    const body = (a: number): string => JSON.stringify([{ a, s: `${'x'.repeat(40)}` }, { a: a + 0.5, n: [1, { m: 'y' }] }]);
+    const lines = [body(1), `[{"a":2,"s":"${'x'.repeat(20)}`, body(3), body(4)];
+    for (const size of [1, 2, 3, 7, 64, 1 << 20]) {
+      const recs = split(`${lines.join('\n')}\n`, size);
+      expect(recs.map((r) => [r.line, r.index, r.broken !== undefined])).toEqual([
+        [1, 0, false],
+        [1, 1, false],
+        [2, 0, true],
+        [3, 0, false],
+        [3, 1, false],
+        [4, 0, false],
+        [4, 1, false],
+      ]);
+      expect(recs[2]?.text.trim()).toBe(`{"a":2,"s":"${'x'.repeat(20)}`);
+      expect(values(recs.filter((r) => !r.broken))).toEqual([1, 3, 4].flatMap((a) => JSON.parse(body(a)) as unknown[]));
+    }
+  });
+
+  it('ends a broken array line wherever it is cut, whether the input began with an object or an array line', () => {
+    const cuts = [
+      '[{"a":2,"b":', // inside an element, outside a string
+      '[{"a":2,"b":[1,', // nested
+      '[{"a":2},', // between elements
+      '[{"a":2}', // after an element
+      '[2,', // scalar elements
+    ];
+    for (const first of ['{"a":1}', '[{"a":1}]']) {
+      for (const cut of cuts) {
+        for (const next of ['[{"a":3}]', '{"a":3}']) {
+          for (const size of [1, 5, 1 << 20]) {
+            const recs = split(`${first}\n${cut}\n${next}\n[{"a":4},{"a":5}]\n`, size);
+            const broken = recs.filter((r) => r.broken !== undefined);
+            expect(broken.map((r) => r.line), `${cut} then ${next}`).toEqual([2]);
+            expect(values(recs.filter((r) => !r.broken && r.line !== 2))).toEqual([{ a: 1 }, { a: 3 }, { a: 4 }, { a: 5 }]);
+            expect(recs.filter((r) => r.line === 4).map((r) => r.index)).toEqual([0, 1]);
+          }
+        }
+      }
+    }
+    // An object line cut before an array line.
+    const recs = split('{"a":1}\n{"a":2,"b":\n[{"a":3}]\n', 2);
+    expect(recs.map((r) => [r.line, r.index, r.broken !== undefined])).toEqual([
+      [1, undefined, false],
+      [2, undefined, true],
+      [3, 0, false],
+    ]);
+  });
+
+  it('after a cut-off array line, resumes even when more than a record\'s size limit follows', () => {
+    const good = Array.from({ length: 60 }, (_, i) => JSON.stringify([{ a: i, s: 'x'.repeat(30) }]));
+    const text = `${good[0]}\n[{"a":"cut here\n${good.slice(1).join('\n')}\n`;
+    expect(text.length).toBeGreaterThan(10 * 256);
+    for (const size of [7, 100, 1 << 20]) {
+      const recs = split(text, size, 256);
+      expect(recs.filter((r) => r.broken !== undefined).map((r) => r.line)).toEqual([2]);
+      expect(values(recs.filter((r) => !r.broken))).toEqual(good.map((g) => (JSON.parse(g) as unknown[])[0]));
+    }
+  });
+
+  it('still reads a top-level array file spread over lines as one array, whatever starts its lines', () => {
+    const elements = [{ a: 1, n: [{ b: [1, 2] }, [3]] }, [{ c: 2 }], { d: 'x' }];
+    const pretty = JSON.stringify(elements, null, 2);
+    const perLine = `[\n${elements.map((e) => JSON.stringify(e)).join(',\n')}\n]\n`; // scripts/bench.mjs writes these
+    const firstOnOpenLine = `[${elements.map((e) => JSON.stringify(e)).join(',\n')}]`;
+    const unindented = '[\n{\n"a": 1,\n"n": [\n{\n"b": [\n1,\n2\n]\n},\n[\n3\n]\n]\n},\n[\n{\n"c": 2\n}\n],\n{\n"d": "x"\n}\n]';
+    for (const text of [pretty, perLine, firstOnOpenLine, unindented, `${perLine}${perLine}`, `{"z":0}\n${perLine}`]) {
+      for (const size of [1, 3, 1 << 20]) {
+        const recs = split(text, size);
+        expect(recs.every((r) => r.broken === undefined)).toBe(true);
+        expect(values(recs.filter((r) => r.index !== undefined))).toEqual(text === `${perLine}${perLine}` ? [...elements, ...elements] : elements);
+      }
+    }
+    // A raw newline inside a string of the array's element is not a cut line there: the element stays whole.
+    const recs = split('[\n{"a":"two\nlines","b":1},\n{"a":2}\n]\n', 3);
+    expect(recs.map((r) => [r.text, r.line, r.index])).toEqual([
+      ['{"a":"two\nlines","b":1}', 2, 0],
+      ['{"a":2}', 4, 1],
+    ]);
   });
 
   it('reports a truncated file: an open record, or an array never closed', () => {
