@@ -6,7 +6,7 @@ import { postWithRetry } from '../http/post.js';
 import type { RetryPolicy } from '../http/retry.js';
 import type { Logger } from '../log/logger.js';
 import { invalidApiKeyError } from './ingestion-client.js';
-import { deliverItems, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
+import { deliverItems, type DeliveryExtras, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
 
 /**
  * No documented cap per Identify request; specs/amplitude.md says keep requests well under 1 MB and 2000
@@ -70,7 +70,8 @@ export class IdentifyClient {
     return this.frame.prefix.length + this.frame.suffix.length;
   }
 
-  deliver<T extends IdentifyItem>(items: T[], onReject: (item: T, r: Rejection) => void): Promise<number> {
+  /** Sends `items` until each is acknowledged, rejected or (with `extras.hold`) handed back to send later. */
+  deliver<T extends IdentifyItem>(items: T[], onReject: (item: T, r: Rejection) => void, extras: DeliveryExtras<T> = {}): Promise<number> {
     return deliverItems(items, {
       post: (batch) => this.post(batch),
       throttleDelayMs: this.o.throttleDelayMs,
@@ -78,6 +79,7 @@ export class IdentifyClient {
       onReject,
       onThrottle: (count, delayMs) => this.o.logger.warn('Amplitude throttled some users: holding their identifications back', { identifications: count, delayMs }),
       ...(this.o.signal ? { signal: this.o.signal } : {}),
+      ...extras,
     });
   }
 

@@ -6,7 +6,7 @@ import { bodySnippet } from '../http/client.js';
 import { postWithRetry } from '../http/post.js';
 import type { RetryPolicy } from '../http/retry.js';
 import type { Logger } from '../log/logger.js';
-import { deliverItems, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
+import { deliverItems, type DeliveryExtras, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
 
 /** Per-request limits of the ingestion APIs (specs/amplitude.md): HTTP V2 < 1 MB and < 2000 events; Batch <= 20 MB and <= 2000 events. */
 export const INGESTION_LIMITS: Record<IngestionApi, { maxEvents: number; maxBytes: number; path: string }> = {
@@ -131,10 +131,11 @@ export class IngestionClient {
   }
 
   /**
-   * Sends `items` until each is acknowledged or rejected; returns the number acknowledged. `firstVerdict`:
-   * Amplitude's answer to all of `items`, already sent by the caller (`deliverEncoded`); the loop goes on from it.
+   * Sends `items` until each is acknowledged, rejected or (with `extras.hold`) handed back to send later;
+   * returns the number acknowledged. `extras.firstVerdict`: Amplitude's answer to all of `items`, already
+   * sent by the caller (`deliverEncoded`); the loop goes on from it.
    */
-  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void, firstVerdict?: Verdict): Promise<number> {
+  deliver<T extends WireItem>(items: T[], onReject: (item: T, r: Rejection) => void, extras: DeliveryExtras<T> = {}): Promise<number> {
     return deliverItems(items, {
       post: (batch) => this.post(batch),
       throttleDelayMs: this.o.throttleDelayMs,
@@ -142,7 +143,7 @@ export class IngestionClient {
       onReject,
       onThrottle: (count, delayMs) => this.o.logger.warn('Amplitude throttled some ids: holding their events back', { api: this.o.api, events: count, delayMs }),
       ...(this.o.signal ? { signal: this.o.signal } : {}),
-      ...(firstVerdict ? { firstVerdict } : {}),
+      ...extras,
     });
   }
 
@@ -150,12 +151,18 @@ export class IngestionClient {
    * `deliver` for a body already encoded (`newBody`) that holds `count` events, without the events as items:
    * `items` builds them only when Amplitude's answer needs them one by one, which a clean run never does.
    */
-  async deliverEncoded<T extends WireItem>(body: Buffer, count: number, items: () => T[], onReject: (item: T, r: Rejection) => void): Promise<number> {
+  async deliverEncoded<T extends WireItem>(
+    body: Buffer,
+    count: number,
+    items: () => T[],
+    onReject: (item: T, r: Rejection) => void,
+    hold?: DeliveryExtras<T>['hold'],
+  ): Promise<number> {
     let list: T[] | undefined;
     const listed = (): T[] => (list ??= items());
     const v = this.answer(await this.send(count, body), listed);
     if (v.kind === 'ok') return count;
-    return this.deliver(listed(), onReject, v);
+    return this.deliver(listed(), onReject, { firstVerdict: v, ...(hold ? { hold } : {}) });
   }
 
   /** One request (retried on 5xx/network), answered as a verdict. */

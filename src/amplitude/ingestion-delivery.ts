@@ -46,7 +46,17 @@ export interface DeliveryOptions<T extends WireItem> {
   signal?: AbortSignal;
   /** The answer to a first request of all `items` already sent by the caller: the loop starts from it. */
   firstVerdict?: Verdict;
+  /**
+   * Takes throttled items to send again after `delayMs` themselves (then `round` is theirs to pass back), so
+   * that the loop goes on without waiting. Without it, the loop waits the delay and sends them itself.
+   */
+  hold?(items: T[], round: number, delayMs: number): void;
+  /** Throttle delays these items have had already (items a `hold` sends again). */
+  round?: number;
 }
+
+/** What `deliverItems` takes besides the items and the request: answers, throttling, a stop. */
+export type DeliveryExtras<T extends WireItem> = Pick<DeliveryOptions<T>, 'firstVerdict' | 'hold' | 'round'>;
 
 interface Work<T> {
   items: T[];
@@ -55,13 +65,13 @@ interface Work<T> {
 }
 
 /**
- * Delivers `items`, in order, until each one is acknowledged or set aside; returns how many were
- * acknowledged. Sequential on purpose: the caller runs one of these per lane of users, so one user's
- * requests keep their order while a throttled user stalls only its own lane.
+ * Delivers `items`, in order, until each one is acknowledged, set aside or (with `hold`) handed over to be
+ * sent again later; returns how many were acknowledged. Sequential on purpose: the caller runs one of these
+ * per lane of users, so one user's requests keep their order.
  */
 export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOptions<T>): Promise<number> {
   let sent = 0;
-  const queue: Work<T>[] = [{ items, round: 0, delayMs: 0 }];
+  const queue: Work<T>[] = [{ items, round: o.round ?? 0, delayMs: 0 }];
   let first = o.firstVerdict;
   while (queue.length > 0) {
     const work = queue.shift() as Work<T>;
@@ -114,6 +124,9 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
                 retriable: true,
               });
             }
+          } else if (o.hold) {
+            o.onThrottle?.(held.length, o.throttleDelayMs);
+            o.hold(held, work.round + 1, o.throttleDelayMs);
           } else {
             next.push({ items: held, round: work.round + 1, delayMs: o.throttleDelayMs });
           }

@@ -9,9 +9,14 @@ import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
 
 /**
  * The sending side of push-impressions: events (or identifications) go to lanes by a hash of their user;
- * each lane sends its requests one after another, so one user's requests keep their order and a throttled
- * user stalls only its lane (p-limit(1) per lane). Event requests are bodies written as events arrive,
- * from bytes the decoders encoded; events become items of their own only when Amplitude's answer names them.
+ * each lane sends its requests one after another, so one user's requests keep their order (p-limit(1) per
+ * lane). Event requests are bodies written as events arrive, from bytes the decoders encoded; events become
+ * items of their own only when Amplitude's answer names them.
+ *
+ * Throttled items (a 429 naming them) are held back on their own and sent again after the throttle delay,
+ * while the lanes go on: only they wait, not the run (specs/amplitude.md). A held item is sent after later
+ * events of its user that were not throttled; Amplitude orders events by their `time`, and identify mode
+ * sends one identification per user. Reading waits only while held items pass MAX_HELD_BYTES.
  */
 
 /** An identification on its way, with where it came from. */
@@ -21,6 +26,20 @@ export interface LaneIdentification extends IdentifyItem {
 
 interface Item extends WireItem {
   readonly source: SourcePosition;
+}
+
+/** Held items at most (their JSON), before reading waits for them as it does for full lanes. */
+const MAX_HELD_BYTES = 32 * 1024 * 1024;
+
+/** Items held back after a 429, to be sent again when their timer fires. */
+interface Held {
+  lane: Lane;
+  items: Item[];
+  round: number;
+  bytes: number;
+  timer: NodeJS.Timeout;
+  /** Resolves when they have been sent again (or dropped by `abandon`). */
+  settle(): void;
 }
 
 /**
@@ -89,6 +108,13 @@ export class ImpressionLanes {
   /** Input names by number, for the events' origins kept as numbers. */
   private readonly inputNames: string[] = [];
   private sent = 0;
+  /** Throttled items waiting for their delay, and their bytes. */
+  private readonly held = new Set<Held>();
+  private heldBytes = 0;
+  /** Cleared by `stopHolding`: throttled items are then dropped, not held. */
+  private holding = true;
+  /** Throttled items dropped, not sent: the run stopped or failed while they were held. */
+  droppedHeld = 0;
   /** The first error that stopped a request (fatal answer, retries exhausted): nothing more is sent. */
   failure: unknown;
 
@@ -104,7 +130,7 @@ export class ImpressionLanes {
 
   /** Whether reading should wait (`waitForRoom`) before adding more. */
   get busy(): boolean {
-    return this.inflight >= this.maxInflight;
+    return this.inflight >= this.maxInflight || this.heldBytes > MAX_HELD_BYTES;
   }
 
   /** One event for lane `lane`: its UTF-8 JSON is `src[start, start + size)`. */
@@ -129,16 +155,16 @@ export class ImpressionLanes {
   }
 
   async waitForRoom(): Promise<void> {
-    while (this.inflight >= this.maxInflight && this.failure === undefined) await new Promise<void>((r) => this.waiters.push(r));
+    while (this.busy && this.failure === undefined) await new Promise<void>((r) => this.waiters.push(r));
   }
 
-  /** Waits for every request; throws the first failure. */
+  /** Waits for every request, held items included (sending them again may hold some again); throws the first failure. */
   async done(): Promise<void> {
-    await Promise.all([...this.all]);
+    while (this.all.size > 0) await Promise.all([...this.all]);
     if (this.failure !== undefined) throw this.failure;
   }
 
-  /** Drops what is not sent yet and waits for what is in flight (when a run stops early). */
+  /** Drops what is not sent yet, held items included (`droppedHeld`), and waits for what is in flight (when a run stops early). */
   async abandon(): Promise<void> {
     for (const lane of this.lanes) {
       lane.items = [];
@@ -146,7 +172,21 @@ export class ImpressionLanes {
       lane.events = [];
       lane.count = 0;
     }
+    this.stopHolding();
     await Promise.allSettled([...this.all]);
+  }
+
+  /**
+   * A stopping run does not wait out throttle delays: held items, and items throttled from now on, are
+   * dropped (counted in `droppedHeld`). Requests in flight still finish.
+   */
+  stopHolding(): void {
+    this.holding = false;
+    for (const h of this.held) {
+      clearTimeout(h.timer);
+      this.droppedHeld += h.items.length;
+      this.release(h);
+    }
   }
 
   private fileNo(file: string): number {
@@ -175,6 +215,75 @@ export class ImpressionLanes {
     return out;
   }
 
+  /**
+   * Holds throttled items of `lane` back for `delayMs`, then sends them again in that lane. Events are copied
+   * out of their request body first: its buffer serves the next request meanwhile.
+   */
+  private hold(lane: Lane, items: Item[], round: number, delayMs: number): void {
+    if (!this.holding) {
+      this.droppedHeld += items.length;
+      return;
+    }
+    const copies: Item[] = items.map((it) => (it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it));
+    let settle!: () => void;
+    const p = new Promise<void>((resolve) => (settle = resolve)).finally(() => this.all.delete(p));
+    const bytes = copies.reduce((n, it) => n + it.size, 0);
+    const h: Held = { lane, items: copies, round, bytes, settle, timer: setTimeout(() => this.resend(h), delayMs) };
+    this.held.add(h);
+    this.heldBytes += bytes;
+    this.all.add(p);
+  }
+
+  /** Held items are no longer held: their bytes leave the count, and reading may go on. */
+  private release(h: Held): void {
+    if (!this.held.delete(h)) return;
+    this.heldBytes -= h.bytes;
+    h.settle();
+    this.wake();
+  }
+
+  /** Sends held items again once their delay is over, in their lane (throttled again, they are held again). */
+  private resend(h: Held): void {
+    this.track(
+      h.lane.limit(async () => {
+        this.release(h);
+        if (this.failure !== undefined) return;
+        this.sent++;
+        const round = h.round;
+        if (this.o.ingestion) this.o.onDelivered(await this.o.ingestion.deliver(h.items, this.reject, { hold: this.holder(h.lane), round }));
+        else if (this.o.identify) {
+          this.o.onDelivered(await this.o.identify.deliver(h.items as LaneIdentification[], this.reject, { hold: this.holder<LaneIdentification>(h.lane), round }));
+        }
+      }),
+    );
+  }
+
+  private holder<T extends Item>(lane: Lane): (items: T[], round: number, delayMs: number) => void {
+    return (items, round, delayMs) => this.hold(lane, items, round, delayMs);
+  }
+
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  /** Counts a request as in flight until it settles; its failure stops the run. */
+  private track(request: Promise<void>): void {
+    this.inflight++;
+    const p = request
+      .catch((err: unknown) => {
+        this.failure ??= err;
+        this.stopHolding(); // nothing more is sent
+      })
+      .finally(() => {
+        this.inflight--;
+        this.all.delete(p);
+        this.wake();
+      });
+    this.all.add(p);
+  }
+
   private submit(lane: Lane): void {
     const items = lane.items;
     const body = lane.body?.finish();
@@ -186,30 +295,19 @@ export class ImpressionLanes {
     lane.events = [];
     lane.count = 0;
     if (items.length === 0 && count === 0) return;
-    this.inflight++;
     const { ingestion, identify, scratch } = this.o;
-    const p = lane
-      .limit(async () => {
+    this.track(
+      lane.limit(async () => {
         if (this.failure !== undefined) return;
         this.sent++;
         if (ingestion && body) {
-          this.o.onDelivered(await ingestion.deliverEncoded(body, count, () => this.encodedEvents(body, events, count), this.reject));
-          // Delivered (or dead-lettered): nothing reads the body any more, its buffer serves the next one.
+          this.o.onDelivered(await ingestion.deliverEncoded(body, count, () => this.encodedEvents(body, events, count), this.reject, this.holder(lane)));
+          // Delivered, dead-lettered or held (as copies): nothing reads the body any more, its buffer serves the next one.
           scratch.give('bodies', body.buffer as ArrayBuffer);
         } else if (identify) {
-          this.o.onDelivered(await identify.deliver(items, this.reject));
+          this.o.onDelivered(await identify.deliver(items, this.reject, { hold: this.holder<LaneIdentification>(lane) }));
         }
-      })
-      .catch((err: unknown) => {
-        this.failure ??= err;
-      })
-      .finally(() => {
-        this.inflight--;
-        this.all.delete(p);
-        const w = this.waiters;
-        this.waiters = [];
-        for (const f of w) f();
-      });
-    this.all.add(p);
+      }),
+    );
   }
 }

@@ -318,6 +318,9 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
 
   // --- Read ------------------------------------------------------------------------------------------------
   let interrupted = false;
+  // A stop does not wait out throttle delays (only requests in flight finish).
+  const stopHolding = (): void => lanes.stopHolding();
+  opts.signal?.addEventListener('abort', stopHolding, { once: true });
   try {
     for (const input of inputs) {
       if (lanes.failure !== undefined) break;
@@ -380,6 +383,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     // Whatever happened, stop the decoders, let in-flight requests finish and close the output file.
     await pool.close();
     await lanes.abandon();
+    opts.signal?.removeEventListener('abort', stopHolding);
     summary.requests = lanes.requests;
     if (out) {
       out.end();
@@ -398,9 +402,11 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   summary.durationMs = Date.now() - started;
   summary.impressionsPerSecond = summary.durationMs > 0 ? Math.round((summary.impressionsRead * 1000) / summary.durationMs) : summary.impressionsRead;
   progress();
-  if (interrupted) {
+  // Held items are dropped only by a stop (a failure has thrown already): even after reading ended, that stop cut the run short.
+  if (interrupted || lanes.droppedHeld > 0) {
+    const held = lanes.droppedHeld > 0 ? `, ${lanes.droppedHeld} held back after a 429 not sent` : '';
     throw new InterruptedError(
-      `stopped after ${summary.impressionsRead} impressions (${summary.eventsSent + summary.identificationsSent} delivered); running the same command again is safe: insert_ids deduplicate what was already sent`,
+      `stopped after ${summary.impressionsRead} impressions (${summary.eventsSent + summary.identificationsSent} delivered${held}); running the same command again is safe: insert_ids deduplicate what was already sent`,
     );
   }
   return summary;

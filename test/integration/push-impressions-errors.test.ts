@@ -140,6 +140,30 @@ describe('429: delay only the throttled events', () => {
     expect(r.logger.lines.some((l) => l.level === 'warn' && /throttled/.test(l.message))).toBe(true);
   });
 
+  it('holds back a throttled user without holding up the others: their later requests go out meanwhile', async () => {
+    emulator.throttle('user-h0000');
+    const others = Array.from({ length: 20 }, (_, i) => `user-o${String(i).padStart(4, '0')}`);
+    const r = run([dump('429hold.ndjson', ['user-h0000', ...others])], {
+      config: config((c) => ((c.pushImpressions.throttleDelayMs.batch = 400), (c.pushImpressions.batchSize = 4))),
+    });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(21);
+    // One lane: before, it waited out the delay before its next request, and the held user went second.
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[429, 4], [200, 3], [200, 4], [200, 4], [200, 4], [200, 4], [200, 1], [200, 1]]);
+    expect(emulator.events.at(-1)?.user_id).toBe('user-h0000');
+    expect(emulator.events.slice(0, -1).map((e) => e.user_id)).toEqual(others);
+  });
+
+  it('a stop does not wait out a throttle delay: the held events are said not to be sent', async () => {
+    emulator.throttle('user-s0000');
+    const stop = new AbortController();
+    const r = run([dump('429stop.ndjson', ['user-s0000', 'user-s0001'])], { config: config((c) => (c.pushImpressions.throttleDelayMs.batch = 60_000)), signal: stop.signal });
+    setTimeout(() => stop.abort('SIGINT received'), 200);
+    const started = Date.now();
+    await expect(r.done).rejects.toThrow(/stopped after 2 impressions \(1 delivered, 1 held back after a 429 not sent\)/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   it('sets aside the events of ids over the daily quota, retriable', async () => {
     emulator.exceedQuota('user-q0001');
     const r = run([dump('quota.ndjson', ['user-q0000', 'user-q0001', 'user-q0002'])]);
