@@ -16,9 +16,10 @@ import { tempDir } from '../helpers/temp-dir.js';
 const SDK_KEY = 'retry-progress-sdk-key-1';
 const AMPLITUDE_KEY = 'retry-progress-amplitude-key-1';
 const fme = createFmeEventsEmulator({ sdkKey: SDK_KEY });
+const amplitude = createAmplitudeIngestionEmulator({ apiKey: AMPLITUDE_KEY });
 let server: RunningServer;
 beforeAll(async () => {
-  server = await startServer([fme.route]);
+  server = await startServer([fme.route, amplitude.route]);
 });
 afterAll(async () => server.close());
 
@@ -35,6 +36,16 @@ function rejectedBatchFile(dir: string): { file: string; config: Config } {
   const config = defaultConfig();
   config.fme.sdkKey = SDK_KEY;
   config.fme.eventsBaseUrl = `${server.url}/api`;
+  return { file, config };
+}
+
+/** A dead-letter file of one push-impressions record with `payload`, and a config that sends to the Amplitude emulator. */
+function amplitudeLetterFile(dir: string, reason: string, payload: unknown): { file: string; config: Config } {
+  const file = join(dir, 'push.ndjson');
+  writeFileSync(file, `${JSON.stringify({ command: 'push-impressions', reason, retriable: true, payload })}\n`);
+  const config = defaultConfig();
+  config.amplitude.apiKey = AMPLITUDE_KEY;
+  config.amplitude.ingestionBaseUrl = server.url;
   return { file, config };
 }
 
@@ -85,27 +96,17 @@ describe('an interrupted retry', () => {
   });
 
   it('lets the request in flight finish when stopped, as SIGINT promises, instead of cancelling it', async () => {
-    const amplitude = createAmplitudeIngestionEmulator({ apiKey: AMPLITUDE_KEY });
-    const amplitudeServer = await startServer([amplitude.route]);
-    try {
-      const dir = tempDir('retry-stop');
-      const file = join(dir, 'push.ndjson');
-      const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123', event_properties: { flag: 'f', treatment: 'on' } };
-      writeFileSync(file, `${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`);
-      const config = defaultConfig();
-      config.amplitude.apiKey = AMPLITUDE_KEY;
-      config.amplitude.ingestionBaseUrl = amplitudeServer.url;
-      // The request takes 300 ms; the stop comes 50 ms into it.
-      amplitude.faults.push({ status: 200, afterProcessing: true, delayMs: 300 });
-      const stop = new AbortController();
-      setTimeout(() => stop.abort('SIGINT received'), 50);
-      const s = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal: stop.signal });
-      expect(s.resent.amplitudeEvents).toBe(1);
-      expect(amplitude.count).toBe(1);
-      expect(JSON.parse(readFileSync(`${file}.retry-progress.json`, 'utf8'))).toMatchObject({ linesDone: 1 });
-    } finally {
-      await amplitudeServer.close();
-    }
+    const dir = tempDir('retry-stop');
+    const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123', event_properties: { flag: 'f', treatment: 'on' } };
+    const { file, config } = amplitudeLetterFile(dir, 'amplitude_daily_quota', event);
+    // The request takes 300 ms; the stop comes 50 ms into it.
+    amplitude.faults.push({ status: 200, afterProcessing: true, delayMs: 300 });
+    const stop = new AbortController();
+    setTimeout(() => stop.abort('SIGINT received'), 50);
+    const s = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal: stop.signal });
+    expect(s.resent.amplitudeEvents).toBe(1);
+    expect(amplitude.events.map((e) => e.insert_id)).toEqual(['fme-abc123']);
+    expect(JSON.parse(readFileSync(`${file}.retry-progress.json`, 'utf8'))).toMatchObject({ linesDone: 1 });
   });
 
   it('ends a wait between attempts when stopped, as an interruption that records nothing', async () => {
@@ -125,23 +126,12 @@ describe('an interrupted retry', () => {
   });
 
   it('re-sends identifications with a warning that they may put older treatments back', async () => {
-    const amplitude = createAmplitudeIngestionEmulator({ apiKey: AMPLITUDE_KEY });
-    const amplitudeServer = await startServer([amplitude.route]);
-    try {
-      const dir = tempDir('retry-identify');
-      const file = join(dir, 'identify.ndjson');
-      const payload = { user_id: 'user-00042', user_properties: { checkout: 'on' } };
-      writeFileSync(file, `${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_throttled', retriable: true, payload })}\n`);
-      const config = defaultConfig();
-      config.amplitude.apiKey = AMPLITUDE_KEY;
-      config.amplitude.ingestionBaseUrl = amplitudeServer.url;
-      const logger = createMemoryLogger();
-      const s = await runRetry({ config, file, logger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false });
-      expect(s.resent.amplitudeIdentifications).toBe(1);
-      expect(amplitude.userProperties.get('user-00042')).toEqual({ checkout: 'on' });
-      expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([expect.stringContaining('this retry puts the older ones back')]);
-    } finally {
-      await amplitudeServer.close();
-    }
+    const dir = tempDir('retry-identify');
+    const { file, config } = amplitudeLetterFile(dir, 'amplitude_throttled', { user_id: 'user-00043', user_properties: { checkout: 'on' } });
+    const logger = createMemoryLogger();
+    const s = await runRetry({ config, file, logger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false });
+    expect(s.resent.amplitudeIdentifications).toBe(1);
+    expect(amplitude.userProperties.get('user-00043')).toEqual({ checkout: 'on' });
+    expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([expect.stringContaining('this retry puts the older ones back')]);
   });
 });
