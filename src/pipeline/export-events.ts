@@ -5,7 +5,7 @@ import { readArchiveRecords, type LineSink } from '../amplitude/archive.js';
 import { ExportClient, exportWindows } from '../amplitude/export-client.js';
 import { describeWindow, formatHour, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
-import { FatalRemoteError, InterruptedError, RetriableRemoteError } from '../errors.js';
+import { InterruptedError } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
@@ -149,6 +149,8 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
             http: await createHttp({ timeoutMs: config.http.timeoutMs, maxSockets: ec.concurrency }),
             retry,
             logger,
+            // A stop ends a wait between attempts (that batch is not recorded: the next run sends it); a request already sent finishes.
+            ...(opts.signal ? { signal: opts.signal } : {}),
           })
         : undefined,
   });
@@ -186,10 +188,13 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   const limit = pLimit(ec.concurrency);
   let fatal: unknown;
 
-  /** Sends one batch; records it as acknowledged, or dead-letters it when FME rejects it. */
+  /**
+   * Sends one batch; records it as acknowledged, or dead-letters it when FME rejects it. After a stop, a batch
+   * that has not gone out yet stays unsent and unrecorded (the next run sends it): only requests in flight finish.
+   */
   const deliver = async (window: HourWindow, batch: Batch, coverFrom: number, entries: string[]): Promise<void> => {
     const coverTo = batch.positions[batch.positions.length - 1] as number;
-    if (fatal) return;
+    if (fatal || opts.signal?.aborted) return;
     if (fme) {
       try {
         const outcome = await fme.sendBody(batch.body, batch.count);
@@ -222,7 +227,13 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     }
     // Nothing reads the body any more: its buffer serves a later batch.
     scratch.give('bodies', batch.body.buffer as ArrayBuffer);
-    await checkpoint.acknowledge(window, coverFrom, coverTo);
+    try {
+      await checkpoint.acknowledge(window, coverFrom, coverTo);
+    } catch (err) {
+      // Progress that cannot be recorded (a full disk) stops the run: each batch sent after it would be sent again.
+      fatal ??= err;
+      return;
+    }
     progress();
   };
 
@@ -293,7 +304,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       throw err;
     }
     const rest = batcher.flush();
-    if (rest && !fatal) await dispatch(rest);
+    if (rest && !fatal && !opts.signal?.aborted) await dispatch(rest);
     await Promise.all(inFlight);
     if (!fatal && !opts.signal?.aborted && lastPos >= coverFrom) {
       // Lines after the last batch (skipped, invalid) are handled too.
@@ -431,14 +442,15 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     mode,
   };
 
-  if (fatal) {
-    if (fatal instanceof FatalRemoteError || fatal instanceof RetriableRemoteError) {
-      (fatal as Error & { summary?: ExportEventsSummary }).summary = summary;
-    }
+  // A stop that ended a wait between attempts is a stop like any other.
+  const stopped = opts.signal?.aborted === true && (fatal === undefined || fatal instanceof InterruptedError);
+  if (fatal && !stopped) {
+    // What the run did before it failed, for the summary the CLI prints all the same.
+    if (fatal instanceof Error) (fatal as Error & { summary?: ExportEventsSummary }).summary = summary;
     throw fatal;
   }
-  if (opts.signal?.aborted) {
-    const err = new InterruptedError(`stopped early (${String(opts.signal.reason ?? 'interrupted')}); delivered batches are recorded`);
+  if (stopped) {
+    const err = new InterruptedError(`stopped early (${String(opts.signal?.reason ?? 'interrupted')}); delivered batches are recorded`);
     (err as Error & { summary?: ExportEventsSummary }).summary = summary;
     throw err;
   }

@@ -220,6 +220,79 @@ describe('export-events pipeline against the emulators', () => {
     expect(keys).toEqual([1, 2, 3, 4].flatMap((i) => [`anonymous:device-${i}`, `user:user-${i}`]).sort());
   });
 
+  describe('a stop', () => {
+    const hour = h('20240301T10');
+    const rows = Array.from({ length: 40 }, (_, i) =>
+      JSON.stringify({ uuid: `s-${i}`, event_type: 'A', user_id: `user-${i}`, event_time: '2024-03-01 10:00:00', server_upload_time: '2024-03-01 10:00:00' }),
+    );
+    /** A checkpoint in memory, as the state file keeps it. */
+    const memory = (): ExportCheckpoint & { acked: () => Ranges } => {
+      let acked: Ranges = [];
+      return {
+        resumeRanges: () => acked,
+        acknowledge: async (_w, from, to) => {
+          acked = addRange(acked, from, to);
+        },
+        completeWindow: async () => {
+          acked = [];
+        },
+        acked: () => acked,
+      };
+    };
+
+    it('sends nothing more once asked to stop: the requests in flight finish, and the next run sends the rest once', async () => {
+      world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows : []), entriesPerHour: 1 } });
+      // Every request takes 400 ms; two are in flight when the stop comes.
+      for (let i = 0; i < 20; i++) world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 400 });
+      const config = configFor(world, { exportEvents: { batchSize: 5, concurrency: 2 } });
+      const checkpoint = memory();
+      const stop = new AbortController();
+      setTimeout(() => stop.abort('SIGTERM received'), 200);
+      const started = Date.now();
+      const run = runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint, signal: stop.signal });
+      await expect(run).rejects.toThrow(/^stopped early \(SIGTERM received\); delivered batches are recorded$/);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(world.fme.count).toBe(10);
+      world.fme.faults.clear();
+      await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint });
+      expect(uuidsOf(world).sort()).toEqual(rows.map((_, i) => `s-${i}`).sort());
+    });
+
+    it('ends a wait between attempts at once; that batch is sent by the next run, once', async () => {
+      world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows : []), entriesPerHour: 1 } });
+      world.fme.faults.push({ status: 202, afterProcessing: true }).push({ status: 503 });
+      const config = configFor(world, { exportEvents: { batchSize: 20, concurrency: 1 } });
+      config.http.retryBaseDelayMs = 60_000;
+      config.http.retryMaxDelayMs = 60_000;
+      const checkpoint = memory();
+      const stop = new AbortController();
+      setTimeout(() => stop.abort('SIGINT received'), 300);
+      const started = Date.now();
+      const run = runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint, signal: stop.signal });
+      await expect(run).rejects.toThrow(/^stopped early \(SIGINT received\)/);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(world.fme.count).toBe(20);
+      await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint });
+      expect(uuidsOf(world).sort()).toEqual(rows.map((_, i) => `s-${i}`).sort());
+    });
+
+    it('progress that cannot be recorded stops the sending, so no more is sent than will be sent again', async () => {
+      world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows : []), entriesPerHour: 1 } });
+      let calls = 0;
+      const checkpoint: ExportCheckpoint = {
+        resumeRanges: () => [],
+        acknowledge: async () => {
+          if (++calls === 2) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC', syscall: 'write' });
+        },
+        completeWindow: async () => {},
+      };
+      const config = configFor(world, { exportEvents: { batchSize: 5, concurrency: 1 } });
+      await expect(runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint })).rejects.toThrow(/ENOSPC/);
+      // The first batch is recorded; the second was sent but could not be recorded; nothing after it went out.
+      expect(world.fme.requests.length).toBe(2);
+    });
+  });
+
   it('keeps lines that are not JSON as dead letters, never fatal', async () => {
     const hour = h('20240301T10');
     const broken = '{"uuid": "broken", "event_type": ';
