@@ -41,6 +41,9 @@ const SYSTEM_PROBLEMS: Record<string, string> = {
   // A path meant as a folder (state.dir, TMPDIR) that is a file, or goes through one.
   EEXIST: 'a file is there where a folder is needed',
   ENOTDIR: 'part of the path is a file, not a folder',
+  EISDIR: 'it is a folder, not a file',
+  // A TMPDIR or state.dir that does not exist (files amp-fme reads, such as dumps, are checked with their own message).
+  ENOENT: 'no such file or folder',
 };
 
 function systemProblem(err: unknown): string | undefined {

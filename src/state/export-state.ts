@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
 import { AmpFmeError } from '../errors.js';
+import { withPath } from '../io/file-errors.js';
 import type { ExportCheckpoint } from '../pipeline/export-checkpoint.js';
 import type { SkipPlan } from '../pipeline/export-plan.js';
 import { addRange, type Ranges } from '../pipeline/positions.js';
@@ -178,9 +179,16 @@ function checkTrack(t: unknown, path: string, where: string): void {
 /** Reads and checks a state file; a missing file is a fresh state. Corrupt or unknown versions stop the run. */
 export function readExportState(path: string, scope: string): ExportState {
   if (!existsSync(path)) return { version: STATE_VERSION, kind: 'export-events', scope, cursor: emptyTrack(), ranges: [] };
+  // A file that cannot be read (permission denied...) is a machine problem, said as such (cli/exit-codes.ts), not corruption.
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw withPath(err, path);
+  }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
+    parsed = JSON.parse(text);
   } catch (err) {
     throw corrupt(path, `not JSON: ${(err as Error).message}`);
   }
@@ -319,7 +327,8 @@ export class ExportStateStore {
   /** Writes are serialised; changes that arrive during a write are folded into the next one. */
   persist(): Promise<void> {
     this.dirty = true;
-    const next = this.writing.then(() => {
+    // After a failed write (its caller got the error), the next change tries again with the whole state.
+    const next = this.writing.catch(() => undefined).then(() => {
       if (!this.dirty) return;
       this.dirty = false;
       mkdirSync(dirname(this.path), { recursive: true });

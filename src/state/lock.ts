@@ -1,7 +1,8 @@
-import { closeSync, openSync, readFileSync, statSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockedError } from '../errors.js';
+import { withPath } from '../io/file-errors.js';
 import { processExists } from '../io/processes.js';
 
 /** What a lock file says about its holder. */
@@ -60,9 +61,13 @@ function createExclusive(path: string, content: string): boolean {
   }
   try {
     writeSync(fd, content);
-  } finally {
+  } catch (err) {
+    // A full disk: no empty lock file left behind for the next run to wait on.
     closeSync(fd);
+    rmSync(path, { force: true });
+    throw withPath(err, path);
   }
+  closeSync(fd);
   return true;
 }
 

@@ -137,6 +137,21 @@ describe('amp-fme (spawned)', () => {
     expect(readdirSync(spool)).toEqual([]);
   });
 
+  it('leaves no lock behind when the disk cannot take it, so the next run is not told another one runs', async () => {
+    world = await startWorld();
+    world.store.add(generateExportRows(h('20240301T05'), 10, { users: 5 }));
+    world.writeConfig();
+    const args = ['export-events', '--start', '20240301T05', '--end', '20240301T05'];
+    // No file may grow at all: the lock is the first file written.
+    const full = await runCli(args, world.dir, {}, { fileSizeLimit: 0 });
+    expect(full.code).toBe(1);
+    const err = logLines(full.stderr).find((l) => l.level === 'error');
+    expect(err?.message).toMatch(new RegExp(`^could not write ${world.dir}/\\.amp-fme/export-events-[0-9a-f]{16}\\.lock: .*\\(EFBIG\\)`));
+    expect(readdirSync(join(world.dir, '.amp-fme'))).toEqual([]);
+    const next = await runCli(args, world.dir);
+    expect(next.code, next.stderr).toBe(0);
+  });
+
   it('finishes with exit 3 and prints the dead-letter file when lines are bad', async () => {
     const hour = h('20240301T05');
     const lines = [

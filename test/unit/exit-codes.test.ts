@@ -46,7 +46,7 @@ describe('messageFor and exitCodeFor', () => {
   });
 
   it('still report anything else as a bug, with its stack', () => {
-    const err = Object.assign(new Error('ENOENT: no such file or directory'), { code: 'ENOENT' });
-    expect(messageFor(err)).toMatch(/^Unexpected error \(a bug in amp-fme; please report it\): Error: ENOENT[\s\S]*\n\s+at /);
+    const err = Object.assign(new Error('ERR_SOMETHING: went wrong'), { code: 'ERR_SOMETHING' });
+    expect(messageFor(err)).toMatch(/^Unexpected error \(a bug in amp-fme; please report it\): Error: ERR_SOMETHING[\s\S]*\n\s+at /);
   });
 });

@@ -1,9 +1,10 @@
-import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import { validateConfig } from '../../src/config/validate.js';
 import { HOUR_MS } from '../../src/amplitude/hours.js';
+import { messageFor } from '../../src/cli/exit-codes.js';
 import { overlaps } from '../../src/pipeline/export-plan.js';
 import { ExportStateStore, MAX_RANGES, StateError, stateScope, statePaths } from '../../src/state/export-state.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -150,5 +151,30 @@ describe('ExportStateStore', () => {
     const { path, scope } = fresh();
     writeFileSync(path, JSON.stringify({ version: 1, kind: 'export-events', scope, cursor: { firstHour: null, lastDeliveredHour: null, inProgress: null, updatedAt: '' }, ranges: [], earlierRanges: [['20240102T00', '20240101T00']] }));
     expect(() => new ExportStateStore(path, scope)).toThrow(/earlierRanges is malformed/);
+  });
+
+  it('says a state file it cannot read is a machine problem, not a corrupt file', () => {
+    const { path, scope } = fresh();
+    mkdirSync(path);
+    let err: unknown;
+    try {
+      new ExportStateStore(path, scope);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).not.toBeInstanceOf(StateError);
+    expect(messageFor(err)).toBe(`could not read ${path}: it is a folder, not a file (EISDIR). Fix that and run the command again: what was recorded as delivered stays recorded.`);
+  });
+
+  it.runIf(existsSync('/dev/full'))('records the whole state on the next change after a write failed', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const cursor = store.cursor();
+    const w = { start: h('20240301T00'), end: h('20240301T23') };
+    // This process's temp file for the state, pointed at /dev/full: the first write fails (and removes it).
+    symlinkSync('/dev/full', `${path}.${process.pid}.tmp`);
+    await expect(cursor.acknowledge(w, 0, 99)).rejects.toThrow(/ENOSPC/);
+    await cursor.acknowledge(w, 200, 299);
+    expect(new ExportStateStore(path, scope).cursor().resumeRanges(w)).toEqual([[0, 99], [200, 299]]);
   });
 });
