@@ -90,15 +90,22 @@ export class CommandContext {
     if (dl) await dl.close();
     const deadLetters = dl?.count ?? 0;
     const full = { ...summary, deadLetters, deadLettersByReason: dl?.counts() ?? {}, deadLetterFile: deadLetters > 0 ? dl?.path : undefined };
-    if (this.json) process.stdout.write(`${redact(JSON.stringify(full))}\n`);
-    // One summary per run: a JSON log line for machines, or the human block on a terminal.
-    if (this.logFormat === 'json') this.logger.info('summary', full);
-    else if (!this.json) process.stderr.write(`${redact(textLines.join('\n'))}\n`);
+    this.summary(full, textLines);
     if (deadLetters > 0) {
       this.logger.warn(`${deadLetters} record(s) could not be delivered; they are in ${dl?.path}. Fix the cause, then re-send them with: amp-fme retry ${dl?.path}`);
       return EXIT.DEAD_LETTERS;
     }
     return EXIT.OK;
+  }
+
+  /**
+   * One summary per run, whatever its end: the JSON object on stdout with --json; a `summary` log line for
+   * machines (JSON logs), or the human block on a terminal (`textLines`, when there are some).
+   */
+  summary(full: Record<string, unknown>, textLines?: string[]): void {
+    if (this.json) process.stdout.write(`${redact(JSON.stringify(full))}\n`);
+    if (this.logFormat === 'json') this.logger.info('summary', full);
+    else if (!this.json && textLines) process.stderr.write(`${redact(textLines.join('\n'))}\n`);
   }
 }
 
@@ -127,6 +134,12 @@ export async function runCommand(command: string, flags: CommonFlags, body: (ctx
     const code = exitCodeFor(err);
     const message = messageFor(err);
     const format = pickLogFormat(flags, ctx?.config);
+    // A run stopped or failed part-way still says what it did (pipelines attach their summary to the error).
+    const partial = (err as { summary?: Record<string, unknown> } | null)?.summary;
+    if (ctx && partial) {
+      const dl = ctx.deadLetters;
+      ctx.summary({ command, ...partial, deadLetters: dl.count, deadLettersByReason: dl.counts(), deadLetterFile: dl.count > 0 ? dl.path : undefined, error: message, exitCode: code });
+    }
     if (ctx) {
       ctx.logger.error(message, { code: (err as { code?: unknown }).code, exitCode: code });
     } else if (format === 'json') {

@@ -88,6 +88,10 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   // Mapping settings that cannot work stop the run before it changes any state (a --skip-to is recorded first).
   (await import('../pipeline/export-rows-pool.js')).checkMappingSettings(config.exportEvents);
 
+  if (flags.sinceLastRun && ctx.loaded.filePath === undefined) {
+    // Under cron the working folder is often not the config's: a cursor kept next to nothing, on defaults.
+    logger.warn(`no config file found in ${process.cwd()}: running on defaults, with the state in ${ctx.loaded.stateDir}. From cron, give --config <file> (or cd to its folder).`);
+  }
   // Only a sending run touches FME, so only it takes the lock and moves the state.
   const scope = stateScope(config);
   const paths = statePaths(ctx.loaded.stateDir, scope);
@@ -133,7 +137,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       // A first --start with no hour ready yet still says where the cursor starts, for the runs that follow.
       else if (freshCursor && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
       logger.info(plan.message);
-      if (ctx.json) process.stdout.write(`${JSON.stringify({ command: 'export-events', nothingToDo: true, message: plan.message, ...(skipped ? { skippedHours: skipped } : {}) })}\n`);
+      ctx.summary({ command: 'export-events', nothingToDo: true, reason: plan.message, ...(skipped ? { skippedHours: skipped } : {}) });
       return EXIT.OK;
     }
     if (store && sending) {

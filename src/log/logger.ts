@@ -36,7 +36,10 @@ export function createLogger(options: LoggerOptions): Logger {
     if (RANK[level] < min) return;
     let line: string;
     if (options.format === 'json') {
-      line = JSON.stringify({ time: new Date().toISOString(), level, message, ...fields });
+      // Time, level and message first; a field never replaces them.
+      const record: Record<string, unknown> = { time: new Date().toISOString(), level, message };
+      if (fields) for (const [k, v] of Object.entries(fields)) if (!(k in record)) record[k] = v;
+      line = JSON.stringify(record);
     } else {
       const time = new Date().toISOString().slice(11, 19);
       const extra = fields ? Object.entries(fields).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${textValue(v)}`).join(' ') : '';

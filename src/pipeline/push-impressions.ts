@@ -405,9 +405,11 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   // Held items are dropped only by a stop (a failure has thrown already): even after reading ended, that stop cut the run short.
   if (interrupted || lanes.droppedHeld > 0) {
     const held = lanes.droppedHeld > 0 ? `, ${lanes.droppedHeld} held back after a 429 not sent` : '';
-    throw new InterruptedError(
+    const err = new InterruptedError(
       `stopped after ${summary.impressionsRead} impressions (${summary.eventsSent + summary.identificationsSent} delivered${held}); running the same command again is safe: insert_ids deduplicate what was already sent`,
     );
+    const { deadLetters: _d, deadLettersByReason: _r, ...counts } = summary;
+    throw Object.assign(err, { summary: counts });
   }
   return summary;
 }

@@ -92,6 +92,7 @@ describe('unattended runs (spawned)', () => {
     const again = await runCli(['export-events', '--since-last-run'], world.dir);
     expect(again.code).toBe(0);
     expect(logLines(again.stderr).some((l) => l.message.startsWith('nothing to do'))).toBe(true);
+    expect(logLines(again.stderr).filter((l) => l.message === 'summary')).toEqual([expect.objectContaining({ command: 'export-events', nothingToDo: true })]);
     expect(world.exportApi.requests.length).toBe(requests);
   });
 
@@ -203,6 +204,9 @@ describe('unattended runs (spawned)', () => {
     const lines = logLines(r.stderr);
     expect(lines.some((l) => l.message.includes('SIGTERM'))).toBe(true);
     expect(lines.some((l) => /^stopped inside window .*continues from there/.test(l.message))).toBe(true);
+    // One summary line all the same, with what was sent before the stop.
+    const summaries = lines.filter((l) => l.message === 'summary');
+    expect(summaries).toEqual([expect.objectContaining({ command: 'export-events', exitCode: 1, fmeEventsSent: world.fme.count, error: expect.stringMatching(/^stopped early \(SIGTERM received\)/) })]);
     expect(existsSync(join(world.dir, '.amp-fme', readdirSync(join(world.dir, '.amp-fme')).find((f) => f.endsWith('.lock')) ?? 'none'))).toBe(false);
     // Drained: everything FME stored was acknowledged, so the next run sends no duplicates at all.
     await expectNextRunCompletesExactlyOnce(world, wanted);
