@@ -1,10 +1,19 @@
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 
-/** Parses `90s`, `30m`, `1h`, `1h30m`, `2d` or plain seconds into ms. */
+/** The longest timer Node keeps (2^31 - 1 ms, about 24.8 days); a longer one would fire at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+
+/** Parses `90s`, `30m`, `1h`, `1h30m`, `2d` or plain seconds into ms: more than 0, at most 24 days. */
 export function parseDuration(text: string, flag: string): number {
+  const ms = parseDurationText(text, flag);
+  if (ms > MAX_DURATION_MS) throw new UsageError(`${flag} "${text}" is too long: at most 24d`);
+  return ms;
+}
+
+function parseDurationText(text: string, flag: string): number {
   const t = text.trim();
-  if (/^\d+$/.test(t)) return Number(t) * 1000;
+  if (/^\d+$/.test(t) && Number(t) > 0) return Number(t) * 1000;
   const re = /(\d+)\s*(ms|s|m|h|d)/gy;
   const unit: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
   let total = 0;
