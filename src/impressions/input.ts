@@ -1,11 +1,11 @@
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { chunksOf } from '../io/chunks.js';
 import picomatch from 'picomatch';
-import { UsageError } from '../errors.js';
+import { BadDataError, UsageError } from '../errors.js';
 
 /** One dump to read: a file, or stdin (`-`). */
 export interface InputSource {
@@ -13,6 +13,8 @@ export interface InputSource {
   name: string;
   /** Size in bytes on disk (compressed size for gzip), unknown for stdin. */
   size: number | undefined;
+  /** The file's real path (symlinks resolved), undefined for stdin. */
+  path?: string;
   open(): Readable;
 }
 
@@ -30,7 +32,7 @@ export async function resolveInputs(args: string[], cwd = process.cwd(), stdin: 
   const addFile = (name: string, abs: string, size: number): void => {
     if (seen.has(abs)) return;
     seen.add(abs);
-    out.push({ name, size, open: () => createReadStream(abs, { highWaterMark: 1 << 20 }) });
+    out.push({ name, size, path: realpathSync(abs), open: () => createReadStream(abs, { highWaterMark: 1 << 20 }) });
   };
   for (const arg of args) {
     if (arg === '-') {
@@ -67,7 +69,12 @@ export async function resolveInputs(args: string[], cwd = process.cwd(), stdin: 
     let added = 0;
     for (const rel of matches) {
       const abs = join(baseAbs, rel);
-      const st = statSync(abs);
+      let st;
+      try {
+        st = statSync(abs);
+      } catch {
+        throw new UsageError(`${relative(cwd, abs) || abs} (matched by ${arg}) cannot be read: a symbolic link to a file that is gone? Remove it, or give a narrower glob`);
+      }
       if (!st.isFile()) continue;
       addFile(relative(cwd, abs) || abs, abs, st.size);
       added++;
@@ -76,6 +83,27 @@ export async function resolveInputs(args: string[], cwd = process.cwd(), stdin: 
   }
   if (out.length === 0) throw new UsageError('give at least one impressions file, glob, or - for stdin');
   return out;
+}
+
+/** Formats people give by mistake, known by their first bytes, with what to do instead. */
+function formatProblem(head: Buffer): string | undefined {
+  if (head.length >= 4 && head.readUInt32BE(0) === 0x504b0304) return 'it is a zip archive: unzip it and give the files inside';
+  if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff))) {
+    return 'it is UTF-16 text: convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8 <file>)';
+  }
+  return undefined;
+}
+
+/**
+ * Refuses an `--output` file that is one of the inputs: opening it for writing would empty the dump before
+ * a line of it is read.
+ */
+export function checkOutputNotInput(output: string, inputs: InputSource[], cwd = process.cwd()): void {
+  const abs = resolve(cwd, output);
+  if (!existsSync(abs)) return;
+  const real = realpathSync(abs);
+  const same = inputs.find((i) => i.path === real);
+  if (same) throw new UsageError(`--output ${output} is the input ${same.name}: writing it would empty it. Give another file for --output.`);
 }
 
 /**
@@ -88,7 +116,7 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
   const toBuf = (v: Buffer | string): Buffer => (typeof v === 'string' ? Buffer.from(v) : v);
   let head: Buffer = Buffer.alloc(0);
   let done = false;
-  while (head.length < 2) {
+  while (head.length < 4) {
     const r = await it.next();
     if (r.done) {
       done = true;
@@ -98,6 +126,8 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
     onRaw?.(b.length);
     head = head.length === 0 ? b : Buffer.concat([head, b]);
   }
+  const notADump = formatProblem(head);
+  if (notADump) throw new BadDataError(notADump, 'NOT_A_DUMP');
   const gzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
   /** The bytes read to sniff the format, then the rest of the input. */
   const all = async function* (): AsyncGenerator<Buffer> {

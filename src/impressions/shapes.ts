@@ -63,6 +63,18 @@ const FIELD_NAMES: Record<ImpressionShape, { key: string; flag: string; treatmen
   grouped: { key: 'keyImpressions[].keyName', flag: 'testName', treatment: 'keyImpressions[].treatment', time: 'keyImpressions[].time' },
 };
 
+/** Impression times amp-fme takes: whole epoch milliseconds from 2000 to 2100 (FME's own are from its SDKs' clocks). */
+const EARLIEST_TIME = Date.UTC(2000, 0, 1);
+const LATEST_TIME = Date.UTC(2100, 0, 1);
+
+/** What is wrong with an impression time, if anything: Amplitude takes whole epoch ms (specs/amplitude.md). */
+function checkTime(time: number | undefined): string | undefined {
+  if (time === undefined || !Number.isInteger(time)) return 'is not whole epoch milliseconds';
+  if (time >= EARLIEST_TIME / 1000 && time < LATEST_TIME / 1000) return 'looks like epoch seconds: FME impression times are milliseconds';
+  if (time < EARLIEST_TIME || time >= LATEST_TIME) return 'is not epoch milliseconds between 2000 and 2100';
+  return undefined;
+}
+
 function build(f: Fields, shape: ImpressionShape, payload: unknown, item: number | undefined, sink: ShapeSink): void {
   const names = FIELD_NAMES[shape];
   const key = asId(f.key);
@@ -78,11 +90,12 @@ function build(f: Fields, shape: ImpressionShape, payload: unknown, item: number
     return;
   }
   const time = asNumber(f.time);
-  if (time === undefined || time <= 0) {
-    sink.invalid('invalid_field', `${shape} impression: ${names.time} is not epoch milliseconds (${JSON.stringify(f.time)})`, payload, item);
+  const timeProblem = checkTime(time);
+  if (timeProblem !== undefined) {
+    sink.invalid('invalid_field', `${shape} impression: ${names.time} ${timeProblem} (${JSON.stringify(f.time)})`, payload, item);
     return;
   }
-  const imp: Impression = { key: key as string, flag: flag as string, treatment: treatment as string, time };
+  const imp: Impression = { key: key as string, flag: flag as string, treatment: treatment as string, time: time as number };
   const label = asText(f.label);
   if (label !== undefined && label !== '') imp.label = label;
   const changeNumber = asNumber(f.changeNumber);

@@ -239,8 +239,8 @@ export class RecordSplitter {
       this.partBytes += rest.length;
       if (this.partBytes > this.maxRecordBytes) {
         throw new BadDataError(
-          `a record starting at line ${this.valueLine} is larger than ${Math.round(this.maxRecordBytes / 1048576)} MB: ` +
-            'the input is not a JSON array or newline-delimited JSON of impressions (or a bracket is missing)',
+          `a record starting at line ${this.valueLine} is larger than ${Math.round(this.maxRecordBytes / 1048576)} MB, ` +
+            'more than any impression record: a bracket or quote is probably missing there',
           'RECORD_TOO_LARGE',
         );
       }

@@ -5,13 +5,13 @@ import type { Got } from 'got';
 import { IdentifyClient, identifyItem, IDENTIFY_LIMITS } from '../amplitude/identify-client.js';
 import { IngestionClient, INGESTION_LIMITS } from '../amplitude/ingestion-client.js';
 import { ingestionBaseUrl, type CoalesceMode, type Config, type ImpressionIdentity, type IngestionApi, type PushMode } from '../config/types.js';
-import { InterruptedError } from '../errors.js';
+import { BadDataError, InterruptedError } from '../errors.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
 import { openOutputFile } from '../io/output-file.js';
 import { impressionPosition, ITEM_FIELDS, laneOf, type DecodedBatch, type DecodeSettings } from '../impressions/decode.js';
 import { createDecodePool } from '../impressions/decode-pool.js';
-import { decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
+import { checkOutputNotInput, decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
 import { RecordSplitter } from '../impressions/splitter.js';
 import { IMPRESSION_SHAPES, type ImpressionShape } from '../impressions/types.js';
 import type { Logger } from '../log/logger.js';
@@ -51,6 +51,8 @@ export interface PushImpressionsOptions {
   cwd?: string;
   /** For tests: a shared got instance. */
   http?: Got;
+  /** For tests: the largest record read (RecordSplitter's limit, 64 MB). */
+  maxRecordBytes?: number;
   now?: () => number;
 }
 
@@ -149,7 +151,10 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     });
 
   let out: WriteStream | undefined;
-  if (run === 'output' && opts.output) out = await openOutputFile(opts.output);
+  if (run === 'output' && opts.output) {
+    checkOutputNotInput(opts.output, inputs, opts.cwd);
+    out = await openOutputFile(opts.output);
+  }
 
   // --- Decode threads: started before the HTTP client, so that they boot while got loads ---------------------
   const laneCount = Math.max(1, pc.concurrency);
@@ -328,9 +333,11 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
         interrupted = true;
         break;
       }
-      const splitter = new RecordSplitter();
+      const splitter = new RecordSplitter(opts.maxRecordBytes);
       const writer = new RecordBatchWriter(input.name, scratch);
       const raw = input.open();
+      /** This file cannot be read on (not a dump, a record too large): what it held before is still sent. */
+      let givenUp = false;
       try {
         for await (const chunk of decodedChunks(raw, (n) => (summary.bytesRead += n))) {
           splitter.push(chunk, writer);
@@ -348,13 +355,18 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
         if ((err as { code?: string }).code === 'Z_DATA_ERROR' || (err as { code?: string }).code === 'Z_BUF_ERROR' || (err as { errno?: number }).errno === -5) {
           // A cut-off or corrupt gzip: what was read so far counts, the rest of this file is lost: say so.
           deadLetters.write({ reason: 'invalid_gzip', detail: `${input.name}: ${(err as Error).message} (file truncated or corrupt); the records before this point were read`, source: { file: input.name }, retriable: false, payload: null });
+        } else if (err instanceof BadDataError) {
+          // This file cannot be read on; the run goes on with the next one, and what was read is delivered.
+          givenUp = true;
+          deadLetters.write({ reason: err.code.toLowerCase(), detail: `${input.name}: ${err.message}; the rest of this file was not read`, source: { file: input.name }, retriable: false, payload: null });
+          logger.warn(`${input.name}: ${err.message}; the rest of this file was not read`);
         } else {
           throw err;
         }
       } finally {
         raw.destroy();
       }
-      if (!interrupted) splitter.end(writer);
+      if (!interrupted && !givenUp) splitter.end(writer);
       dispatch(writer);
       writer.release();
       if (interrupted) break;

@@ -114,6 +114,33 @@ describe('push-impressions: shapes and formats', () => {
     expect(readFileSync(r.deadLetters.path, 'utf8')).not.toContain(API_KEY);
   });
 
+  it('a file that cannot be read on is a dead letter naming it; the run goes on and sends what every file held', async () => {
+    const imp = (key: string): string => JSON.stringify({ key, split: 'f', treatment: 'on', time: 1700000000000 });
+    writeFileSync(join(dir, 'ok-1.ndjson'), `${imp('user-00081')}\n`);
+    writeFileSync(join(dir, 'ok-2.zip'), Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.alloc(40)]));
+    writeFileSync(join(dir, 'ok-3.ndjson'), Buffer.from(`\ufeff${imp('user-00083')}\n`, 'utf16le'));
+    // A record past the size limit after a good one (a bracket never closed, no newline after it): that one is sent.
+    writeFileSync(join(dir, 'ok-4.ndjson'), `${imp('user-00084')}\n{"key":"user-00085","n":[${'1,'.repeat(400)}`);
+    writeFileSync(join(dir, 'ok-5.ndjson'), `${imp('user-00087')}\n`);
+    const r = run(['ok-*'], { maxRecordBytes: 512 });
+    const s = await r.done;
+    expect(emulator.events.map((e) => e.user_id).sort()).toEqual(['user-00081', 'user-00084', 'user-00087']);
+    expect(s.eventsSent).toBe(3);
+    expect(r.letters().map((l) => [l.reason, l.source, l.detail])).toEqual([
+      ['not_a_dump', { file: 'ok-2.zip' }, 'ok-2.zip: it is a zip archive: unzip it and give the files inside; the rest of this file was not read'],
+      ['not_a_dump', { file: 'ok-3.ndjson' }, expect.stringMatching(/^ok-3\.ndjson: it is UTF-16 text: convert it to UTF-8 first \(iconv/)],
+      ['record_too_large', { file: 'ok-4.ndjson' }, expect.stringMatching(/^ok-4\.ndjson: a record starting at line 2 is larger than .*; the rest of this file was not read$/)],
+    ]);
+  });
+
+  it('refuses an --output that is one of its inputs, which writing would empty', async () => {
+    const text = `${JSON.stringify({ key: 'user-00090', split: 'f', treatment: 'on', time: 1700000000000 })}\n`;
+    writeFileSync(join(dir, 'self.ndjson'), text);
+    const r = run(['self.ndjson'], { output: join(dir, 'self.ndjson') });
+    await expect(r.done).rejects.toThrow('--output ' + join(dir, 'self.ndjson') + ' is the input self.ndjson: writing it would empty it. Give another file for --output.');
+    expect(readFileSync(join(dir, 'self.ndjson'), 'utf8')).toBe(text);
+  });
+
   it('array dumps point at the element index', async () => {
     writeFileSync(join(dir, 'arr-bad.json'), '[\n{"key":"user-00060","split":"f","treatment":"on","time":1700000000000},\n{"key":"user-00061","split":"f","time":1700000000000}\n]');
     const r = run(['arr-bad.json']);

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
@@ -57,5 +57,12 @@ describe('dump inputs', () => {
     await expect(resolveInputs(['day/*.csv'], dir)).rejects.toThrow(/no files match/);
     await expect(resolveInputs(['day'], dir)).rejects.toThrow(/is a directory/);
     await expect(resolveInputs(['-', '-'], dir)).rejects.toThrow(/only once/);
+  });
+
+  it('names a glob match that cannot be read, such as a link to a file that is gone', async () => {
+    const links = tempDir('links');
+    writeFileSync(join(links, 'a.ndjson'), '');
+    symlinkSync(join(links, 'gone.ndjson'), join(links, 'b.ndjson'));
+    await expect(resolveInputs(['*.ndjson'], links)).rejects.toThrow('b.ndjson (matched by *.ndjson) cannot be read: a symbolic link to a file that is gone? Remove it, or give a narrower glob');
   });
 });

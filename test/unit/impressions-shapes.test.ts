@@ -83,12 +83,23 @@ describe('impression shapes (specs/fme.md)', () => {
     expect(read({ key: 'user-1', split: 'f', time: 1 }).bad).toEqual([{ reason: 'missing_field', detail: 'webhook impression without treatment', item: undefined }]);
     expect(read({ impression: { feature: 'f', treatment: 'on' } }).bad[0]?.detail).toBe('listener impression without impression.keyName, impression.time');
     expect(read({ key: 'user-1', split: 'f', treatment: 'on', time: 'yesterday' }).bad[0]?.reason).toBe('invalid_field');
-    expect(read({ key: 'user-1', split: 'f', treatment: 'on', time: 5, properties: '{not json' }).bad[0]?.detail).toMatch(/properties/);
+    expect(read({ key: 'user-1', split: 'f', treatment: 'on', time: 1700000000000, properties: '{not json' }).bad[0]?.detail).toMatch(/properties/);
     expect(read({ hello: 'world' }).bad[0]?.reason).toBe('unknown_shape');
     expect(read(42).bad[0]?.reason).toBe('unknown_shape');
-    const g = read({ f: 'flag', i: [{ k: 'user-1', t: 'on', m: 10 }, { k: 'user-2', m: 11 }, 'x'] });
+    const g = read({ f: 'flag', i: [{ k: 'user-1', t: 'on', m: 1700000000010 }, { k: 'user-2', m: 1700000000011 }, 'x'] });
     expect(g.imps.map((x) => x.imp.key)).toEqual(['user-1']);
     expect(g.bad.map((b) => [b.reason, b.item])).toEqual([['missing_field', 1], ['unknown_shape', 2]]);
+  });
+
+  it('takes whole epoch milliseconds from 2000 to 2100 as times, and says what else it got', () => {
+    const detail = (time: unknown): string | undefined => read({ key: 'user-1', split: 'f', treatment: 'on', time }).bad[0]?.detail;
+    expect(detail(1700000000)).toBe('webhook impression: time looks like epoch seconds: FME impression times are milliseconds (1700000000)');
+    expect(detail(1e20)).toBe('webhook impression: time is not epoch milliseconds between 2000 and 2100 (100000000000000000000)');
+    expect(detail(1e300)).toMatch(/is not epoch milliseconds between 2000 and 2100/);
+    expect(detail(5)).toMatch(/is not epoch milliseconds between 2000 and 2100/);
+    expect(detail(1700000000000.5)).toBe('webhook impression: time is not whole epoch milliseconds (1700000000000.5)');
+    expect(detail(-1)).toMatch(/between 2000 and 2100/);
+    expect(detail(946684800000)).toBeUndefined();
   });
 
   it('accepts numeric keys and numeric-string times', () => {
