@@ -1,4 +1,4 @@
-import { createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, createReadStream, existsSync, realpathSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
@@ -32,6 +32,12 @@ export async function resolveInputs(args: string[], cwd = process.cwd(), stdin: 
   const addFile = (name: string, abs: string, size: number): void => {
     if (seen.has(abs)) return;
     seen.add(abs);
+    try {
+      accessSync(abs, constants.R_OK);
+    } catch (err) {
+      // Found out now, not after the files before it were sent.
+      throw new UsageError(`cannot read ${name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}. Check its permissions; nothing was sent.`);
+    }
     out.push({ name, size, path: realpathSync(abs), open: () => createReadStream(abs, { highWaterMark: 1 << 20 }) });
   };
   for (const arg of args) {
