@@ -89,10 +89,25 @@ export class CommandContext {
     const dl = this.deadLetterWriter;
     if (dl) await dl.close();
     const deadLetters = dl?.count ?? 0;
-    const full = { ...summary, deadLetters, deadLettersByReason: dl?.counts() ?? {}, deadLetterFile: deadLetters > 0 ? dl?.path : undefined };
+    const retriable = dl?.retriableCount ?? 0;
+    const full = {
+      ...summary,
+      deadLetters,
+      deadLettersRetriable: retriable,
+      deadLettersByReason: dl?.counts() ?? {},
+      deadLetterFile: deadLetters > 0 ? dl?.path : undefined,
+    };
     this.summary(full, textLines);
     if (deadLetters > 0) {
-      this.logger.warn(`${deadLetters} record(s) could not be delivered; they are in ${dl?.path}. Fix the cause, then re-send them with: amp-fme retry ${dl?.path}`);
+      const file = dl?.path ?? '';
+      // Advise a retry only for what a retry can re-send: it would only carry the others over to a new file.
+      const advice =
+        retriable === deadLetters
+          ? `Fix the cause, then re-send them with: amp-fme retry ${file}`
+          : retriable > 0
+            ? `${retriable} of them can be re-sent: fix the cause, then run: amp-fme retry ${file} (the other ${deadLetters - retriable} cannot be re-sent as they are; the file gives each one's reason)`
+            : "None of them can be re-sent as they are: the file gives each one's reason.";
+      this.logger.warn(`${deadLetters} record(s) could not be delivered; they are in ${file}. ${advice}`);
       return EXIT.DEAD_LETTERS;
     }
     return EXIT.OK;

@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { Command } from 'commander';
 import type { RetrySummary } from '../pipeline/retry.js';
 import { acquireLock } from '../state/lock.js';
@@ -32,12 +32,14 @@ export function retryCommand(): Command {
   cmd.action(async (file: string, flags: RetryFlags) => {
     process.exitCode = await runCommand('retry', flags, async (ctx) => {
       const path = resolve(file);
+      // Loaded here, not at start-up: each command loads only its own pipeline (see cli/main.ts).
+      const { checkDeadLetterFile, runRetry } = await import('../pipeline/retry.js');
+      // A path that is not a dead-letter file is refused before its lock file is made beside it (runRetry checks again, under the lock).
+      checkDeadLetterFile(path, { force: flags.force === true, deadLetterDir: dirname(ctx.deadLetters.path) });
       // Two retries of one file at once would send its FME records twice.
       const lock = acquireLock(`${path}.lock`, `retry ${path}`);
       const interrupts = watchInterrupts({ logger: ctx.logger, onForce: () => lock.release() });
       try {
-        // Loaded here, not at start-up: each command loads only its own pipeline (see cli/main.ts).
-        const { runRetry } = await import('../pipeline/retry.js');
         const summary = await runRetry({ config: ctx.config, file: path, logger: ctx.logger, deadLetters: ctx.deadLetters, force: flags.force === true, signal: interrupts.signal });
         if (interrupts.reason) ctx.logger.warn(`stopped (${interrupts.reason}); run the same retry again to continue`);
         const code = await ctx.finish({ command: 'retry', ...summary }, summaryLines(summary));

@@ -25,7 +25,7 @@ const WRITE_AT = 64 * 1024;
 
 /**
  * Dead letters as NDJSON, one record per line. The file is created on the first record written out, so a
- * clean run leaves nothing behind. Counts by reason feed the run summary.
+ * clean run leaves nothing behind. Counts by reason, and of retriable records, feed the run summary.
  *
  * A run records progress past an event only once that event is delivered or here: `sync()` puts every
  * record so far on disk (fsync), and the pipelines call it before they record progress (a checkpoint, a
@@ -42,6 +42,7 @@ export class DeadLetterWriter {
   private unsynced = false;
   private readonly byReason = new Map<string, number>();
   private total = 0;
+  private retriableTotal = 0;
   private readonly command: string;
 
   constructor(path: string, command: string) {
@@ -51,6 +52,7 @@ export class DeadLetterWriter {
 
   write(letter: DeadLetter): void {
     this.total++;
+    if (letter.retriable) this.retriableTotal++;
     this.byReason.set(letter.reason, (this.byReason.get(letter.reason) ?? 0) + 1);
     const record = { time: new Date().toISOString(), command: this.command, ...letter };
     const line = `${redact(JSON.stringify(record))}\n`;
@@ -61,6 +63,11 @@ export class DeadLetterWriter {
 
   get count(): number {
     return this.total;
+  }
+
+  /** Records written with `retriable: true`: those `amp-fme retry` may re-send. */
+  get retriableCount(): number {
+    return this.retriableTotal;
   }
 
   counts(): Record<string, number> {

@@ -1,4 +1,5 @@
-import { createReadStream, existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/identify-client.js';
 import { INGESTION_LIMITS, IngestionClient } from '../amplitude/ingestion-client.js';
@@ -7,6 +8,7 @@ import { ingestionBaseUrl, type Config } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
+import { withPath } from '../io/file-errors.js';
 import type { Logger } from '../log/logger.js';
 import { writeFileAtomic } from '../state/atomic-write.js';
 import type { DeadLetter, DeadLetterWriter } from './dead-letters.js';
@@ -72,6 +74,100 @@ function idOf(payload: unknown): string {
   return String(o.user_id ?? o.device_id ?? o.key ?? '');
 }
 
+/** The first line of a file read to tell a dead-letter file: far more than any record amp-fme writes. */
+const FIRST_LINE_MAX = 64 * 1024 * 1024;
+
+/**
+ * Refuses (UsageError, exit 2) a path that is not a dead-letter file, before anything is locked, sent,
+ * written or renamed: a retry renames its file and copies every line it cannot use into a new dead-letter
+ * file, so a config file, an impressions dump or a folder given by mistake would be moved out of the way and
+ * its content (secrets included) copied. A dead-letter file's first non-blank line is a JSON object with a
+ * string `reason` and a boolean `retriable`, as DeadLetterWriter has written since its first version; `time`
+ * and `command` are not required, so hand-made files pass too. Later lines are judged one by one as the retry goes.
+ * The messages never quote the file's content: it may hold secrets.
+ */
+export function checkDeadLetterFile(file: string, opts: { force: boolean; deadLetterDir?: string | undefined }): void {
+  const what =
+    'A dead-letter file is the NDJSON file a run writes to state.dir/dead-letters/' +
+    `${opts.deadLetterDir ? ` (here ${opts.deadLetterDir}/)` : ''} when it cannot deliver some records, one JSON record per line ` +
+    'with its "reason", "retriable" and "payload"; the run\'s last warning names it. Nothing was sent, written or renamed.';
+  let stat: Stats;
+  try {
+    stat = statSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`dead-letter file not found: ${file}. ${what}`);
+    throw err;
+  }
+  if (stat.isDirectory()) throw new UsageError(`${file} is a folder, not a dead-letter file. ${what}`);
+  if (!stat.isFile()) throw new UsageError(`${file} is not a regular file. ${what}`);
+  if (file.endsWith('.retried') && !opts.force) {
+    throw new UsageError(`${file} was already retried; its failures are in a newer dead-letter file. Add --force to re-send it anyway.`);
+  }
+  const first = firstNonBlankLine(file);
+  const not = (why: string): UsageError => new UsageError(`${file} is not a dead-letter file: ${why}. ${what}`);
+  if (first === undefined) throw not('it is empty');
+  if (first.problem !== undefined) throw not(`line ${first.line} ${first.problem}`);
+  let record: unknown;
+  try {
+    record = JSON.parse(first.text);
+  } catch {
+    throw not(`line ${first.line} is not JSON`);
+  }
+  if (record === null || typeof record !== 'object' || Array.isArray(record)) throw not(`line ${first.line} is not a JSON object`);
+  const r = record as Record<string, unknown>;
+  if (typeof r.reason !== 'string' || typeof r.retriable !== 'boolean') {
+    throw not(`line ${first.line} is a JSON object without a string "reason" and a boolean "retriable"`);
+  }
+}
+
+/**
+ * The file's first non-blank line and its number, or why it cannot be a record without reading it whole (it
+ * does not start with `{`, or is longer than FIRST_LINE_MAX): a gzip or a 4 GB dump is not read to its end.
+ */
+function firstNonBlankLine(file: string): { line: number; text: string; problem?: undefined } | { line: number; problem: string } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    throw withPath(err, file);
+  }
+  try {
+    const chunk = Buffer.alloc(64 * 1024);
+    let line = 1;
+    let pieces: Buffer[] | undefined;
+    let size = 0;
+    for (;;) {
+      let got: number;
+      try {
+        got = readSync(fd, chunk, 0, chunk.length, null);
+      } catch (err) {
+        throw withPath(err, file);
+      }
+      if (got === 0) return pieces ? { line, text: Buffer.concat(pieces).toString('utf8') } : undefined;
+      let i = 0;
+      if (!pieces) {
+        // Blank lines and the whitespace before the record.
+        for (; i < got; i++) {
+          const b = chunk[i];
+          if (b === 0x0a) line++;
+          else if (b !== 0x20 && b !== 0x09 && b !== 0x0d) break;
+        }
+        if (i === got) continue;
+        if (chunk[i] !== 0x7b) return { line, problem: 'is not a JSON object' };
+        pieces = [];
+      }
+      const end = chunk.indexOf(0x0a, i);
+      const piece = Buffer.from(chunk.subarray(i, end === -1 || end >= got ? got : end));
+      pieces.push(piece);
+      size += piece.length;
+      if (end !== -1 && end < got) return { line, text: Buffer.concat(pieces).toString('utf8') };
+      if (size > FIRST_LINE_MAX) return { line, problem: `is longer than ${FIRST_LINE_MAX / 1024 / 1024} MB` };
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * `amp-fme retry <file>`: re-sends the retriable records of a dead-letter file with the current config, in
  * file order, one batch at a time; writes what still fails (and what cannot be re-sent) to a new dead-letter
@@ -82,10 +178,7 @@ function idOf(payload: unknown): string {
 export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   const { config, file, logger, deadLetters } = opts;
   const started = Date.now();
-  if (!existsSync(file)) throw new UsageError(`dead-letter file not found: ${file}`);
-  if (file.endsWith('.retried') && !opts.force) {
-    throw new UsageError(`${file} was already retried; its failures are in a newer dead-letter file. Add --force to re-send it anyway.`);
-  }
+  checkDeadLetterFile(file, { force: opts.force, deadLetterDir: dirname(deadLetters.path) });
   const progressPath = `${file}.retry-progress.json`;
   const linesDone = existsSync(progressPath) ? readProgress(progressPath) : 0;
   if (linesDone > 0) logger.info(`continuing an interrupted retry of ${file} after line ${linesDone}`);

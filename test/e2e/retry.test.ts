@@ -1,11 +1,11 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { startServer } from '../../src/sandbox/server.js';
-import { KEYS, runCli, startWorld, type World } from '../helpers/world.js';
+import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
 let world: World | undefined;
 afterEach(async () => {
@@ -61,9 +61,14 @@ describe('amp-fme retry (spawned)', () => {
     world.fme.faults.push({ status: 400, body: 'still no' });
     const r = await runCli(['retry', file, '--json'], world.dir);
     expect(r.code).toBe(3);
-    const s = JSON.parse(r.stdout) as { deadLetterFile: string; stillFailing: Record<string, number>; carriedOver: number };
+    const s = JSON.parse(r.stdout) as { deadLetterFile: string; stillFailing: Record<string, number>; carriedOver: number; deadLetters: number; deadLettersRetriable: number };
     expect(s.stillFailing).toEqual({ fme_rejected: 1 });
     expect(s.carriedOver).toBe(2);
+    expect(s).toMatchObject({ deadLetters: 3, deadLettersRetriable: 1 });
+    // The advice says how many of them a retry can re-send.
+    expect(logLines(r.stderr).filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([
+      `3 record(s) could not be delivered; they are in ${s.deadLetterFile}. 1 of them can be re-sent: fix the cause, then run: amp-fme retry ${s.deadLetterFile} (the other 2 cannot be re-sent as they are; the file gives each one's reason)`,
+    ]);
     const lines = readFileSync(s.deadLetterFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; command: string });
     expect(lines.map((l) => l.reason).sort()).toEqual(['fme_rejected', 'invalid_json', 'unreadable_dead_letter']);
     expect(lines.every((l) => l.command === 'retry')).toBe(true);
@@ -72,9 +77,37 @@ describe('amp-fme retry (spawned)', () => {
     // The new file, retried once FME takes the event: it is sent, and what cannot be re-sent is carried over again.
     const again = await runCli(['retry', s.deadLetterFile, '--json'], world.dir);
     const s2 = JSON.parse(again.stdout) as { resent: { fme: number }; stillFailing: Record<string, number>; carriedOver: number };
-    expect(s2).toMatchObject({ resent: { fme: 1 }, stillFailing: {}, carriedOver: 2 });
+    expect(s2).toMatchObject({ resent: { fme: 1 }, stillFailing: {}, carriedOver: 2, deadLetters: 2, deadLettersRetriable: 0 });
     expect(again.code).toBe(3);
     expect(world.fme.events).toEqual([expect.objectContaining({ key: 'user-1' })]);
+    // Nothing left that a retry could re-send: no advice to retry (it would only carry them over again).
+    const warnings = logLines(again.stderr).filter((l) => l.level === 'warn').map((l) => l.message);
+    expect(warnings).toEqual([expect.stringMatching(/^2 record\(s\) could not be delivered; they are in .*\. None of them can be re-sent as they are: the file gives each one's reason\.$/)]);
+    expect(warnings.join('\n')).not.toContain('amp-fme retry');
+  });
+
+  it('refuses a file that is not a dead-letter file (exit 2) and leaves it where it is', async () => {
+    world = await startWorld();
+    // A key only in the config file, overridden by the environment, so not one the run would redact.
+    const fileOnlySecret = 'fme-sdk-key-only-in-the-file-0123456789';
+    const configPath = world.writeConfig({ fme: { sdkKey: fileOnlySecret } });
+    const folder = join(world.dir, 'a-folder');
+    mkdirSync(folder);
+    const before = readdirSync(world.dir).sort();
+    for (const target of [configPath, folder]) {
+      const r = await runCli(['retry', target, '--json', '--log-format', 'text'], world.dir);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain(` error ${target} is `);
+      expect(r.stderr).toContain('not a dead-letter file');
+      expect(r.stderr).toContain('state.dir/dead-letters/');
+      expect(r.stderr).not.toMatch(/a bug|Unexpected error|\n\s+at /);
+      expect(r.stderr).not.toContain(fileOnlySecret);
+    }
+    // The config file is not renamed, no lock or dead-letter file is made, and nothing is sent.
+    expect(readdirSync(world.dir).sort()).toEqual(before);
+    expect(readFileSync(configPath, 'utf8')).toContain(fileOnlySecret);
+    expect(world.fme.count).toBe(0);
   });
 
   it('re-sends Amplitude events set aside for the daily quota', async () => {

@@ -19,6 +19,15 @@ describe('DeadLetterWriter', () => {
     expect(dl.counts()).toEqual({ invalid_json: 1, fme_rejected: 1 });
   });
 
+  it('counts the records a retry may re-send', () => {
+    const dl = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
+    dl.write({ reason: 'invalid_json', retriable: false, payload: '{"a":' });
+    expect(dl.retriableCount).toBe(0);
+    dl.write({ reason: 'fme_rejected', status: 400, retriable: true, payload: { eventTypeId: 'x' } });
+    dl.write({ reason: 'fme_rejected', status: 400, retriable: true, payload: { eventTypeId: 'y' } });
+    expect({ count: dl.count, retriable: dl.retriableCount }).toEqual({ count: 3, retriable: 2 });
+  });
+
   it('leaves no file behind for a run without dead letters', async () => {
     const dl = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'push-impressions');
     dl.sync();
