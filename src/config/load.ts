@@ -1,12 +1,30 @@
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { cosmiconfig, defaultLoaders } from 'cosmiconfig';
-import { ConfigError, type ConfigProblem } from '../errors.js';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, extname, resolve } from 'node:path';
+import { cosmiconfig, type Loader } from 'cosmiconfig';
+import { ConfigError, UsageError, type ConfigProblem } from '../errors.js';
 import { registerSecret } from '../http/redact.js';
 import type { Config } from './types.js';
 import { validateConfig } from './validate.js';
 
+/**
+ * Where cosmiconfig looks for the config file, in the current folder only, first found wins (package.json only
+ * if it has an "amp-fme" key). Every file it reads goes through `jsonLoader`; the loaders of other formats refuse
+ * (so `$import` cannot pull in YAML or run JavaScript). `--config` reads its file directly.
+ */
 export const CONFIG_SEARCH_PLACES = ['package.json', 'amp-fme.config.json', '.amp-fmerc', '.amp-fmerc.json'];
+
+/** The key of package.json that holds the config. */
+const PACKAGE_KEY = 'amp-fme';
+
+/** Extensions of other config formats: refused by name, so that nothing of them is run or half-read. */
+const NOT_JSON: Record<string, string> = {
+  '.js': 'JavaScript', '.cjs': 'JavaScript', '.mjs': 'JavaScript', '.jsx': 'JavaScript',
+  '.ts': 'TypeScript', '.cts': 'TypeScript', '.mts': 'TypeScript', '.tsx': 'TypeScript',
+  '.yaml': 'YAML', '.yml': 'YAML', '.toml': 'TOML', '.ini': 'INI',
+};
+
+const START_ONE = 'Copy amp-fme.config.example.json to start one.';
 
 export interface LoadedConfig {
   config: Config;
@@ -34,37 +52,17 @@ const ENV_SECRETS: { env: string; path: string; set: (c: Config, v: string) => v
 ];
 
 /**
- * Loads the configuration: defaults < config file (cosmiconfig: `amp-fme.config.json`, `.amp-fmerc`,
- * `.amp-fmerc.json`, an "amp-fme" key in package.json, or `--config <path>`) < environment. Flags are applied
- * by each command afterwards. Every problem is reported at once in one ConfigError.
+ * Loads the configuration: defaults < config file (`--config <path>`, else the first of CONFIG_SEARCH_PLACES in
+ * the folder `cwd`) < environment. Flags are applied by each command afterwards. Every problem is reported at
+ * once in one ConfigError; a file that is missing, empty, not JSON or not an object is a ConfigError naming it
+ * (never a silent fall back to the defaults, which point at the production hosts).
  */
 export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfig> {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
-  const explorer = cosmiconfig('amp-fme', {
-    searchPlaces: CONFIG_SEARCH_PLACES,
-    loaders: { '.json': defaultLoaders['.json'], noExt: defaultLoaders['.json'] },
-    searchStrategy: 'none',
-    cache: false,
-  });
-
-  let raw: unknown;
-  let filePath: string | undefined;
-  if (options.configPath) {
-    const p = resolve(cwd, options.configPath);
-    if (!existsSync(p)) {
-      throw new ConfigError([{ path: '--config', message: `file not found: ${p}. Copy amp-fme.config.example.json to start one.` }]);
-    }
-    const found = await loadFile(() => explorer.load(p), p);
-    raw = found?.config;
-    filePath = p;
-  } else {
-    const found = await loadFile(() => explorer.search(cwd), cwd);
-    if (found && !found.isEmpty) {
-      raw = found.config;
-      filePath = found.filepath;
-    }
-  }
+  const found = options.configPath !== undefined ? await readGivenFile(options.configPath, cwd) : await searchFolder(cwd);
+  const raw = found?.raw;
+  const filePath = found?.filePath;
 
   const { config, problems } = validateConfig(raw);
   for (const s of ENV_SECRETS) {
@@ -80,13 +78,190 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
   return { config, filePath, baseDir, stateDir: resolve(baseDir, config.state.dir) };
 }
 
-async function loadFile<T>(fn: () => Promise<T>, where: string): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    const msg = (err as Error).message.split('\n')[0] ?? 'unreadable';
-    throw new ConfigError([{ path: '(file)', message: `could not read ${where}: ${msg}. The config file must be valid JSON.` }]);
+interface FoundConfig {
+  raw: unknown;
+  filePath: string;
+}
+
+/** `--config <path>`: that file and no other (package.json of the current folder is not even read). */
+async function readGivenFile(configPath: string, cwd: string): Promise<FoundConfig> {
+  if (configPath.trim() === '') {
+    throw new UsageError(`--config needs the path of a JSON config file, got an empty value. ${START_ONE}`);
   }
+  const filePath = resolve(cwd, configPath);
+  const ext = extname(filePath);
+  const format = NOT_JSON[ext.toLowerCase()];
+  if (format !== undefined) {
+    throw fileError(filePath, `is ${format}, but the config file is JSON: amp-fme reads no other format and runs no code. Write it as JSON, e.g. ${basename(filePath, ext)}.json (see amp-fme.config.example.json).`);
+  }
+  const text = await readText(filePath);
+  if (text === undefined) throw new ConfigError([{ path: '--config', message: `file not found: ${filePath}. ${START_ONE}` }]);
+  if (basename(filePath) === 'package.json') {
+    const raw = packageKey(text, filePath);
+    if (raw === undefined) throw fileError(filePath, `has no "${PACKAGE_KEY}" key: put the config under that key, or give --config a JSON config file.`);
+    return { raw, filePath };
+  }
+  return { raw: parseConfigFile(text, filePath), filePath };
+}
+
+/** No `--config`: cosmiconfig's search of the folder; the first of CONFIG_SEARCH_PLACES that holds a config wins. */
+async function searchFolder(dir: string): Promise<FoundConfig | undefined> {
+  const refuse: Loader = (filePath) => {
+    throw fileError(filePath, `is not JSON, and the config file is JSON: amp-fme reads no other format and runs no code.`);
+  };
+  let explorer: ReturnType<typeof cosmiconfig>;
+  try {
+    explorer = cosmiconfig('amp-fme', {
+      searchPlaces: CONFIG_SEARCH_PLACES,
+      searchStrategy: 'none',
+      cache: false,
+      ignoreEmptySearchPlaces: false,
+      loaders: { '.json': jsonLoader, noExt: jsonLoader, '.js': refuse, '.cjs': refuse, '.mjs': refuse, '.ts': refuse, '.yaml': refuse, '.yml': refuse },
+    });
+  } catch (err) {
+    // cosmiconfig first reads its own settings from this process's folder (package.json, .config/config.*).
+    throw unreadable(err, process.cwd());
+  }
+  let found: Awaited<ReturnType<typeof explorer.search>>;
+  try {
+    found = await explorer.search(dir);
+  } catch (err) {
+    throw unreadable(err, dir);
+  }
+  if (!found) return undefined;
+  if (found.isEmpty) {
+    throw fileError(found.filepath, 'is empty: write a JSON object in it ({} for all the defaults; see amp-fme.config.example.json), or delete it.');
+  }
+  if (!isObject(found.config)) {
+    const where = basename(found.filepath) === 'package.json' ? `its "${PACKAGE_KEY}" key` : 'it';
+    throw fileError(found.filepath, `must hold a JSON object in ${where} ({ ... }; {} for all the defaults), got ${describe(found.config)}.`);
+  }
+  return { raw: found.config, filePath: found.filepath };
+}
+
+/** cosmiconfig's loader of every config file: JSON only, errors said by `parseJson`. An empty package.json is not ours to judge. */
+const jsonLoader: Loader = (filePath, content) => {
+  const text = content.charCodeAt(0) === 0xfeff ? content.slice(1) : content;
+  if (text.trim() === '') return basename(filePath) === 'package.json' ? {} : null;
+  const hint =
+    basename(filePath) === 'package.json'
+      ? `amp-fme looks in it for an "${PACKAGE_KEY}" key: fix it (npm cannot read it either), or give --config <path> to read the config from a file of its own.`
+      : 'The config file is JSON: see amp-fme.config.example.json.';
+  const value = parseJson(text, filePath, hint);
+  const isPackage = basename(filePath) === 'package.json';
+  if (isPackage && isObject(value) && Object.hasOwn(value, PACKAGE_KEY) && !isObject(value[PACKAGE_KEY])) {
+    // cosmiconfig would take a null key for none, and the defaults for the config.
+    throw new ConfigError([{ path: `"${PACKAGE_KEY}"`, message: `must be a JSON object ({ ... }; {} for all the defaults), got ${describe(value[PACKAGE_KEY])}.` }], filePath);
+  }
+  // cosmiconfig would follow it into other files (and skip the whole config when one is missing).
+  const own = isPackage && isObject(value) ? value[PACKAGE_KEY] : value;
+  if (isObject(own) && Object.hasOwn(own, '$import')) {
+    throw new ConfigError([{ path: '$import', message: 'unknown key: amp-fme reads one JSON file, with no imports' }], filePath);
+  }
+  return value;
+};
+
+/** A failure of cosmiconfig's search as a ConfigError naming the file it was reading (ours pass through). */
+function unreadable(err: unknown, dir: string): ConfigError {
+  if (err instanceof ConfigError) return err;
+  const e = err as NodeJS.ErrnoException & { filepath?: unknown };
+  const filePath = typeof e.filepath === 'string' ? e.filepath : typeof e.path === 'string' ? e.path : /in (\/[^\n]*?):?\n/.exec(e.message ?? '')?.[1];
+  if (filePath === undefined) return fileError(dir, `could not be searched for a config file (${e.code ?? e.message}): give --config <path>.`);
+  if (e.code === undefined) {
+    // Not valid JSON (cosmiconfig's own reading of its settings): say where, as for our files.
+    try {
+      jsonLoader(filePath, readFileSync(filePath, 'utf8'));
+    } catch (mine) {
+      if (mine instanceof ConfigError) return mine;
+    }
+  }
+  // Not the library's message: it quotes the file, and its secrets, before they are known to the redactor.
+  const why = e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : e.code ?? 'not valid JSON';
+  return fileError(filePath, `could not be read (${why}): fix it, or give --config <path>.`);
+}
+
+/** The `--config` file's text; undefined if there is no such file. */
+async function readText(filePath: string): Promise<string | undefined> {
+  try {
+    const text = await readFile(filePath, 'utf8');
+    // A byte order mark, as some Windows editors write, is not JSON but means no harm.
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'EISDIR') throw fileError(filePath, 'is a folder, not a file: give --config the path of the JSON config file.');
+    const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (code ?? 'unknown error');
+    throw fileError(filePath, `could not be read (${why}). Make it readable by the user that runs amp-fme.`);
+  }
+}
+
+/** A config file's text: must be one JSON object. */
+function parseConfigFile(text: string, filePath: string): Record<string, unknown> {
+  if (text.trim() === '') {
+    throw fileError(filePath, 'is empty: write a JSON object in it ({} for all the defaults; see amp-fme.config.example.json), or delete it.');
+  }
+  const value = parseJson(text, filePath, 'The config file is JSON: see amp-fme.config.example.json.');
+  if (!isObject(value)) {
+    throw fileError(filePath, `must be a JSON object ({ ... }; {} for all the defaults), got ${describe(value)}.`);
+  }
+  return value;
+}
+
+/** The "amp-fme" key of a package.json given with --config, or undefined if it has none. */
+function packageKey(text: string, filePath: string): unknown {
+  if (text.trim() === '') throw fileError(filePath, 'is empty.');
+  const hint = `amp-fme looks in it for an "${PACKAGE_KEY}" key: fix it (npm cannot read it either).`;
+  const pkg = parseJson(text, filePath, hint);
+  if (!isObject(pkg) || !Object.hasOwn(pkg, PACKAGE_KEY)) return undefined;
+  const value = pkg[PACKAGE_KEY];
+  if (!isObject(value)) {
+    throw new ConfigError([{ path: `"${PACKAGE_KEY}"`, message: `must be a JSON object ({ ... }; {} for all the defaults), got ${describe(value)}.` }], filePath);
+  }
+  return value;
+}
+
+/**
+ * JSON.parse, with a failure said as its reason and, when V8 gives the position, line and column. Not the whole
+ * message: V8 quotes the text near the fault, which may hold a secret the redactor does not know yet.
+ */
+function parseJson(text: string, filePath: string, hint: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw fileError(filePath, `is not valid JSON${jsonFault(text, (err as Error).message)}. ${hint}`);
+  }
+}
+
+/** `: <reason>` or ` at line L, column C: <reason>`, from V8's message for `text`, without the text it quotes. */
+export function jsonFault(text: string, message: string): string {
+  const at = /^(.*?) in JSON at position (\d+)/.exec(message) ?? /^(.*?) after JSON at position (\d+)/.exec(message);
+  if (at) {
+    const pos = Number(at[2]);
+    const before = text.slice(0, pos);
+    const line = (before.match(/\n/g)?.length ?? 0) + 1;
+    return ` at line ${line}, column ${pos - before.lastIndexOf('\n')}: ${(at[1] as string).replace(/^Unexpected non-whitespace character$/, 'text after the end of the JSON value')}`;
+  }
+  // `Unexpected token 'x', "...text..." is not valid JSON`, `Unexpected end of JSON input`.
+  const token = /^Unexpected token '(.)'/.exec(message)?.[1];
+  if (token === "'") return ': strings and property names need double quotes (")';
+  if (token === '/' || token === '#') return ': comments are not allowed in JSON';
+  if (token !== undefined) return `: unexpected '${token}' (strings need double quotes; true, false and null are lower case)`;
+  if (/^Unexpected end of JSON input/.test(message)) return ': the file ends before the JSON does (a closing } or ] missing?)';
+  return '';
+}
+
+function fileError(filePath: string, message: string): ConfigError {
+  return new ConfigError([{ path: '(file)', message }], filePath);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'boolean' ? String(value) : `a ${typeof value}`;
 }
 
 export type Requirement = 'amplitudeExport' | 'amplitudeIngestion' | 'fmeEvents';

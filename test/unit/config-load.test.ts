@@ -1,0 +1,227 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { exitCodeFor, messageFor } from '../../src/cli/exit-codes.js';
+import { loadConfig, type LoadOptions } from '../../src/config/load.js';
+import { ConfigError, UsageError } from '../../src/errors.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+/** The error loadConfig rejects with (fails the test if it resolves). */
+async function loadError(options: LoadOptions): Promise<Error> {
+  const result = await loadConfig({ env: {}, ...options }).then(
+    (loaded) => ({ loaded }),
+    (err: unknown) => ({ err }),
+  );
+  if ('loaded' in result) throw new Error(`loadConfig resolved (config from ${String(result.loaded.filePath)}), expected an error`);
+  expect(result.err).toBeInstanceOf(Error);
+  return result.err as Error;
+}
+
+/** A config or usage error as the user sees it: exit 2, no stack trace, not called a bug. */
+function expectUserError(err: Error, kind: typeof ConfigError | typeof UsageError = ConfigError): string {
+  expect(err).toBeInstanceOf(kind);
+  expect(exitCodeFor(err)).toBe(2);
+  const message = messageFor(err);
+  expect(message).not.toMatch(/Unexpected error|a bug in amp-fme/);
+  expect(message).not.toMatch(/\n\s+at /);
+  return message;
+}
+
+/**
+ * Runs `fn` with the process's current folder set to `dir`: cosmiconfig looked for its meta-config in
+ * process.cwd(), whatever folder loadConfig was asked to search. (vitest runs test files in forks, so chdir works.)
+ */
+async function inFolder<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const before = process.cwd();
+  process.chdir(dir);
+  try {
+    return await fn();
+  } finally {
+    process.chdir(before);
+  }
+}
+
+/** A JavaScript file that leaves `marker` behind if anything runs it. */
+function jsThatLeaves(marker: string): string {
+  return `require('node:fs').writeFileSync(${JSON.stringify(marker)}, 'ran'); module.exports = { exportEvents: { windowHours: 7 } };\n`;
+}
+
+const GOOD = JSON.stringify({ exportEvents: { windowHours: 6 } });
+
+describe('loadConfig: a broken package.json in the current folder', () => {
+  it('does not matter with --config', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, 'package.json'), '{ "name": "x", }');
+    writeFileSync(join(dir, 'good.json'), GOOD);
+    const loaded = await inFolder(dir, () => loadConfig({ configPath: 'good.json', cwd: dir, env: {} }));
+    expect(loaded.filePath).toBe(join(dir, 'good.json'));
+    expect(loaded.config.exportEvents.windowHours).toBe(6);
+  });
+
+  it('is a config error naming package.json, where, and what to do, without --config', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, 'package.json'), '{\n  "name": "x",\n}\n');
+    const err = await inFolder(dir, () => loadError({ cwd: dir }));
+    const message = expectUserError(err);
+    expect((err as ConfigError).source).toBe(join(dir, 'package.json'));
+    expect(message).toContain(join(dir, 'package.json'));
+    expect(message).toContain('line 3, column 1: Expected double-quoted property name');
+    expect(message).toContain('--config');
+  });
+});
+
+describe('loadConfig: invalid JSON', () => {
+  const broken = '{\n  "amplitude": {\n    "region": "eu"\n    "apiKey": "sekrit-123"\n  }\n}\n';
+
+  it('names the --config file and gives the reason with line and column, and no file content', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, 'c1.json'), broken);
+    const message = expectUserError(await loadError({ configPath: 'c1.json', cwd: dir }));
+    expect(message).toContain(join(dir, 'c1.json'));
+    expect(message).toContain('line 4, column 5');
+    expect(message).toMatch(/Expected ',' or '}' after property value/);
+    expect(message).not.toContain('sekrit');
+    expect(message).not.toMatch(/: \./);
+  });
+
+  it('names the file found by searching, not its folder', async () => {
+    for (const name of ['amp-fme.config.json', '.amp-fmerc', '.amp-fmerc.json']) {
+      const dir = tempDir('cfgload');
+      writeFileSync(join(dir, name), '{ "exportEvents": { "windowHours": 6, } }');
+      const err = await loadError({ cwd: dir });
+      const message = expectUserError(err);
+      expect((err as ConfigError).source).toBe(join(dir, name));
+      expect(message).toContain(join(dir, name));
+      expect(message).toContain('line 1, column 39: Expected double-quoted property name');
+    }
+  });
+
+  it('locates the usual mistakes', async () => {
+    const cases: [string, RegExp][] = [
+      ['{ "a": 1 ', /line 1, column 10: Expected ',' or '}'/],
+      ['{ "a": \'x\' }', /not valid JSON: strings and property names need double quotes/],
+      ['{\n  // comment\n  "a": 1 }', /line 2, column 3: Expected property name or '}'/],
+      ['// comment\n{ "a": 1 }', /not valid JSON: comments are not allowed/],
+      ['{ "a": "line\nbreak" }', /line 1, column 13: Bad control character in string literal/],
+      ['{ "a": 1 } x', /line 1, column 12: text after the end of the JSON value/],
+      ['{ "a" 1 }', /line 1, column 7: Expected ':'/],
+      ['{ "a": yes }', /not valid JSON: unexpected 'y' \(strings need double quotes; true, false and null are lower case\)/],
+      ['', /is empty/],
+    ];
+    const dir = tempDir('cfgload');
+    for (const [text, expected] of cases) {
+      writeFileSync(join(dir, 'c.json'), text);
+      const message = expectUserError(await loadError({ configPath: 'c.json', cwd: dir }));
+      expect(message, text).toMatch(expected);
+    }
+  });
+
+  it('reads a file that starts with a byte order mark', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, 'bom.json'), `\uFEFF${GOOD}`);
+    const loaded = await loadConfig({ configPath: 'bom.json', cwd: dir, env: {} });
+    expect(loaded.config.exportEvents.windowHours).toBe(6);
+  });
+});
+
+describe('loadConfig: --config never falls back to the defaults', () => {
+  it('refuses an empty file', async () => {
+    const dir = tempDir('cfgload');
+    for (const body of ['', '  \n']) {
+      writeFileSync(join(dir, 'empty.json'), body);
+      const message = expectUserError(await loadError({ configPath: 'empty.json', cwd: dir }));
+      expect(message).toContain(join(dir, 'empty.json'));
+      expect(message).toMatch(/is empty/);
+    }
+  });
+
+  it('refuses a file that holds JSON but not an object', async () => {
+    const dir = tempDir('cfgload');
+    for (const body of ['null', '[]', '"eu"', '42']) {
+      writeFileSync(join(dir, 'c.json'), body);
+      const message = expectUserError(await loadError({ configPath: 'c.json', cwd: dir }));
+      expect(message).toContain(join(dir, 'c.json'));
+      expect(message, body).toMatch(/must be a JSON object/);
+    }
+  });
+
+  it('refuses --config "" as a usage error', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, 'amp-fme.config.json'), GOOD);
+    for (const configPath of ['', '   ']) {
+      const message = expectUserError(await loadError({ configPath, cwd: dir }), UsageError);
+      expect(message).toMatch(/--config needs the path/);
+    }
+  });
+
+  it('refuses a folder', async () => {
+    const dir = tempDir('cfgload');
+    mkdirSync(join(dir, 'etc'));
+    const message = expectUserError(await loadError({ configPath: 'etc', cwd: dir }));
+    expect(message).toMatch(/is a folder/);
+  });
+});
+
+describe('loadConfig: a config found by searching', () => {
+  it('refuses an empty amp-fme.config.json rather than silently using the defaults', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, 'amp-fme.config.json'), '');
+    const message = expectUserError(await loadError({ cwd: dir }));
+    expect(message).toContain(join(dir, 'amp-fme.config.json'));
+    expect(message).toMatch(/is empty/);
+  });
+
+  it('skips a package.json without an "amp-fme" key and refuses one whose key is not an object', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'x' }));
+    writeFileSync(join(dir, '.amp-fmerc'), GOOD);
+    const loaded = await loadConfig({ cwd: dir, env: {} });
+    expect(loaded.filePath).toBe(join(dir, '.amp-fmerc'));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'x', 'amp-fme': null }));
+    const message = expectUserError(await loadError({ cwd: dir }));
+    expect(message).toContain(join(dir, 'package.json'));
+    expect(message).toMatch(/"amp-fme".*must be a JSON object/);
+  });
+
+  it('uses the defaults when there is no config file at all', async () => {
+    const dir = tempDir('cfgload');
+    const loaded = await loadConfig({ cwd: dir, env: {} });
+    expect(loaded.filePath).toBeUndefined();
+    expect(loaded.baseDir).toBe(dir);
+  });
+});
+
+describe('loadConfig: only JSON is read', () => {
+  it('refuses YAML and JavaScript given with --config, and runs nothing', async () => {
+    const dir = tempDir('cfgload');
+    const marker = join(dir, 'ran.txt');
+    writeFileSync(join(dir, 'x.yaml'), 'exportEvents:\n  windowHours: 7\n');
+    writeFileSync(join(dir, 'x.yml'), 'exportEvents:\n  windowHours: 7\n');
+    for (const ext of ['js', 'cjs', 'mjs', 'ts']) writeFileSync(join(dir, `x.${ext}`), jsThatLeaves(marker));
+    for (const file of ['x.yaml', 'x.yml', 'x.js', 'x.cjs', 'x.mjs', 'x.ts']) {
+      const message = expectUserError(await loadError({ configPath: file, cwd: dir }));
+      expect(message, file).toContain(join(dir, file));
+      expect(message, file).toMatch(/config file is JSON/);
+    }
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('refuses a YAML .amp-fmerc with the JSON reason', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, '.amp-fmerc'), 'exportEvents:\n  windowHours: 7\n');
+    const message = expectUserError(await loadError({ cwd: dir }));
+    expect(message).toContain(join(dir, '.amp-fmerc'));
+    expect(message).toMatch(/is not valid JSON: unexpected 'e'/);
+  });
+
+  it('does not follow cosmiconfig\'s "$import" (an unknown key), and runs nothing', async () => {
+    const dir = tempDir('cfgload');
+    const marker = join(dir, 'ran.txt');
+    writeFileSync(join(dir, 'evil.js'), jsThatLeaves(marker));
+    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ $import: 'evil.js' }));
+    const err = await loadError({ cwd: dir });
+    expectUserError(err);
+    expect((err as ConfigError).problems.map((p) => p.path)).toEqual(['$import']);
+    expect(existsSync(marker)).toBe(false);
+  });
+});
