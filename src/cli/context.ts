@@ -153,7 +153,7 @@ export async function runCommand(command: string, flags: CommonFlags, body: (ctx
     const partial = (err as { summary?: Record<string, unknown> } | null)?.summary;
     if (ctx && partial) {
       const dl = ctx.deadLetters;
-      ctx.summary({ command, ...partial, deadLetters: dl.count, deadLettersByReason: dl.counts(), deadLetterFile: dl.count > 0 ? dl.path : undefined, error: message, exitCode: code });
+      ctx.summary({ command, ...partial, deadLetters: dl.count, deadLettersRetriable: dl.retriableCount, deadLettersByReason: dl.counts(), deadLetterFile: dl.count > 0 ? dl.path : undefined, error: message, exitCode: code });
     }
     if (ctx) {
       ctx.logger.error(message, { code: (err as { code?: unknown }).code, exitCode: code });
