@@ -7,6 +7,8 @@ import { UsageError } from '../errors.js';
  * folder, no permission) is a usage error naming it, not a crash from an unhandled stream error later.
  */
 export async function openOutputFile(path: string): Promise<WriteStream> {
+  // stdout carries the --json summary: the events go to a file of their own.
+  if (path === '-') throw new UsageError('--output needs a file path: - (stdout) is not supported, give e.g. --output events.ndjson');
   const out = createWriteStream(path);
   try {
     await once(out, 'open');

@@ -87,6 +87,10 @@ describe('amp-fme push-impressions (spawned)', () => {
     const noDir = await runCli(['push-impressions', 'webhook.json', '--output', join(dir, 'missing', 'out.ndjson'), '--log-format', 'text'], dir);
     expect(noDir.code).toBe(2);
     expect(noDir.stderr).toContain('cannot write the --output file');
+    const dash = await runCli(['push-impressions', 'webhook.json', '--output', '-', '--log-format', 'text'], dir);
+    expect(dash.code).toBe(2);
+    expect(dash.stderr).toContain('--output needs a file path');
+    expect(existsSync(join(dir, '-'))).toBe(false);
     expect(noDir.stderr).not.toContain('Unexpected error');
     // --dry-run needs no key and sends nothing.
     emulator.reset();
