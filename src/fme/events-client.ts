@@ -9,8 +9,9 @@
  * - 3xx, 404, 405: FatalRemoteError at once: the base URL is wrong, every batch would fail the same way;
  * - 408/429/5xx, network errors, timeouts: retried with backoff (Retry-After honoured); when the retries
  *   run out, the last RetriableRemoteError is thrown and the caller decides;
- * - other 4xx (400, 413, ...): `{ delivered: false }` with the status and a body snippet, so the caller
- *   dead-letters exactly that batch.
+ * - other 4xx (400, 413, ...): `{ delivered: false }` with the status and a body snippet. FME refuses the
+ *   whole request for one bad event: `deliverSplitting` halves a refused request down to the events FME
+ *   refuses on their own, so the caller dead-letters those and not their batch.
  * FME does not deduplicate: a retry after an ambiguous failure (5xx, timeout after sending) may store a
  * batch twice. That is accepted here; the pipeline makes sure acknowledged batches are never re-sent.
  */
@@ -38,6 +39,13 @@ export type SendOutcome =
   | { delivered: true; status: number; events: number }
   | { delivered: false; status: number; body: string };
 
+export type RefusedOutcome = Extract<SendOutcome, { delivered: false }>;
+
+/** Refusals of a whole request that may come from one of its events (a bad event; a body too large). */
+const SPLITTABLE = new Set([400, 413]);
+/** Requests one refused batch may take to find its refused events: a few bad events cost ~2 log2(n) each. */
+const SPLIT_BUDGET = 64;
+
 const AUTH_MESSAGE =
   'FME rejected the SDK key: use a server-side SDK key of the target environment from FME_SDK_KEY or fme.sdkKey ' +
   '(admin API keys do not work for the events API)';
@@ -62,6 +70,33 @@ export class FmeEventsClient {
    */
   send(batch: { jsons: string[]; bytes?: number }): Promise<SendOutcome> {
     return this.sendBody(buildBulkBody(batch.jsons, batch.bytes), batch.jsons.length);
+  }
+
+  /**
+   * Delivers `jsons`, already refused as one request with `refused`: while FME answers 400 or 413, the
+   * request is halved and each half sent, down to single events, so one bad event costs only itself. FME
+   * stores nothing of a refused request, so no event is sent twice. `onRefused` gets the index of each event
+   * refused on its own (or left in a part refused once SPLIT_BUDGET requests are spent, or with another
+   * status). Returns how many were delivered.
+   */
+  async deliverSplitting(jsons: string[], refused: RefusedOutcome, onRefused: (index: number, outcome: RefusedOutcome) => void): Promise<number> {
+    let budget = SPLIT_BUDGET;
+    const part = async (lo: number, hi: number, known?: RefusedOutcome): Promise<number> => {
+      let outcome: SendOutcome;
+      if (known) outcome = known;
+      else {
+        budget--;
+        outcome = await this.send({ jsons: jsons.slice(lo, hi) });
+      }
+      if (outcome.delivered) return hi - lo;
+      if (hi - lo === 1 || !SPLITTABLE.has(outcome.status) || budget < 2) {
+        for (let i = lo; i < hi; i++) onRefused(i, outcome);
+        return 0;
+      }
+      const mid = (lo + hi) >>> 1;
+      return (await part(lo, mid)) + (await part(mid, hi));
+    };
+    return part(0, jsons.length, refused);
   }
 
   /** `send` for a body already written (`[e1,e2,...]`, see pipeline/batcher.ts) holding `events` events. */

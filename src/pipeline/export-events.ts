@@ -202,18 +202,25 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
           s.fmeEventsSent += batch.count;
           s.batchesSent++;
         } else {
-          batch.positions.forEach((position, i) => {
-            const pos = decodePosition(position);
+          // FME refuses a whole request for one bad event: halves go out until only the refused ones are left.
+          const jsons = batch.positions.map((_, i) => eventJson(batch, i));
+          let refused = 0;
+          s.fmeEventsSent += await fme.deliverSplitting(jsons, outcome, (i, o) => {
+            refused++;
+            const pos = decodePosition(batch.positions[i] as number);
             deadLetters.write({
               reason: 'fme_rejected',
-              detail: `FME answered ${outcome.status}: ${outcome.body}`,
-              status: outcome.status,
+              detail: `FME answered ${o.status}: ${o.body}`,
+              status: o.status,
               source: { window: describeWindow(window), entry: entries[pos.entryIndex] ?? '', line: pos.line },
               retriable: true,
-              payload: JSON.parse(eventJson(batch, i)) as unknown,
+              payload: JSON.parse(jsons[i] as string) as unknown,
             });
           });
-          logger.warn(`FME rejected a batch of ${batch.count} events (HTTP ${outcome.status}); they are in the dead-letter file`, { status: outcome.status, window: describeWindow(window) });
+          logger.warn(`FME refused ${refused} of a batch of ${batch.count} events (HTTP ${outcome.status}); they are in the dead-letter file, the rest were delivered`, {
+            status: outcome.status,
+            window: describeWindow(window),
+          });
         }
       } catch (err) {
         fatal ??= err;

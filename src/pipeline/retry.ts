@@ -228,9 +228,13 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     requireSecrets(config, [target === 'fme' ? 'fmeEvents' : 'amplitudeIngestion']);
     if (target === 'fme') {
       fme ??= new FmeEventsClient({ baseUrl: config.fme.eventsBaseUrl, sdkKey: config.fme.sdkKey ?? '', http, retry, logger, ...(opts.signal ? { signal: opts.signal } : {}) });
-      const outcome = await fme.send({ jsons: batch.map((b) => b.json) });
+      const jsons = batch.map((b) => b.json);
+      const outcome = await fme.send({ jsons });
       if (outcome.delivered) summary.resent.fme += batch.length;
-      else for (const b of batch) fail(b.letter, 'fme_rejected', `FME answered ${outcome.status}: ${outcome.body}`, outcome.status);
+      else {
+        // Only the events FME refuses on their own stay failing: the rest of the batch is delivered.
+        summary.resent.fme += await fme.deliverSplitting(jsons, outcome, (i, o) => fail((batch[i] as Pending).letter, 'fme_rejected', `FME answered ${o.status}: ${o.body}`, o.status));
+      }
     } else if (target === 'amplitude-event') {
       ingestion ??= new IngestionClient({ baseUrl: ingestionBaseUrl(config.amplitude), apiKey: config.amplitude.apiKey ?? '', http, api: pc.api, minIdLength: config.amplitude.minIdLength, retry, throttleDelayMs: pc.throttleDelayMs[pc.api], logger, signal: opts.signal });
       summary.resent.amplitudeEvents += await ingestion.deliver(batch, (item, r) => fail(item.letter, r.reason, r.detail, r.status, r.retriable));

@@ -151,15 +151,22 @@ describe('export-events pipeline against the emulators', () => {
     expect((err as Error).message).not.toContain('wrong-sdk-key-abcdef');
   });
 
-  it('dead-letters the events of a batch FME rejects with 400, and goes on', async () => {
+  it('dead-letters only the event FME refuses: the rest of its batch is delivered, and the run goes on', async () => {
     world = await startWorld();
     const rows = seed(world, 1, 10).filter((r) => typeof r.user_id === 'string');
-    world.fme.faults.push({ status: 400, body: '{"message":"bad event"}' });
+    // FME refuses any request holding the first event: the whole batch of 20, then halves down to that event.
+    const bad = { status: 400, body: '{"message":"bad event"}' };
+    const ok = { status: 202, afterProcessing: true };
+    world.fme.faults.push(bad, 5).push(ok, 4);
     const dl = deadLetterWriter();
-    const summary = await runExportEvents({ config: configFor(world, { exportEvents: { batchSize: 20, concurrency: 1 } }), start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, logger: createMemoryLogger(), deadLetters: dl });
+    const logger = createMemoryLogger();
+    const summary = await runExportEvents({ config: configFor(world, { exportEvents: { batchSize: 20, concurrency: 1 } }), start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, logger, deadLetters: dl });
     await dl.close();
     const letters = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; status: number; payload: { properties: { uuid: string } }; source: { entry: string; line: number } });
-    expect(letters.length).toBe(20);
+    // Halves of 20: 10, 5, 2, then the refused event alone; its neighbours of 1, 3, 5 and 10 events go through.
+    expect(world.fme.requests.slice(0, 9).map((r) => r.status)).toEqual([400, 400, 400, 400, 400, 202, 202, 202, 202]);
+    expect(letters.length).toBe(1);
+    expect(logger.lines.some((l) => l.message.startsWith('FME refused 1 of a batch of 20 events (HTTP 400)'))).toBe(true);
     expect(letters[0]).toMatchObject({ reason: 'fme_rejected', status: 400 });
     expect(letters[0]?.source.entry).toMatch(/\.json\.gz$/);
     expect(summary.fmeEventsSent + letters.length).toBe(rows.length);
@@ -175,7 +182,8 @@ describe('export-events pipeline against the emulators', () => {
     // Batches of 5: a line that is not JSON in the first, then a batch FME rejects.
     const lines = [good(1), '{"broken": ', good(2), good(3), good(4), good(5), good(6), good(7), good(8), good(9), good(10), good(11)];
     world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? lines : []), entriesPerHour: 1 } });
-    world.fme.faults.push({ status: 200, afterProcessing: true }).push({ status: 400, body: '{"message":"bad event"}' });
+    // The second batch is refused whole and in every part it is split into (5 events: 9 requests).
+    world.fme.faults.push({ status: 200, afterProcessing: true }).push({ status: 400, body: '{"message":"bad event"}' }, 9);
     const dl = deadLetterWriter();
     // What a crash at each moment the state moves on would leave in the dead-letter file.
     const onDisk: { step: string; written: number; inFile: number }[] = [];

@@ -134,4 +134,20 @@ describe('an interrupted retry', () => {
     expect(amplitude.userProperties.get('user-00043')).toEqual({ checkout: 'on' });
     expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([expect.stringContaining('this retry puts the older ones back')]);
   });
+
+  it('re-sends the rest of a batch FME refuses for one event, and keeps only that one failing', async () => {
+    const dir = tempDir('retry-split');
+    const { file, config } = rejectedBatchFile(dir);
+    // FME refuses every request holding user-2: all three, then [user-2, user-3], then user-2 alone.
+    const bad = { status: 400, body: '{"message":"bad event"}' };
+    const ok = { status: 202, afterProcessing: true };
+    fme.faults.push(bad).push(ok).push(bad, 2).push(ok);
+    const dl = new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry');
+    const s = await runRetry({ config, file, logger: silentLogger, deadLetters: dl, force: false });
+    await dl.close();
+    expect(s.resent.fme).toBe(2);
+    expect(s.stillFailing).toEqual({ fme_rejected: 1 });
+    const failing = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { payload: { key: string } }).payload.key);
+    expect(failing).toEqual(['user-2']);
+  });
 });
