@@ -9,7 +9,12 @@ import type { FmeEvent, FmePropertyValue } from './types.js';
 
 /** `eventTypeId`: first char alphanumeric, then up to 79 of `-_.:` and alphanumerics (specs/fme.md). */
 export const EVENT_TYPE_ID_RE = /^[a-zA-Z0-9][-_.:a-zA-Z0-9]{0,79}$/;
-export const MAX_EVENT_TYPE_ID_LENGTH = 80;
+/**
+ * What amp-fme makes: "some docs are stricter (63 chars, no `:`)" and the rule is unconfirmed (specs/fme.md),
+ * so ids are made to pass both readings. A refused id would cost every event of its type.
+ */
+export const SAFE_EVENT_TYPE_ID_RE = /^[a-zA-Z0-9][-_.a-zA-Z0-9]{0,62}$/;
+export const MAX_EVENT_TYPE_ID_LENGTH = 63;
 /** `key`: at most 250 characters. */
 export const MAX_KEY_LENGTH = 250;
 /** `properties`: at most 300 keys. */
@@ -49,8 +54,9 @@ function isAlnum(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 }
 
+/** Characters kept in the ids amp-fme makes: `:` is not, as the stricter docs have it. */
 function isIdChar(c: number): boolean {
-  return isAlnum(c) || c === 45 || c === 95 || c === 46 || c === 58; // - _ . :
+  return isAlnum(c) || c === 45 || c === 95 || c === 46; // - _ .
 }
 
 /** FNV-1a over UTF-16 code units, 8 hex digits: a short stable tag for names that lost information. */
@@ -64,19 +70,19 @@ export function shortHash(s: string): string {
 }
 
 /**
- * Turns any name into a legal `eventTypeId`. The result always matches EVENT_TYPE_ID_RE.
+ * Turns any name into a legal `eventTypeId`. The result always matches SAFE_EVENT_TYPE_ID_RE (so EVENT_TYPE_ID_RE too).
  * - Accents are removed (`Café` -> `Cafe`, via NFD).
- * - Each run of other illegal characters (spaces, brackets, unicode, ...) becomes one `_`, which is what
+ * - Each run of other characters (spaces, brackets, `:`, unicode, ...) becomes one `_`, which is what
  *   other integrations do with spaces; runs at the very start or end are dropped instead of becoming `_`.
- * - Leading characters that are legal but may not start an id (`_ - . :`) are dropped (not prefixed):
+ * - Leading characters that are legal but may not start an id (`_ - .`) are dropped (not prefixed):
  *   `[Amplitude] Start Session` -> `Amplitude_Start_Session`.
- * - If non-ASCII characters were lost, or the name is over 80 characters, `_` + an 8-hex hash of the
- *   original name is appended (within the 80), so distinct names (`注文 done`, `購入 done`; long names that
- *   share their first 80 characters) stay distinct.
+ * - If non-ASCII characters were lost, or the name is over 63 characters, `_` + an 8-hex hash of the
+ *   original name is appended (within the 63), so distinct names (`注文 done`, `購入 done`; long names that
+ *   share their first 63 characters) stay distinct.
  * - Nothing left: `event` (plus the hash when characters were lost).
  */
 export function sanitizeEventTypeId(name: string): string {
-  if (EVENT_TYPE_ID_RE.test(name)) return name;
+  if (SAFE_EVENT_TYPE_ID_RE.test(name)) return name;
   let src = name;
   // Strip accents only when there is something non-ASCII to strip (normalize is not free).
   if (/[^\x00-\x7f]/.test(src)) src = src.normalize('NFD').replace(/[\u0300-\u036f]/g, '');

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   EVENT_TYPE_ID_RE,
+  SAFE_EVENT_TYPE_ID_RE,
   MAX_EVENT_BYTES,
   PropertyBag,
   capString,
@@ -20,7 +21,7 @@ import type { FmeEvent } from '../../src/fme/types.js';
 describe('sanitizeEventTypeId', () => {
   it.each([
     ['checkout', 'checkout'],
-    ['amp.Order_Completed:v2-x', 'amp.Order_Completed:v2-x'],
+    ['amp.Order_Completed:v2-x', 'amp.Order_Completed_v2-x'],
     ['Order Completed', 'Order_Completed'],
     ['[Amplitude] Start Session', 'Amplitude_Start_Session'],
     ['amp.[Amplitude] Start Session', 'amp.Amplitude_Start_Session'],
@@ -48,13 +49,17 @@ describe('sanitizeEventTypeId', () => {
     expect(sanitizeEventTypeId('注文')).toMatch(/^event_[0-9a-f]{8}$/);
   });
 
-  it('caps at 80 characters and keeps long names distinct', () => {
+  it('caps at 63 characters and keeps long names distinct, and leaves out `:` (the stricter docs)', () => {
     const base = 'x'.repeat(100);
     const a = sanitizeEventTypeId(`${base}a`);
     const b = sanitizeEventTypeId(`${base}b`);
-    expect(a).toHaveLength(80);
+    expect(a).toHaveLength(63);
     expect(a).not.toBe(b);
-    expect(sanitizeEventTypeId('y'.repeat(80))).toBe('y'.repeat(80));
+    expect(sanitizeEventTypeId('y'.repeat(63))).toBe('y'.repeat(63));
+    expect(sanitizeEventTypeId('y'.repeat(64))).toMatch(/^y{54}_[0-9a-f]{8}$/);
+    expect(sanitizeEventTypeId('amp.checkout:step_2')).toBe('amp.checkout_step_2');
+    // FME's own regex still takes both (the emulator checks with it).
+    expect(isValidEventTypeId(`a:${'b'.repeat(78)}`)).toBe(true);
   });
 
   it('always yields a legal id', () => {
@@ -67,7 +72,8 @@ describe('sanitizeEventTypeId', () => {
     }
     for (const s of samples) {
       const id = sanitizeEventTypeId(s);
-      expect(id, JSON.stringify(s)).toMatch(EVENT_TYPE_ID_RE);
+      expect(id, JSON.stringify(s)).toMatch(SAFE_EVENT_TYPE_ID_RE);
+      expect(id).toMatch(EVENT_TYPE_ID_RE);
       expect(isValidEventTypeId(id)).toBe(true);
     }
   });
