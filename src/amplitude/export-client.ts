@@ -3,6 +3,8 @@
  * upload hours to a temp file (an export can be 4 GB: never in memory), checks that the file is a zip,
  * and classifies every failure: retriable (429, 5xx but 504, network, a 200 that is not a zip), fatal
  * (403: credentials or region), empty (404) or too large (400, 504: the caller halves the window).
+ * A 504 may also be a passing gateway timeout: for a single hour, which cannot be halved, it is retried
+ * like a 5xx and only called too large once the retries are used up.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -43,14 +45,34 @@ export interface ExportClientOptions {
   region?: Region;
 }
 
-/** The Export API answered 400 or 504 for this window: it holds too much data for one request. */
+/**
+ * The Export API answered 400 or 504 for this window: it holds too much data for one request. `times` is
+ * how many requests got that answer (a single hour's 504 is asked again before it is given up).
+ */
 export class ExportWindowTooLargeError extends AmpFmeError {
   readonly status: number;
   readonly window: HourWindow;
-  constructor(window: HourWindow, status: number, detail: string) {
-    super('EXPORT_WINDOW_TOO_LARGE', `Amplitude export of ${describeWindow(window)} answered ${status} (too much data for one request)${detail ? `: ${detail}` : ''}`);
+  readonly times: number;
+  constructor(window: HourWindow, status: number, detail: string, times = 1) {
+    super(
+      'EXPORT_WINDOW_TOO_LARGE',
+      `Amplitude export of ${describeWindow(window)} answered ${status}${times > 1 ? ` ${times} times` : ''} (too much data for one request)${detail ? `: ${detail}` : ''}`,
+    );
     this.status = status;
     this.window = window;
+    this.times = times;
+  }
+}
+
+/** A 504 for a single hour: retried like a 5xx; `fetchWindow` turns it into ExportWindowTooLargeError once retries run out. */
+class HourTimeoutError extends RetriableRemoteError {
+  readonly snippet: string;
+  constructor(window: HourWindow, snippet: string, retryAfterMs: number | undefined) {
+    super('EXPORT_HOUR_TIMEOUT', `Amplitude export of ${describeWindow(window)} answered 504 (timed out; may be passing)${snippet ? `: ${snippet}` : ''}`, {
+      status: 504,
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    });
+    this.snippet = snippet;
   }
 }
 
@@ -160,17 +182,34 @@ export class ExportClient {
 
   /**
    * Downloads one window, retrying what can pass. Returns undefined when the window has no data (404, or
-   * an empty zip). Throws ExportWindowTooLargeError (400/504), FatalRemoteError (403 and other refusals),
-   * or the last RetriableRemoteError once retries run out.
+   * an empty zip). Throws ExportWindowTooLargeError (400; 504 at once for several hours, which the caller
+   * halves, and for a single hour only when the last of its retries answered 504 too), FatalRemoteError
+   * (403 and other refusals), or the last RetriableRemoteError once retries run out.
    */
   async fetchWindow(window: HourWindow, signal?: AbortSignal): Promise<ExportArchive | undefined> {
     const desc = describeWindow(window);
-    return withRetry((attempt) => this.attempt(window, attempt, signal), this.opts.retry, {
-      ...(signal ? { signal } : {}),
-      onRetry: (err, attempt, delayMs) => {
-        this.logger.warn('Amplitude export failed, retrying', { window: desc, attempt, delayMs, reason: err.message });
-      },
-    });
+    let timeouts = 0;
+    try {
+      return await withRetry(
+        (attempt) =>
+          this.attempt(window, attempt, signal).catch((err: unknown) => {
+            if (err instanceof HourTimeoutError) timeouts++;
+            throw err;
+          }),
+        this.opts.retry,
+        {
+          ...(signal ? { signal } : {}),
+          onRetry: (err, attempt, delayMs) => {
+            this.logger.warn('Amplitude export failed, retrying', { window: desc, attempt, delayMs, reason: err.message });
+          },
+        },
+      );
+    } catch (err) {
+      // withRetry wraps the last error when it gives up: a 504 to the last attempt makes the hour too large.
+      const last = err instanceof RetriableRemoteError ? err.cause : undefined;
+      if (last instanceof HourTimeoutError) throw new ExportWindowTooLargeError(window, 504, last.snippet, timeouts);
+      throw err;
+    }
   }
 
   private async attempt(window: HourWindow, attempt: number, signal: AbortSignal | undefined): Promise<ExportArchive | undefined> {
@@ -220,6 +259,9 @@ export class ExportClient {
   private httpError(window: HourWindow, status: number, body: string, response: Response): AmpFmeError {
     const desc = describeWindow(window);
     const snippet = bodySnippet(body);
+    // A 504 on several hours is halved at once (smaller windows are cheap); a single hour cannot be, so its
+    // 504 is retried first: a passing gateway timeout must not stop the run with the S3 remedy.
+    if (status === 504 && windowHours(window) === 1) return new HourTimeoutError(window, snippet, parseRetryAfter(response.headers['retry-after']));
     if (status === 400 || status === 504) return new ExportWindowTooLargeError(window, status, snippet);
     if (status === 429 || (status >= 500 && status <= 599)) {
       const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
@@ -325,10 +367,14 @@ export async function* exportWindows(
         );
       }
       if (windowHours(w) === 1) {
+        const answered =
+          err.status === 504
+            ? `it answered 504 ${err.times} time${err.times === 1 ? '' : 's'}, retried with backoff: the answer for a request that timed out on the volume of data`
+            : `it answered ${err.status}, the answer for more than 4 GB of data`;
         throw new FatalRemoteError(
           'EXPORT_HOUR_TOO_LARGE',
-          `Amplitude cannot export the single upload hour ${formatHour(w.start)} through the Export API (it answered ${err.status}, ` +
-            `the answer for more than 4 GB of data or a request that timed out). Export that hour with Amplitude's Amazon S3 / cloud storage ` +
+          `Amplitude cannot export the single upload hour ${formatHour(w.start)} through the Export API (${answered}). ` +
+            `Export that hour with Amplitude's Amazon S3 / cloud storage ` +
             `export instead, and go on after it: add --skip-to ${formatHour(w.start + HOUR_MS)} to the next --since-last-run (an explicit range: ` +
             `start it at ${formatHour(w.start + HOUR_MS)}).`,
           err.status,

@@ -91,7 +91,10 @@ export interface ExportEmulatorOptions {
   maxHoursPerRequest?: number;
   /** Upload hours (epoch ms) too big for the Export API: any request that includes one answers "too large". */
   hugeHours?: number[];
-  /** The "too large" answer: 400 (over 4 GB) or 504 (timed out on volume), per specs/amplitude.md. Default 400. */
+  /**
+   * The "too large" answer: 400 (over 4 GB) or 504 (timed out on volume), per specs/amplitude.md. Default 400.
+   * It is given to every request that includes a huge hour; a 504 that passes (a gateway timeout) is a scripted fault.
+   */
   tooLargeStatus?: 400 | 504;
   /** gzip level of the entries (1 is fastest, for benchmarks). Default 6. */
   gzipLevel?: number;

@@ -3,9 +3,10 @@ import { utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readArchiveLines } from '../../src/amplitude/archive.js';
-import { ExportWindowTooLargeError, exportWindows, type ExportArchive, type ExportedWindow } from '../../src/amplitude/export-client.js';
+import { ExportClient, ExportWindowTooLargeError, exportWindows, type ExportArchive, type ExportedWindow } from '../../src/amplitude/export-client.js';
 import { HOUR_MS, describeWindow, type HourWindow } from '../../src/amplitude/hours.js';
-import { FatalRemoteError, RetriableRemoteError } from '../../src/errors.js';
+import { FatalRemoteError, InterruptedError, RetriableRemoteError } from '../../src/errors.js';
+import { createHttp } from '../../src/http/client.js';
 import { ExportStore, type ExportSource } from '../../src/sandbox/amplitude-export.js';
 import { API_KEY, SECRET_KEY, exportRow, startExportSandbox, type ExportSandbox } from '../helpers/export-fixtures.js';
 
@@ -167,9 +168,13 @@ describe('ExportClient against the Export API emulator', () => {
     ]);
   });
 
-  it.each([400, 504] as const)('a single hour that still answers %i is fatal and points to the S3 export', async (status) => {
+  it.each([
+    { status: 400, singleHourRequests: 1 },
+    // A single hour's 504 may be a passing gateway timeout: it is asked again (retries: 2) before it is given up.
+    { status: 504, singleHourRequests: 3 },
+  ] as const)('a single hour that still answers $status is fatal and points to the S3 export', async ({ status, singleHourRequests }) => {
     sb = await startExportSandbox({ source: dayStore(), hugeHours: [hour(2)], tooLargeStatus: status });
-    const client = sb.client();
+    const client = sb.client({ retries: 2 });
     const seen: string[] = [];
     let caught: unknown;
     try {
@@ -185,12 +190,76 @@ describe('ExportClient against the Export API emulator', () => {
     const message = (caught as Error).message;
     expect(message).toContain('20240301T02');
     expect(message).toMatch(/S3/);
+    expect((caught as FatalRemoteError).code).toBe('EXPORT_HOUR_TOO_LARGE');
+    if (status === 504) expect(message).toContain('answered 504 3 times');
     expect(sb.emulator.requests.map((r) => `${r.start}..${r.end}:${r.status}`)).toEqual([
       `20240301T00..20240301T03:${status}`,
       '20240301T00..20240301T01:200',
       `20240301T02..20240301T03:${status}`,
-      `20240301T02..20240301T02:${status}`,
+      ...Array.from({ length: singleHourRequests }, () => `20240301T02..20240301T02:${status}`),
     ]);
+    // The windows of several hours are halved at once, with no retry; only the single hour's 504s are retried.
+    expect(sb.logger.lines.filter((l) => l.level === 'warn')).toHaveLength(singleHourRequests - 1);
+    expect(await sb.leftovers()).toEqual([]);
+  });
+
+  it('retries a single hour that answers 504 once (a passing gateway timeout), then delivers it', async () => {
+    sb = await startExportSandbox({ source: dayStore() });
+    sb.emulator.faults.push({ status: 504, body: 'Gateway Timeout', headers: { 'retry-after': '0' } });
+    const { windows, uuids } = await collect(sb, win(2, 2));
+    expect(windows).toEqual(['20240301T02']);
+    expect([...uuids].sort()).toEqual(expectedUuids(2, 2).sort());
+    expect(sb.emulator.requests.map((r) => `${r.start}..${r.end}:${r.status}`)).toEqual(['20240301T02..20240301T02:504', '20240301T02..20240301T02:200']);
+    const warns = sb.logger.lines.filter((l) => l.level === 'warn');
+    expect(warns).toHaveLength(1);
+    expect(warns[0]?.fields?.window).toBe('20240301T02');
+    expect(String(warns[0]?.fields?.reason)).toContain('504');
+    expect(sb.logger.lines.some((l) => /halving/.test(l.message))).toBe(false);
+    expect(await sb.leftovers()).toEqual([]);
+  });
+
+  it('gives a single hour that answers 504 to every attempt up as too large after retries+1 requests', async () => {
+    sb = await startExportSandbox({ source: dayStore() });
+    sb.emulator.faults.push({ status: 504, body: 'Gateway Timeout' }, 100);
+    const client = sb.client({ retries: 3 });
+    const fetched = await client.fetchWindow(win(2, 2)).catch((e: unknown) => e);
+    expect(fetched).toBeInstanceOf(ExportWindowTooLargeError);
+    expect((fetched as ExportWindowTooLargeError).status).toBe(504);
+    expect(sb.emulator.requests).toHaveLength(4);
+    sb.emulator.requests.length = 0;
+    const err = await (async () => {
+      for await (const part of exportWindows(client, win(2, 2))) await part.archive?.dispose();
+    })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FatalRemoteError);
+    expect((err as FatalRemoteError).code).toBe('EXPORT_HOUR_TOO_LARGE');
+    expect((err as Error).message).toContain('answered 504 4 times');
+    expect((err as Error).message).toContain('--skip-to 20240301T03');
+    expect(sb.emulator.requests.map((r) => r.status)).toEqual([504, 504, 504, 504]);
+    expect(sb.logger.lines.filter((l) => l.level === 'warn')).toHaveLength(6);
+  });
+
+  it('stops promptly while waiting to ask a single hour that answered 504 again', async () => {
+    sb = await startExportSandbox({ source: dayStore() });
+    sb.emulator.faults.push({ status: 504, body: 'Gateway Timeout', headers: { 'retry-after': '3600' } }, 100);
+    const ac = new AbortController();
+    // Retry-After (an hour) is capped by the policy's maxDelayMs (60 s here): the stop must end the wait.
+    const client = new ExportClient({
+      http: await createHttp({ timeoutMs: 5_000 }),
+      baseUrl: sb.server.url,
+      apiKey: API_KEY,
+      secretKey: SECRET_KEY,
+      retry: { retries: 5, baseDelayMs: 60_000, maxDelayMs: 60_000 },
+      logger: sb.logger,
+      tmpDir: sb.tmpDir,
+    });
+    setTimeout(() => ac.abort(new Error('stop requested')), 50);
+    const started = Date.now();
+    const err = await (async () => {
+      for await (const part of exportWindows(client, win(2, 2), ac.signal)) await part.archive?.dispose();
+    })().catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(err).toBeInstanceOf(InterruptedError);
+    expect(sb.emulator.requests.map((r) => r.status)).toEqual([504]);
     expect(await sb.leftovers()).toEqual([]);
   });
 
