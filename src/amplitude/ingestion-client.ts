@@ -6,12 +6,17 @@ import { bodySnippet } from '../http/client.js';
 import { postWithRetry } from '../http/post.js';
 import type { RetryPolicy } from '../http/retry.js';
 import type { Logger } from '../log/logger.js';
-import { deliverItems, type DeliveryExtras, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
+import { deliverItems, overPerIdCap, type DeliveryExtras, type DeliveryOptions, type Rejection, type Verdict, type WireItem } from './ingestion-delivery.js';
 
-/** Per-request limits of the ingestion APIs (specs/amplitude.md): HTTP V2 < 1 MB and < 2000 events; Batch <= 20 MB and <= 2000 events. */
-export const INGESTION_LIMITS: Record<IngestionApi, { maxEvents: number; maxBytes: number; path: string }> = {
+/**
+ * Per-request limits of the ingestion APIs (specs/amplitude.md): HTTP V2 < 1 MB and < 2000 events; Batch <= 20 MB
+ * and <= 2000 events. `perId`: HTTP V2 takes 30 events/s per user or device (more is a 429 for that id), so a
+ * request carries at most `maxEvents` of one id, and the rest follow `windowMs` later. Batch takes 1000/s per id
+ * over 30 s, more than a request holds: no cap.
+ */
+export const INGESTION_LIMITS: Record<IngestionApi, { maxEvents: number; maxBytes: number; path: string; perId?: { maxEvents: number; windowMs: number } }> = {
   // Kept a little under the hard limits: the envelope and any proxy headroom.
-  httpapi: { maxEvents: 1999, maxBytes: 950_000, path: '/2/httpapi' },
+  httpapi: { maxEvents: 1999, maxBytes: 950_000, path: '/2/httpapi', perId: { maxEvents: 30, windowMs: 1000 } },
   batch: { maxEvents: 2000, maxBytes: 19_000_000, path: '/batch' },
 };
 
@@ -107,10 +112,18 @@ export class IngestionClient {
   private readonly url: string;
   private readonly frame: BodyFrame;
   private readonly envelope: number;
+  /**
+   * HTTP V2: at most `maxPerId` events of one id per request, the rest a rate window later (or after the throttle
+   * delay, when that is shorter: tests, or a user's choice).
+   */
+  private readonly pace: DeliveryOptions<WireItem>['pace'];
+  /** The advice about HTTP V2's per-id rate has been logged (once per client, i.e. per run). */
+  private advised = false;
 
   constructor(private readonly o: IngestionClientOptions) {
     const l = INGESTION_LIMITS[o.api];
     this.limits = { maxEvents: l.maxEvents, maxBytes: l.maxBytes };
+    this.pace = l.perId ? { maxPerId: l.perId.maxEvents, delayMs: Math.min(l.perId.windowMs, o.throttleDelayMs) } : undefined;
     this.url = `${o.baseUrl}${l.path}`;
     this.frame = {
       prefix: `{"api_key":${JSON.stringify(o.apiKey)},"events":[`,
@@ -141,15 +154,35 @@ export class IngestionClient {
       throttleDelayMs: this.o.throttleDelayMs,
       maxThrottleRounds: this.o.maxThrottleRounds ?? 8,
       onReject,
-      onThrottle: (count, delayMs) => this.o.logger.warn('Amplitude throttled some ids: holding their events back', { api: this.o.api, events: count, delayMs }),
+      onThrottle: (count, delayMs) => {
+        this.o.logger.warn('Amplitude throttled some ids: holding their events back', { api: this.o.api, events: count, delayMs });
+        this.advise();
+      },
+      ...(this.pace ? { pace: this.pace, onPace: (count: number, delayMs: number) => this.paced(count, delayMs) } : {}),
       ...(this.o.signal ? { signal: this.o.signal } : {}),
       ...extras,
     });
   }
 
+  private paced(count: number, delayMs: number): void {
+    this.o.logger.debug(`Amplitude ${this.o.api}: at most ${this.pace?.maxPerId ?? 0} events of one id per request, pacing the rest`, { events: count, delayMs });
+    this.advise();
+  }
+
+  /** Once per run, the first time HTTP V2 throttles or paces an id: why it is slow, and what suits a replay. */
+  private advise(): void {
+    if (this.o.api !== 'httpapi' || this.advised) return;
+    this.advised = true;
+    this.o.logger.warn(
+      'Amplitude HTTP V2 takes about 30 events/s per user or device: an id with more events is sent 30 at a time, ' +
+        'and held back for the throttle delay after a 429, so it goes slowly. For replays and backfills use --api batch (1000 events/s per id).',
+    );
+  }
+
   /**
    * `deliver` for a body already encoded (`newBody`) that holds `count` events, without the events as items:
-   * `items` builds them only when Amplitude's answer needs them one by one, which a clean run never does.
+   * `items` builds them only when Amplitude's answer needs them one by one, which a clean Batch run never does
+   * (HTTP V2 needs their ids first, for its cap per id).
    */
   async deliverEncoded<T extends WireItem>(
     body: Buffer,
@@ -160,6 +193,9 @@ export class IngestionClient {
   ): Promise<number> {
     let list: T[] | undefined;
     const listed = (): T[] => (list ??= items());
+    // HTTP V2 refuses a request with more than ~30 events of one id for that id, again and again: such a body is
+    // sent capped per id by `deliver`. (Batch has no cap: its bodies go as they are, their events never listed.)
+    if (this.pace && overPerIdCap(listed(), this.pace.maxPerId)) return this.deliver(listed(), onReject, hold ? { hold } : {});
     const v = this.answer(await this.send(count, body), listed);
     if (v.kind === 'ok') return count;
     return this.deliver(listed(), onReject, { firstVerdict: v, ...(hold ? { hold } : {}) });

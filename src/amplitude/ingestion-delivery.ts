@@ -53,6 +53,14 @@ export interface DeliveryOptions<T extends WireItem> {
   hold?(items: T[], round: number, delayMs: number): void;
   /** Throttle delays these items have had already (items a `hold` sends again). */
   round?: number;
+  /**
+   * A per-id cap per request (HTTP V2: about 30 events/s per id, specs/amplitude.md): each request carries at
+   * most `maxPerId` items of one id, the first ones; the rest of that id wait `delayMs` (with `hold`, held
+   * like throttled items) and go in the next request, again capped. A pace is not a throttle round: those
+   * items were not refused. Items of an id that Amplitude throttles wait with its throttled ones instead.
+   */
+  pace?: { maxPerId: number; delayMs: number };
+  onPace?(count: number, delayMs: number): void;
 }
 
 /** What `deliverItems` takes besides the items and the request: answers, throttling, a stop. */
@@ -62,6 +70,32 @@ interface Work<T> {
   items: T[];
   round: number;
   delayMs: number;
+  /** The delay is a pace (`DeliveryOptions.pace`), not a throttle delay. */
+  paced?: boolean;
+}
+
+/** `items` split, in order, into the first `max` of each id and the rest. */
+export function capPerId<T extends WireItem>(items: readonly T[], max: number): { now: T[]; later: T[] } {
+  const seen = new Map<string, number>();
+  const now: T[] = [];
+  const later: T[] = [];
+  for (const it of items) {
+    const n = (seen.get(it.id) ?? 0) + 1;
+    seen.set(it.id, n);
+    (n <= max ? now : later).push(it);
+  }
+  return { now, later };
+}
+
+/** Whether `items` hold more than `max` of some id. */
+export function overPerIdCap(items: readonly WireItem[], max: number): boolean {
+  const seen = new Map<string, number>();
+  for (const it of items) {
+    const n = (seen.get(it.id) ?? 0) + 1;
+    if (n > max) return true;
+    seen.set(it.id, n);
+  }
+  return false;
 }
 
 /**
@@ -77,32 +111,38 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
     const work = queue.shift() as Work<T>;
     if (work.items.length === 0) continue;
     if (work.delayMs > 0) {
-      o.onThrottle?.(work.items.length, work.delayMs);
-      await pause(work.delayMs, o.signal, `${work.items.length} throttled items`);
+      if (work.paced) o.onPace?.(work.items.length, work.delayMs);
+      else o.onThrottle?.(work.items.length, work.delayMs);
+      await pause(work.delayMs, o.signal, `${work.items.length} ${work.paced ? 'paced' : 'throttled'} items`);
     }
-    const v = first ?? (await o.post(work.items));
+    // The first `maxPerId` of each id go now, the rest after the pace (the caller's first request went whole).
+    const { now: batch, later } = o.pace && !first ? capPerId(work.items, o.pace.maxPerId) : { now: work.items, later: [] as T[] };
+    const v = first ?? (await o.post(batch));
     first = undefined;
+    /** Work to do next, before what the queue holds: resends first, then the paced rest, then throttled items. */
+    const next: Work<T>[] = [];
+    let throttled: Work<T> | undefined;
     switch (v.kind) {
       case 'ok':
-        sent += work.items.length;
+        sent += batch.length;
         break;
       case 'reject_all':
-        for (const it of work.items) o.onReject(it, v.rejection);
+        for (const it of batch) o.onReject(it, v.rejection);
         break;
       case 'bisect': {
-        if (work.items.length === 1) {
-          o.onReject(work.items[0] as T, v.rejection);
+        if (batch.length === 1) {
+          o.onReject(batch[0] as T, v.rejection);
           break;
         }
-        const mid = Math.ceil(work.items.length / 2);
-        queue.unshift({ items: work.items.slice(0, mid), round: work.round, delayMs: 0 }, { items: work.items.slice(mid), round: work.round, delayMs: 0 });
+        const mid = Math.ceil(batch.length / 2);
+        next.push({ items: batch.slice(0, mid), round: work.round, delayMs: 0 }, { items: batch.slice(mid), round: work.round, delayMs: 0 });
         break;
       }
       case 'sorted': {
         const now: T[] = [];
         const held: T[] = [];
         const nothingNamed = v.reject.size === 0 && v.hold.size === 0;
-        work.items.forEach((it, i) => {
+        batch.forEach((it, i) => {
           const r = v.reject.get(i);
           if (r) o.onReject(it, r);
           else if (v.hold.has(i) || (nothingNamed && v.status === 429)) held.push(it);
@@ -113,7 +153,15 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
           for (const it of now) o.onReject(it, { reason: 'amplitude_rejected', detail: `status ${v.status} without event indexes`, status: v.status, retriable: true });
           break;
         }
-        const next: Work<T>[] = [{ items: now, round: work.round, delayMs: 0 }];
+        next.push({ items: now, round: work.round, delayMs: 0 });
+        if (held.length > 0 && later.length > 0) {
+          // The rest of a throttled id waits with its throttled items, after them: sent sooner, it would be refused too.
+          const ids = new Set(held.map((it) => it.id));
+          const keep: T[] = [];
+          for (const it of later) (ids.has(it.id) ? held : keep).push(it);
+          later.length = 0;
+          later.push(...keep);
+        }
         if (held.length > 0) {
           if (work.round + 1 > o.maxThrottleRounds) {
             for (const it of held) {
@@ -128,13 +176,24 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
             o.onThrottle?.(held.length, o.throttleDelayMs);
             o.hold(held, work.round + 1, o.throttleDelayMs);
           } else {
-            next.push({ items: held, round: work.round + 1, delayMs: o.throttleDelayMs });
+            throttled = { items: held, round: work.round + 1, delayMs: o.throttleDelayMs };
           }
         }
-        queue.unshift(...next);
         break;
       }
     }
+    if (later.length > 0 && o.pace) {
+      // Paced, not refused: the throttle rounds do not grow, and start again once the request went through.
+      const round = v.kind === 'ok' ? 0 : work.round;
+      if (o.hold) {
+        o.onPace?.(later.length, o.pace.delayMs);
+        o.hold(later, round, o.pace.delayMs);
+      } else {
+        next.push({ items: later, round, delayMs: o.pace.delayMs, paced: true });
+      }
+    }
+    if (throttled) next.push(throttled);
+    queue.unshift(...next);
   }
   return sent;
 }

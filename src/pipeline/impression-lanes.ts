@@ -16,7 +16,9 @@ import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
  * Throttled items (a 429 naming them) are held back on their own and sent again after the throttle delay,
  * while the lanes go on: only they wait, not the run (specs/amplitude.md). A held item is sent after later
  * events of its user that were not throttled; Amplitude orders events by their `time`, and identify mode
- * sends one identification per user. Reading waits only while held items pass MAX_HELD_BYTES.
+ * sends one identification per user. Reading waits only while held items pass MAX_HELD_BYTES. Over HTTP V2,
+ * a request carries at most ~30 events of one id (its rate per second): the rest of that id are held the
+ * same way for a second, without counting a throttle round, and sent again capped (ingestion-delivery.ts).
  */
 
 /** An identification on its way, with where it came from. */
@@ -31,7 +33,7 @@ interface Item extends WireItem {
 /** Held items at most (their JSON), before reading waits for them as it does for full lanes. */
 const MAX_HELD_BYTES = 32 * 1024 * 1024;
 
-/** Items held back after a 429, to be sent again when their timer fires. */
+/** Items held back after a 429 (or paced, HTTP V2), to be sent again when their timer fires. */
 interface Held {
   lane: Lane;
   items: Item[];

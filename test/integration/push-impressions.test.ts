@@ -205,8 +205,9 @@ describe('push-impressions: shapes and formats', () => {
   it('keeps requests within the limits: batch size, HTTP V2 events and bytes', async () => {
     const big = 'x'.repeat(600);
     const lines: string[] = [];
+    // 1000 users of 5 events: HTTP V2 requests fill up to their byte limit (more than 30 events of one id would be paced).
     for (let i = 0; i < 5000; i++) {
-      lines.push(JSON.stringify({ key: `user-${i % 50}-abc`, split: 'f', treatment: 'on', time: 1700000000000 + i, properties: JSON.stringify({ pad: big }) }));
+      lines.push(JSON.stringify({ key: `user-${i % 1000}-abc`, split: 'f', treatment: 'on', time: 1700000000000 + i, properties: JSON.stringify({ pad: big }) }));
     }
     writeFileSync(join(dir, 'many.ndjson'), lines.join('\n'));
     const s = await run(['many.ndjson'], { api: 'httpapi', config: config((c) => (c.pushImpressions.batchSize = 5000)) }).done;

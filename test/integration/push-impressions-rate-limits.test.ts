@@ -1,0 +1,155 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { defaultConfig } from '../../src/config/defaults.js';
+import type { Config } from '../../src/config/types.js';
+import { createMemoryLogger } from '../../src/log/logger.js';
+import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
+import { runRetry } from '../../src/pipeline/retry.js';
+import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
+import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+import { pushConfig, pushRunOptions } from '../helpers/push.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+/**
+ * Amplitude's per-id rates (specs/amplitude.md: HTTP V2 30 events/s per id, Batch 1000/s over 30 s), enforced by
+ * the emulator. Its clock runs SPEED times faster than the real one, so that its one-second HTTP V2 window
+ * lasts 50 ms and throttle delays of tens of milliseconds are as long as Amplitude's.
+ */
+const SPEED = 20;
+const API_KEY = 'amp-test-api-key-rates-1';
+const NOW = 1700000000000 + 3600_000;
+const emulator = createAmplitudeIngestionEmulator({ apiKey: API_KEY, rateLimits: true, now: () => Date.now() * SPEED });
+let server: RunningServer;
+let dir: string;
+
+beforeAll(async () => {
+  server = await startServer([emulator.route]);
+  dir = tempDir('push-rates');
+});
+afterAll(async () => server.close());
+afterEach(() => emulator.reset());
+
+/** Impressions of each `[user, count]` in order, one NDJSON line per impression, times 0, 1, 2, ... ms after a base. */
+function dump(name: string, users: [string, number][]): string {
+  const lines: string[] = [];
+  for (const [u, per] of users) for (let i = 0; i < per; i++) lines.push(JSON.stringify({ key: u, split: 'f', treatment: 'on', time: 1700000000000 + i }));
+  writeFileSync(join(dir, name), `${lines.join('\n')}\n`);
+  return name;
+}
+
+const others = (n: number): [string, number][] => Array.from({ length: n }, (_, i) => [`user-o${String(i).padStart(4, '0')}`, 1]);
+
+function config(throttleMs: number, mut?: (c: Config) => void): Config {
+  return pushConfig(API_KEY, server.url, throttleMs, (c) => {
+    c.pushImpressions.concurrency = 1;
+    mut?.(c);
+  });
+}
+
+let runNo = 0;
+function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
+  const deadLetters = new DeadLetterWriter(join(dir, `dl-${++runNo}.ndjson`), 'push-impressions');
+  const logger = createMemoryLogger();
+  const done = runPushImpressions(pushRunOptions({ config: config(60), files, logger, deadLetters, cwd: dir, now: NOW }, { api: 'httpapi', ...over })).finally(() =>
+    deadLetters.close(),
+  );
+  const letters = (): { reason: string }[] => (existsSync(deadLetters.path) ? readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string }) : []);
+  return { done, letters, logger };
+}
+
+/** The stored events of `user`, as the times of their impressions (0, 1, 2, ... in dump order). */
+const timesOf = (user: string): number[] => emulator.events.filter((e) => e.user_id === user).map((e) => (e.time ?? 0) - 1700000000000);
+const upTo = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
+
+describe('HTTP V2 takes ~30 events/s per id: a busy id is paced, not refused for ever', () => {
+  it('delivers an id with 100 impressions among others, each event once, none dead-lettered, the others at once', async () => {
+    const r = run([dump('busy.ndjson', [['user-busy1', 100], ...others(20)])]);
+    const s = await r.done;
+    expect(s.eventsSent).toBe(120);
+    expect(emulator.count).toBe(120);
+    expect(emulator.duplicates).toBe(0);
+    expect(new Set(emulator.events.map((e) => e.insert_id)).size).toBe(120);
+    expect(r.letters()).toEqual([]);
+    // 30 of the busy id go with the others in the first request; the rest follow 30 at a time, in order, never refused.
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[200, 50], [200, 30], [200, 30], [200, 10]]);
+    expect(emulator.events.slice(0, 50).filter((e) => e.user_id !== 'user-busy1')).toHaveLength(20);
+    expect(timesOf('user-busy1')).toEqual(upTo(100));
+    const advice = r.logger.lines.filter((l) => l.level === 'warn' && /--api batch/.test(l.message));
+    expect(advice).toHaveLength(1);
+    expect(advice[0]?.message).toMatch(/30 events\/s per user or device/);
+  });
+
+  it('the paced events of a busy id do not hold up the requests of other ids that come after them', async () => {
+    const r = run([dump('busy-lane.ndjson', [['user-busy2', 100], ...others(40)])], { config: config(300, (c) => (c.pushImpressions.batchSize = 100)) });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(140);
+    expect(r.letters()).toEqual([]);
+    expect(emulator.requests.every((q) => q.status === 200)).toBe(true);
+    // The lane's second request (the others) went while the busy id waited its pace.
+    expect(emulator.events.map((e) => (e.user_id === 'user-busy2' ? 'busy' : 'other'))).toEqual([
+      ...Array<string>(30).fill('busy'),
+      ...Array<string>(40).fill('other'),
+      ...Array<string>(70).fill('busy'),
+    ]);
+    expect(timesOf('user-busy2')).toEqual(upTo(100));
+  });
+
+  it('paces are not throttle rounds: an id with more paces than maxThrottleRounds (8) is delivered', async () => {
+    const r = run([dump('busier.ndjson', [['user-busy3', 400], ...others(3)])], { config: config(60) });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(403);
+    expect(emulator.count).toBe(403);
+    expect(r.letters()).toEqual([]);
+    expect(emulator.requests).toHaveLength(14);
+    expect(timesOf('user-busy3')).toEqual(upTo(400));
+  });
+
+  it('an id refused with a 429 waits with the rest of its events, then goes on 30 at a time', async () => {
+    emulator.throttle('user-busy4');
+    const r = run([dump('busy429.ndjson', [['user-busy4', 70], ...others(5)])]);
+    const s = await r.done;
+    expect(s.eventsSent).toBe(75);
+    expect(r.letters()).toEqual([]);
+    // The first request (30 of the busy id and the others) is refused for the busy id only: the others are re-sent at once.
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[429, 35], [200, 5], [200, 30], [200, 30], [200, 10]]);
+    expect(timesOf('user-busy4')).toEqual(upTo(70));
+    expect(r.logger.lines.filter((l) => /--api batch/.test(l.message))).toHaveLength(1);
+  });
+
+  it('Batch is not capped per id: 100 events of one id go in one request', async () => {
+    const r = run([dump('batch.ndjson', [['user-busy5', 100], ...others(5)])], { api: 'batch' });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(105);
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[200, 105]]);
+    expect(r.logger.lines.filter((l) => /--api batch/.test(l.message))).toEqual([]);
+  });
+});
+
+describe('retry over HTTP V2', () => {
+  it('delivers 100 held events of one id, 30 at a time, instead of sending the same group again and again', async () => {
+    const rdir = tempDir('retry-rates');
+    const file = join(rdir, 'held.ndjson');
+    const letters = upTo(100).map((i) => ({
+      command: 'push-impressions',
+      reason: 'amplitude_throttled',
+      retriable: true,
+      payload: { user_id: 'user-held1', event_type: 'get_treatment', time: 1700000000000 + i, insert_id: `fme-held-${i}`, event_properties: { flag: 'f', treatment: 'on' } },
+    }));
+    writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    const config = defaultConfig();
+    config.amplitude.apiKey = API_KEY;
+    config.amplitude.ingestionBaseUrl = server.url;
+    config.pushImpressions.api = 'httpapi';
+    config.pushImpressions.throttleDelayMs.httpapi = 60;
+    const deadLetters = new DeadLetterWriter(join(rdir, 'new.ndjson'), 'retry');
+    const s = await runRetry({ config, file, logger: createMemoryLogger(), deadLetters, force: false });
+    await deadLetters.close();
+    expect(s.resent.amplitudeEvents).toBe(100);
+    expect(s.stillFailing).toEqual({});
+    expect(emulator.count).toBe(100);
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[200, 30], [200, 30], [200, 30], [200, 10]]);
+    expect(timesOf('user-held1')).toEqual(upTo(100));
+  });
+});
