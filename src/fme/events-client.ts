@@ -16,7 +16,7 @@
  * batch twice. That is accepted here; the pipeline makes sure acknowledged batches are never re-sent.
  */
 import type { Got } from 'got';
-import { FatalRemoteError } from '../errors.js';
+import { FatalRemoteError, InterruptedError } from '../errors.js';
 import { joinedBody, JSON_ARRAY } from '../http/body.js';
 import { bodySnippet } from '../http/client.js';
 import { postWithRetry } from '../http/post.js';
@@ -75,28 +75,56 @@ export class FmeEventsClient {
   /**
    * Delivers `jsons`, already refused as one request with `refused`: while FME answers 400 or 413, the
    * request is halved and each half sent, down to single events, so one bad event costs only itself. FME
-   * stores nothing of a refused request, so no event is sent twice. `onRefused` gets the index of each event
-   * refused on its own (or left in a part refused once SPLIT_BUDGET requests are spent, or with another
-   * status). Returns how many were delivered.
+   * stores nothing of a refused request, so no event is sent twice. At most SPLIT_BUDGET requests in all.
+   * - `onRefused` gets each event refused on its own (or in a part refused once the budget is spent, or with
+   *   another status);
+   * - if a request fails for good (retries used up, a fatal answer) or the run is stopped part-way, the events
+   *   not sent yet go to `onUnsent` and the error is returned, not thrown: some halves are in FME already, so
+   *   the caller records the batch as handled (delivered, refused or unsent) before it stops.
    */
-  async deliverSplitting(jsons: string[], refused: RefusedOutcome, onRefused: (index: number, outcome: RefusedOutcome) => void): Promise<number> {
-    let budget = SPLIT_BUDGET;
-    const part = async (lo: number, hi: number, known?: RefusedOutcome): Promise<number> => {
+  async deliverSplitting(
+    jsons: string[],
+    refused: RefusedOutcome,
+    onRefused: (index: number, outcome: RefusedOutcome) => void,
+    onUnsent: (index: number, error: unknown) => void,
+  ): Promise<{ delivered: number; error?: unknown }> {
+    const { signal } = this.options;
+    let budget = SPLIT_BUDGET - 1; // the refused request was the first
+    let delivered = 0;
+    let error: unknown;
+    const unsent = (lo: number, hi: number): void => {
+      for (let i = lo; i < hi; i++) onUnsent(i, error);
+    };
+    const part = async (lo: number, hi: number, known?: RefusedOutcome): Promise<void> => {
+      if (error === undefined && signal?.aborted) {
+        error = new InterruptedError(`stopped (${String(signal.reason)}) while the parts of a batch FME refused were being sent`);
+      }
+      if (error !== undefined) return unsent(lo, hi);
       let outcome: SendOutcome;
       if (known) outcome = known;
       else {
         budget--;
-        outcome = await this.send({ jsons: jsons.slice(lo, hi) });
+        try {
+          outcome = await this.send({ jsons: jsons.slice(lo, hi) });
+        } catch (err) {
+          error = err;
+          return unsent(lo, hi);
+        }
       }
-      if (outcome.delivered) return hi - lo;
+      if (outcome.delivered) {
+        delivered += hi - lo;
+        return;
+      }
       if (hi - lo === 1 || !SPLITTABLE.has(outcome.status) || budget < 2) {
         for (let i = lo; i < hi; i++) onRefused(i, outcome);
-        return 0;
+        return;
       }
       const mid = (lo + hi) >>> 1;
-      return (await part(lo, mid)) + (await part(mid, hi));
+      await part(lo, mid);
+      await part(mid, hi);
     };
-    return part(0, jsons.length, refused);
+    await part(0, jsons.length, refused);
+    return error === undefined ? { delivered } : { delivered, error };
   }
 
   /** `send` for a body already written (`[e1,e2,...]`, see pipeline/batcher.ts) holding `events` events. */

@@ -204,23 +204,40 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
         } else {
           // FME refuses a whole request for one bad event: halves go out until only the refused ones are left.
           const jsons = batch.positions.map((_, i) => eventJson(batch, i));
-          let refused = 0;
-          s.fmeEventsSent += await fme.deliverSplitting(jsons, outcome, (i, o) => {
-            refused++;
+          const letter = (i: number, reason: string, detail: string, status?: number): void => {
             const pos = decodePosition(batch.positions[i] as number);
             deadLetters.write({
-              reason: 'fme_rejected',
-              detail: `FME answered ${o.status}: ${o.body}`,
-              status: o.status,
+              reason,
+              detail,
+              ...(status !== undefined ? { status } : {}),
               source: { window: describeWindow(window), entry: entries[pos.entryIndex] ?? '', line: pos.line },
               retriable: true,
               payload: JSON.parse(jsons[i] as string) as unknown,
             });
-          });
-          logger.warn(`FME refused ${refused} of a batch of ${batch.count} events (HTTP ${outcome.status}); they are in the dead-letter file, the rest were delivered`, {
+          };
+          let refused = 0;
+          let notSent = 0;
+          const split = await fme.deliverSplitting(
+            jsons,
+            outcome,
+            (i, o) => {
+              refused++;
+              letter(i, 'fme_rejected', `FME answered ${o.status}: ${o.body}`, o.status);
+            },
+            // Part of the batch is in FME: the rest is recorded as a dead letter, so that no run sends the batch again.
+            (i, err) => {
+              notSent++;
+              letter(i, 'fme_not_sent', `its batch was refused and being sent in parts when the run stopped: ${(err as Error).message}`);
+            },
+          );
+          s.fmeEventsSent += split.delivered;
+          const rest = notSent > 0 ? `; ${notSent} were not sent when the run stopped (also dead letters, to retry)` : ', the rest were delivered';
+          logger.warn(`FME refused ${refused} of a batch of ${batch.count} events (HTTP ${outcome.status}); they are in the dead-letter file${rest}`, {
             status: outcome.status,
             window: describeWindow(window),
           });
+          // The batch is handled (delivered or dead letters) and is recorded below; the run stops after it.
+          if (split.error !== undefined) fatal ??= split.error;
         }
       } catch (err) {
         fatal ??= err;
@@ -276,6 +293,9 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       windowsDone++;
       progress();
     }
+  } catch (err) {
+    // Whatever stopped the run (an hour Amplitude cannot export, a state write), it ends below with the summary so far.
+    fatal ??= err;
   } finally {
     await rows.close();
     if (output) {
@@ -450,7 +470,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   };
 
   // A stop that ended a wait between attempts is a stop like any other.
-  const stopped = opts.signal?.aborted === true && (fatal === undefined || fatal instanceof InterruptedError);
+  const stopped = opts.signal?.aborted === true && (fatal === undefined || fatal instanceof InterruptedError || fatal === opts.signal.reason);
   if (fatal && !stopped) {
     // What the run did before it failed, for the summary the CLI prints all the same.
     if (fatal instanceof Error) (fatal as Error & { summary?: ExportEventsSummary }).summary = summary;

@@ -233,7 +233,15 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
       if (outcome.delivered) summary.resent.fme += batch.length;
       else {
         // Only the events FME refuses on their own stay failing: the rest of the batch is delivered.
-        summary.resent.fme += await fme.deliverSplitting(jsons, outcome, (i, o) => fail((batch[i] as Pending).letter, 'fme_rejected', `FME answered ${o.status}: ${o.body}`, o.status));
+        const split = await fme.deliverSplitting(
+          jsons,
+          outcome,
+          (i, o) => fail((batch[i] as Pending).letter, 'fme_rejected', `FME answered ${o.status}: ${o.body}`, o.status),
+          // Part of the batch is in FME: the rest goes to the new file, and its lines count as done (below).
+          (i, err) => fail((batch[i] as Pending).letter, 'fme_not_sent', `its batch was refused and being sent in parts when the retry stopped: ${(err as Error).message}`),
+        );
+        summary.resent.fme += split.delivered;
+        if (split.error !== undefined) stopAfterProgress ??= split.error;
       }
     } else if (target === 'amplitude-event') {
       ingestion ??= new IngestionClient({ baseUrl: ingestionBaseUrl(config.amplitude), apiKey: config.amplitude.apiKey ?? '', http, api: pc.api, minIdLength: config.amplitude.minIdLength, retry, throttleDelayMs: pc.throttleDelayMs[pc.api], logger, signal: opts.signal });
@@ -245,58 +253,68 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     }
   };
 
+  /** An error that ends the retry once the lines it concerns are recorded as done (a batch FME refused, sent in part). */
+  let stopAfterProgress: unknown;
   const flushAll = async (line: number): Promise<void> => {
     for (const t of Object.keys(pending) as Target[]) await send(t);
     // What still fails is on disk before the progress says its lines are done (dead-letters.ts).
     deadLetters.sync();
     writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: line }));
+    if (stopAfterProgress !== undefined) throw stopAfterProgress;
   };
 
   let line = 0;
   let warnedIdentify = false;
-  const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  for await (const text of rl) {
-    // Stop before counting the line: the progress written below must not cover a line nobody handled.
-    if (opts.signal?.aborted) break;
-    line++;
-    if (line <= linesDone) {
-      summary.alreadyHandled++;
-      continue;
+  try {
+    const rl = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+    for await (const text of rl) {
+      // Stop before counting the line: the progress written below must not cover a line nobody handled.
+      if (opts.signal?.aborted) break;
+      line++;
+      if (line <= linesDone) {
+        summary.alreadyHandled++;
+        continue;
+      }
+      if (text.trim() === '') continue;
+      summary.records++;
+      let letter: StoredLetter;
+      try {
+        letter = JSON.parse(text) as StoredLetter;
+        if (letter === null || typeof letter !== 'object' || typeof letter.reason !== 'string') throw new Error('not a dead-letter record');
+      } catch (err) {
+        summary.carriedOver++;
+        deadLetters.write({ reason: 'unreadable_dead_letter', detail: `${file} line ${line}: ${(err as Error).message}`, source: { file, line }, retriable: false, payload: text });
+        continue;
+      }
+      const target = letter.retriable ? targetOf(letter) : undefined;
+      if (!target) {
+        summary.carriedOver++;
+        // Carried over as it was: a record marked retriable stays so, in case a later amp-fme can re-send it.
+        deadLetters.write({ reason: letter.reason, ...(letter.detail ? { detail: letter.detail } : {}), ...(letter.status ? { status: letter.status } : {}), ...(letter.source ? { source: letter.source } : {}), retriable: letter.retriable === true, payload: letter.payload });
+        continue;
+      }
+      if (target === 'amplitude-identify' && !warnedIdentify) {
+        warnedIdentify = true;
+        logger.warn(
+          `${file} holds identifications: each sets a user's flags to the treatments of the dump it came from. If a later identify run has ` +
+            'set newer treatments for these users, this retry puts the older ones back: then re-run the dumps in order instead.',
+        );
+      }
+      const json = JSON.stringify(letter.payload);
+      const size = Buffer.byteLength(json);
+      const lim = limits[target];
+      // Each record adds its bytes and a separator to a request.
+      if (pending[target].length >= lim.count || sizes[target] + size + 1 > lim.bytes) await flushAll(line - 1);
+      pending[target].push({ json, size, id: idOf(letter.payload), line, letter });
+      sizes[target] += size + 1;
     }
-    if (text.trim() === '') continue;
-    summary.records++;
-    let letter: StoredLetter;
-    try {
-      letter = JSON.parse(text) as StoredLetter;
-      if (letter === null || typeof letter !== 'object' || typeof letter.reason !== 'string') throw new Error('not a dead-letter record');
-    } catch (err) {
-      summary.carriedOver++;
-      deadLetters.write({ reason: 'unreadable_dead_letter', detail: `${file} line ${line}: ${(err as Error).message}`, source: { file, line }, retriable: false, payload: text });
-      continue;
-    }
-    const target = letter.retriable ? targetOf(letter) : undefined;
-    if (!target) {
-      summary.carriedOver++;
-      // Carried over as it was: a record marked retriable stays so, in case a later amp-fme can re-send it.
-      deadLetters.write({ reason: letter.reason, ...(letter.detail ? { detail: letter.detail } : {}), ...(letter.status ? { status: letter.status } : {}), ...(letter.source ? { source: letter.source } : {}), retriable: letter.retriable === true, payload: letter.payload });
-      continue;
-    }
-    if (target === 'amplitude-identify' && !warnedIdentify) {
-      warnedIdentify = true;
-      logger.warn(
-        `${file} holds identifications: each sets a user's flags to the treatments of the dump it came from. If a later identify run has ` +
-          'set newer treatments for these users, this retry puts the older ones back: then re-run the dumps in order instead.',
-      );
-    }
-    const json = JSON.stringify(letter.payload);
-    const size = Buffer.byteLength(json);
-    const lim = limits[target];
-    // Each record adds its bytes and a separator to a request.
-    if (pending[target].length >= lim.count || sizes[target] + size + 1 > lim.bytes) await flushAll(line - 1);
-    pending[target].push({ json, size, id: idOf(letter.payload), line, letter });
-    sizes[target] += size + 1;
+    await flushAll(line);
+  } catch (err) {
+    // What the retry did before it stopped, for the summary the CLI prints with the error.
+    summary.durationMs = Date.now() - started;
+    if (err instanceof Error) Object.assign(err, { summary });
+    throw err;
   }
-  await flushAll(line);
   summary.durationMs = Date.now() - started;
   if (!opts.signal?.aborted) {
     const done = file.endsWith('.retried') ? file : `${file}.retried`;

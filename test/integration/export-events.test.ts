@@ -284,6 +284,23 @@ describe('export-events pipeline against the emulators', () => {
       expect(uuidsOf(world).sort()).toEqual(rows.map((_, i) => `s-${i}`).sort());
     });
 
+    it('a refused batch that stops part-way through its split is recorded whole: the next run sends none of it again', async () => {
+      world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows.slice(0, 10) : []), entriesPerHour: 1 } });
+      // Refused whole; its first half goes in; FME fails the second half until the retries run out.
+      world.fme.faults.push({ status: 400, body: '{"message":"bad event"}' }).push({ status: 202, afterProcessing: true }).push({ status: 503 }, FAST_HTTP.retries + 1);
+      const config = configFor(world, { exportEvents: { batchSize: 10, concurrency: 1 } });
+      const checkpoint = memory();
+      const dl = deadLetterWriter();
+      await expect(runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: dl, checkpoint })).rejects.toThrow(/503/);
+      await dl.close();
+      expect(world.fme.count).toBe(5);
+      const letters = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; retriable: boolean });
+      expect(letters.map((l) => [l.reason, l.retriable])).toEqual(Array.from({ length: 5 }, () => ['fme_not_sent', true]));
+      world.fme.faults.clear();
+      await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint });
+      expect(world.fme.count).toBe(5);
+    });
+
     it('progress that cannot be recorded stops the sending, so no more is sent than will be sent again', async () => {
       world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows : []), entriesPerHour: 1 } });
       let calls = 0;

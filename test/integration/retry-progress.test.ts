@@ -150,4 +150,24 @@ describe('an interrupted retry', () => {
     const failing = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { payload: { key: string } }).payload.key);
     expect(failing).toEqual(['user-2']);
   });
+
+  it('records a refused batch it stopped sending in parts as done, so the next retry sends none of it again', async () => {
+    const dir = tempDir('retry-split-stop');
+    const { file, config } = rejectedBatchFile(dir);
+    config.http.retries = 1;
+    config.http.retryBaseDelayMs = 1;
+    // Refused whole; user-1 goes in; FME fails the rest until the retries run out.
+    fme.faults.push({ status: 400, body: '{"message":"bad event"}' }).push({ status: 202, afterProcessing: true }).push({ status: 503 }, 2);
+    const before = fme.count;
+    const dl = new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry');
+    await expect(runRetry({ config, file, logger: silentLogger, deadLetters: dl, force: false })).rejects.toThrow(/503/);
+    await dl.close();
+    expect(fme.count - before).toBe(1);
+    expect(JSON.parse(readFileSync(`${file}.retry-progress.json`, 'utf8'))).toMatchObject({ linesDone: 3 });
+    const notSent = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; payload: { key: string } });
+    expect(notSent.map((l) => [l.reason, l.payload.key])).toEqual([['fme_not_sent', 'user-2'], ['fme_not_sent', 'user-3']]);
+    const again = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new2.ndjson'), 'retry'), force: false });
+    expect(again.resent.fme).toBe(0);
+    expect(fme.count - before).toBe(1);
+  });
 });
