@@ -248,8 +248,10 @@ export class ImpressionLanes {
   private resend(h: Held): void {
     this.track(
       h.lane.limit(async () => {
+        // A stop that came while this waited for its lane dropped it (and counted it): it is not sent then.
+        const stillHeld = this.held.has(h);
         this.release(h);
-        if (this.failure !== undefined) return;
+        if (!stillHeld || this.failure !== undefined) return;
         this.sent++;
         const round = h.round;
         if (this.o.ingestion) this.o.onDelivered(await this.o.ingestion.deliver(h.items, this.reject, { hold: this.holder(h.lane), round }));

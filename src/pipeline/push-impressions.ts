@@ -323,6 +323,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
 
   // --- Read ------------------------------------------------------------------------------------------------
   let interrupted = false;
+  let failure: unknown;
   // A stop does not wait out throttle delays (only requests in flight finish).
   const stopHolding = (): void => lanes.stopHolding();
   opts.signal?.addEventListener('abort', stopHolding, { once: true });
@@ -391,6 +392,9 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     await flushOutput();
     lanes.flush();
     await lanes.done();
+  } catch (err) {
+    // Ends the run below, once the summary so far is made: the CLI prints it with the error.
+    failure = err;
   } finally {
     // Whatever happened, stop the decoders, let in-flight requests finish and close the output file.
     await pool.close();
@@ -406,21 +410,25 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   summary.oldestImpression = Number.isFinite(oldest) ? new Date(oldest).toISOString() : undefined;
   summary.newestImpression = newest > 0 ? new Date(newest).toISOString() : undefined;
   summary.deadLetters = deadLetters.count - deadLettersAtStart;
-  const counts = deadLetters.counts();
-  for (const [k, v] of Object.entries(counts)) {
+  const byReason = deadLetters.counts();
+  for (const [k, v] of Object.entries(byReason)) {
     const d = v - (deadLetterCountsAtStart[k] ?? 0);
     if (d > 0) summary.deadLettersByReason[k] = d;
   }
   summary.durationMs = Date.now() - started;
   summary.impressionsPerSecond = summary.durationMs > 0 ? Math.round((summary.impressionsRead * 1000) / summary.durationMs) : summary.impressionsRead;
   progress();
-  // Held items are dropped only by a stop (a failure has thrown already): even after reading ended, that stop cut the run short.
+  const { deadLetters: _d, deadLettersByReason: _r, ...counts } = summary;
+  if (failure !== undefined) {
+    if (failure instanceof Error) Object.assign(failure, { summary: counts });
+    throw failure;
+  }
+  // Held items are dropped only by a stop (a failure has thrown above): even after reading ended, that stop cut the run short.
   if (interrupted || lanes.droppedHeld > 0) {
-    const held = lanes.droppedHeld > 0 ? `, ${lanes.droppedHeld} held back after a 429 not sent` : '';
+    const held = lanes.droppedHeld > 0 ? `, ${lanes.droppedHeld} held back (after a 429, or paced over HTTP V2) not sent` : '';
     const err = new InterruptedError(
       `stopped after ${summary.impressionsRead} impressions (${summary.eventsSent + summary.identificationsSent} delivered${held}); running the same command again is safe: insert_ids deduplicate what was already sent`,
     );
-    const { deadLetters: _d, deadLettersByReason: _r, ...counts } = summary;
     throw Object.assign(err, { summary: counts });
   }
   return summary;
