@@ -317,6 +317,8 @@ describe('unattended runs (spawned)', () => {
     expect(first.stderr).toContain(`cannot export the single upload hour ${formatHour(ago(8))}`);
     expect(first.stderr).toContain(`--skip-to ${formatHour(ago(7))}`);
     expect(uuidCounts(world).size).toBe(before.length);
+    // The summary of what was sent before the stop, all the same.
+    expect(logLines(first.stderr).filter((l) => l.message === 'summary')).toEqual([expect.objectContaining({ exitCode: 1, fmeEventsSent: before.length })]);
 
     // The cursor cannot be moved back over delivered hours, nor by a run that changes no state.
     expect((await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(9))], world.dir)).code).toBe(2);
