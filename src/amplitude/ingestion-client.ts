@@ -164,6 +164,11 @@ export class IngestionClient {
     });
   }
 
+  /** Whether this API caps events per id and per request (HTTP V2), so held events of an id must be paced together. */
+  get pacesPerId(): boolean {
+    return this.pace !== undefined;
+  }
+
   private paced(count: number, delayMs: number): void {
     this.o.logger.debug(`Amplitude ${this.o.api}: at most ${this.pace?.maxPerId ?? 0} events of one id per request, pacing the rest`, { events: count, delayMs });
     this.advise();
@@ -189,16 +194,18 @@ export class IngestionClient {
     count: number,
     items: () => T[],
     onReject: (item: T, r: Rejection) => void,
-    hold?: DeliveryExtras<T>['hold'],
+    extras: Pick<DeliveryExtras<T>, 'hold' | 'deferId'> = {},
   ): Promise<number> {
     let list: T[] | undefined;
     const listed = (): T[] => (list ??= items());
     // HTTP V2 refuses a request with more than ~30 events of one id for that id, again and again: such a body is
     // sent capped per id by `deliver`. (Batch has no cap: its bodies go as they are, their events never listed.)
-    if (this.pace && overPerIdCap(listed(), this.pace.maxPerId)) return this.deliver(listed(), onReject, hold ? { hold } : {});
+    if (this.pace && (overPerIdCap(listed(), this.pace.maxPerId) || (extras.deferId !== undefined && listed().some((it) => extras.deferId?.(it.id) === true)))) {
+      return this.deliver(listed(), onReject, extras);
+    }
     const v = this.answer(await this.send(count, body), listed);
     if (v.kind === 'ok') return count;
-    return this.deliver(listed(), onReject, { firstVerdict: v, ...(hold ? { hold } : {}) });
+    return this.deliver(listed(), onReject, { ...extras, firstVerdict: v });
   }
 
   /** One request (retried on 5xx/network), answered as a verdict. */

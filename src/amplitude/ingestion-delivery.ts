@@ -61,10 +61,15 @@ export interface DeliveryOptions<T extends WireItem> {
    */
   pace?: { maxPerId: number; delayMs: number };
   onPace?(count: number, delayMs: number): void;
+  /**
+   * With `pace`: ids whose earlier items `hold` keeps now. Their items wait with them rather than go at once:
+   * sent beside them, an id would go over its pace. (The items a `hold` sends again are not deferred.)
+   */
+  deferId?(id: string): boolean;
 }
 
 /** What `deliverItems` takes besides the items and the request: answers, throttling, a stop. */
-export type DeliveryExtras<T extends WireItem> = Pick<DeliveryOptions<T>, 'firstVerdict' | 'hold' | 'round'>;
+export type DeliveryExtras<T extends WireItem> = Pick<DeliveryOptions<T>, 'firstVerdict' | 'hold' | 'round' | 'deferId'>;
 
 interface Work<T> {
   items: T[];
@@ -74,12 +79,16 @@ interface Work<T> {
   paced?: boolean;
 }
 
-/** `items` split, in order, into the first `max` of each id and the rest. */
-export function capPerId<T extends WireItem>(items: readonly T[], max: number): { now: T[]; later: T[] } {
+/** `items` split, in order, into the first `max` of each id and the rest (all of an id `defer` names). */
+export function capPerId<T extends WireItem>(items: readonly T[], max: number, defer?: (id: string) => boolean): { now: T[]; later: T[] } {
   const seen = new Map<string, number>();
   const now: T[] = [];
   const later: T[] = [];
   for (const it of items) {
+    if (defer?.(it.id)) {
+      later.push(it);
+      continue;
+    }
     const n = (seen.get(it.id) ?? 0) + 1;
     seen.set(it.id, n);
     (n <= max ? now : later).push(it);
@@ -105,8 +114,19 @@ export function overPerIdCap(items: readonly WireItem[], max: number): boolean {
  */
 export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOptions<T>): Promise<number> {
   let sent = 0;
-  const queue: Work<T>[] = [{ items, round: o.round ?? 0, delayMs: 0 }];
+  const firstWork: Work<T> = { items, round: o.round ?? 0, delayMs: 0 };
+  const queue: Work<T>[] = [firstWork];
   let first = o.firstVerdict;
+  /** Paced, not refused: the throttle rounds do not grow (they start again once a request went through). */
+  const paceLater = (later: T[], round: number, next: Work<T>[]): void => {
+    if (later.length === 0 || !o.pace) return;
+    if (o.hold) {
+      o.onPace?.(later.length, o.pace.delayMs);
+      o.hold(later, round, o.pace.delayMs);
+    } else {
+      next.push({ items: later, round, delayMs: o.pace.delayMs, paced: true });
+    }
+  };
   while (queue.length > 0) {
     const work = queue.shift() as Work<T>;
     if (work.items.length === 0) continue;
@@ -115,8 +135,16 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
       else o.onThrottle?.(work.items.length, work.delayMs);
       await pause(work.delayMs, o.signal, `${work.items.length} ${work.paced ? 'paced' : 'throttled'} items`);
     }
-    // The first `maxPerId` of each id go now, the rest after the pace (the caller's first request went whole).
-    const { now: batch, later } = o.pace && !first ? capPerId(work.items, o.pace.maxPerId) : { now: work.items, later: [] as T[] };
+    // The first `maxPerId` of each id go now, the rest after the pace (the caller's first request went whole);
+    // the ids `deferId` names wait with their items already held.
+    const defer = work === firstWork ? o.deferId : undefined;
+    const { now: batch, later } = o.pace && !first ? capPerId(work.items, o.pace.maxPerId, defer) : { now: work.items, later: [] as T[] };
+    if (batch.length === 0) {
+      const waiting: Work<T>[] = [];
+      paceLater(later, work.round, waiting);
+      queue.unshift(...waiting);
+      continue;
+    }
     const v = first ?? (await o.post(batch));
     first = undefined;
     /** Work to do next, before what the queue holds: resends first, then the paced rest, then throttled items. */
@@ -182,16 +210,7 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
         break;
       }
     }
-    if (later.length > 0 && o.pace) {
-      // Paced, not refused: the throttle rounds do not grow, and start again once the request went through.
-      const round = v.kind === 'ok' ? 0 : work.round;
-      if (o.hold) {
-        o.onPace?.(later.length, o.pace.delayMs);
-        o.hold(later, round, o.pace.delayMs);
-      } else {
-        next.push({ items: later, round, delayMs: o.pace.delayMs, paced: true });
-      }
-    }
+    paceLater(later, v.kind === 'ok' ? 0 : work.round, next);
     if (throttled) next.push(throttled);
     queue.unshift(...next);
   }

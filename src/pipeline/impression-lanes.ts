@@ -84,6 +84,10 @@ interface Lane {
   body: BodyBuilder | undefined;
   events: number[];
   count: number;
+  /** The lane's held group whose timer has not fired yet: over HTTP V2, later holds of the lane join it. */
+  pending: Held | undefined;
+  /** Items held in this lane by id: their id's new items wait with them (HTTP V2's pace is per id). */
+  heldIds: Map<string, number>;
 }
 
 export interface ImpressionLanesOptions {
@@ -121,7 +125,16 @@ export class ImpressionLanes {
   failure: unknown;
 
   constructor(private readonly o: ImpressionLanesOptions) {
-    this.lanes = Array.from({ length: Math.max(1, o.lanes) }, () => ({ limit: pLimit(1), bytes: 0, items: [], body: undefined, events: [], count: 0 }));
+    this.lanes = Array.from({ length: Math.max(1, o.lanes) }, () => ({
+      limit: pLimit(1),
+      bytes: 0,
+      items: [],
+      body: undefined,
+      events: [],
+      count: 0,
+      pending: undefined,
+      heldIds: new Map<string, number>(),
+    }));
     this.maxInflight = this.lanes.length * 2;
   }
 
@@ -184,6 +197,7 @@ export class ImpressionLanes {
    */
   stopHolding(): void {
     this.holding = false;
+    for (const lane of this.lanes) lane.pending = undefined;
     for (const h of this.held) {
       clearTimeout(h.timer);
       this.droppedHeld += h.items.length;
@@ -227,18 +241,45 @@ export class ImpressionLanes {
       return;
     }
     const copies: Item[] = items.map((it) => (it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it));
+    const bytes = copies.reduce((n, it) => n + it.size, 0);
+    this.heldBytes += bytes;
+    for (const it of copies) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
+    const joinable = this.o.ingestion?.pacesPerId === true ? lane.pending : undefined;
+    if (joinable) {
+      // HTTP V2, one waiting group per lane: two groups of one id, each paced on its own, would go over its pace
+      // together. They go when the group's timer fires, capped per id again; one sent too soon after a 429 waits again.
+      joinable.items.push(...copies);
+      joinable.bytes += bytes;
+      joinable.round = Math.max(joinable.round, round);
+      return;
+    }
     let settle!: () => void;
     const p = new Promise<void>((resolve) => (settle = resolve)).finally(() => this.all.delete(p));
-    const bytes = copies.reduce((n, it) => n + it.size, 0);
-    const h: Held = { lane, items: copies, round, bytes, settle, timer: setTimeout(() => this.resend(h), delayMs) };
+    const h: Held = {
+      lane,
+      items: copies,
+      round,
+      bytes,
+      settle,
+      timer: setTimeout(() => {
+        if (lane.pending === h) lane.pending = undefined;
+        this.resend(h);
+      }, delayMs),
+    };
+    lane.pending = h;
     this.held.add(h);
-    this.heldBytes += bytes;
     this.all.add(p);
   }
 
   /** Held items are no longer held: their bytes leave the count, and reading may go on. */
   private release(h: Held): void {
     if (!this.held.delete(h)) return;
+    if (h.lane.pending === h) h.lane.pending = undefined;
+    for (const it of h.items) {
+      const n = (h.lane.heldIds.get(it.id) ?? 1) - 1;
+      if (n > 0) h.lane.heldIds.set(it.id, n);
+      else h.lane.heldIds.delete(it.id);
+    }
     this.heldBytes -= h.bytes;
     h.settle();
     this.wake();
@@ -305,7 +346,8 @@ export class ImpressionLanes {
         if (this.failure !== undefined) return;
         this.sent++;
         if (ingestion && body) {
-          this.o.onDelivered(await ingestion.deliverEncoded(body, count, () => this.encodedEvents(body, events, count), this.reject, this.holder(lane)));
+          const extras = { hold: this.holder<EncodedEvent>(lane), deferId: (id: string): boolean => lane.heldIds.has(id) };
+          this.o.onDelivered(await ingestion.deliverEncoded(body, count, () => this.encodedEvents(body, events, count), this.reject, extras));
           // Delivered, dead-lettered or held (as copies): nothing reads the body any more, its buffer serves the next one.
           scratch.give('bodies', body.buffer as ArrayBuffer);
         } else if (identify) {

@@ -106,6 +106,17 @@ describe('HTTP V2 takes ~30 events/s per id: a busy id is paced, not refused for
     expect(timesOf('user-busy3')).toEqual(upTo(400));
   });
 
+  it('an id spread over many requests is paced as one: its held parts wait together, and its new events wait with them', async () => {
+    // 1000 events of one id in requests of 100: each request's surplus, and each later request of that id, joins one group.
+    const r = run([dump('spread.ndjson', [['user-busy4', 1000]])], { config: config(60, (c) => (c.pushImpressions.batchSize = 100)) });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(1000);
+    expect(r.letters()).toEqual([]);
+    expect(emulator.requests.filter((q) => q.status === 429)).toEqual([]);
+    expect(emulator.requests.every((q) => q.items <= 30)).toBe(true);
+    expect(timesOf('user-busy4')).toEqual(upTo(1000)); // in order, too
+  });
+
   it('an id refused with a 429 waits with the rest of its events, then goes on 30 at a time', async () => {
     emulator.throttle('user-busy4');
     const r = run([dump('busy429.ndjson', [['user-busy4', 70], ...others(5)])]);
