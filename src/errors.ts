@@ -81,3 +81,17 @@ export class InterruptedError extends AmpFmeError {
     this.signal = signal;
   }
 }
+
+/**
+ * Attaches what a run did so far to the error that ends it, so that the CLI prints the run's summary before
+ * the error (cli/context.ts `runCommand`). Returns the error; anything that is not an Error is left alone.
+ */
+export function withSummary<E>(err: E, summary: object): E {
+  if (err instanceof Error) Object.assign(err, { summary });
+  return err;
+}
+
+/** The summary `withSummary` attached to an error, if any. */
+export function summaryOf(err: unknown): Record<string, unknown> | undefined {
+  return err instanceof Error ? (err as Error & { summary?: Record<string, unknown> }).summary : undefined;
+}

@@ -80,7 +80,7 @@ interface Work<T> {
 }
 
 /** `items` split, in order, into the first `max` of each id and the rest (all of an id `defer` names). */
-export function capPerId<T extends WireItem>(items: readonly T[], max: number, defer?: (id: string) => boolean): { now: T[]; later: T[] } {
+function capPerId<T extends WireItem>(items: readonly T[], max: number, defer?: (id: string) => boolean): { now: T[]; later: T[] } {
   const seen = new Map<string, number>();
   const now: T[] = [];
   const later: T[] = [];

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { Option, type Command } from 'commander';
 import { loadConfig, requireSecrets, type LoadedConfig, type Requirement } from '../config/load.js';
 import type { Config } from '../config/types.js';
+import { summaryOf } from '../errors.js';
 import { redact } from '../http/redact.js';
 import { createLogger, type LogFormat, type Logger } from '../log/logger.js';
 import { createProgress, type Progress, type ProgressBarSpec } from '../log/progress.js';
@@ -150,7 +151,7 @@ export async function runCommand(command: string, flags: CommonFlags, body: (ctx
     const message = messageFor(err);
     const format = pickLogFormat(flags, ctx?.config);
     // A run stopped or failed part-way still says what it did (pipelines attach their summary to the error).
-    const partial = (err as { summary?: Record<string, unknown> } | null)?.summary;
+    const partial = summaryOf(err);
     if (ctx && partial) {
       const dl = ctx.deadLetters;
       ctx.summary({ command, ...partial, deadLetters: dl.count, deadLettersRetriable: dl.retriableCount, deadLettersByReason: dl.counts(), deadLetterFile: dl.count > 0 ? dl.path : undefined, error: message, exitCode: code });

@@ -96,12 +96,11 @@ async function readGivenFile(configPath: string, cwd: string): Promise<FoundConf
   }
   const text = await readText(filePath);
   if (text === undefined) throw new ConfigError([{ path: '--config', message: `file not found: ${filePath}. ${START_ONE}` }]);
-  if (basename(filePath) === 'package.json') {
-    const raw = packageKey(text, filePath);
-    if (raw === undefined) throw fileError(filePath, `has no "${PACKAGE_KEY}" key: put the config under that key, or give --config a JSON config file.`);
-    return { raw, filePath };
-  }
-  return { raw: parseConfigFile(text, filePath), filePath };
+  const isPackage = basename(filePath) === 'package.json';
+  if (text.trim() === '') throw fileError(filePath, isPackage ? 'is empty.' : IS_EMPTY);
+  const raw = configIn(filePath, parseJson(text, filePath, jsonHint(isPackage, false)));
+  if (raw === undefined) throw fileError(filePath, `has no "${PACKAGE_KEY}" key: put the config under that key, or give --config a JSON config file.`);
+  return { raw, filePath };
 }
 
 /** No `--config`: cosmiconfig's search of the folder; the first of CONFIG_SEARCH_PLACES that holds a config wins. */
@@ -129,37 +128,57 @@ async function searchFolder(dir: string): Promise<FoundConfig | undefined> {
     throw unreadable(err, dir);
   }
   if (!found) return undefined;
-  if (found.isEmpty) {
-    throw fileError(found.filepath, 'is empty: write a JSON object in it ({} for all the defaults; see amp-fme.config.example.json), or delete it.');
-  }
-  if (!isObject(found.config)) {
-    const where = basename(found.filepath) === 'package.json' ? `its "${PACKAGE_KEY}" key` : 'it';
-    throw fileError(found.filepath, `must hold a JSON object in ${where} ({ ... }; {} for all the defaults), got ${describe(found.config)}.`);
-  }
-  return { raw: found.config, filePath: found.filepath };
+  if (found.isEmpty) throw fileError(found.filepath, IS_EMPTY);
+  // jsonLoader has checked it with configIn.
+  return { raw: found.config as Record<string, unknown>, filePath: found.filepath };
 }
 
-/** cosmiconfig's loader of every config file: JSON only, errors said by `parseJson`. An empty package.json is not ours to judge. */
+/** cosmiconfig's loader of every config file: JSON only, checked by `configIn`. An empty package.json is not ours to judge. */
 const jsonLoader: Loader = (filePath, content) => {
-  const text = content.charCodeAt(0) === 0xfeff ? content.slice(1) : content;
-  if (text.trim() === '') return basename(filePath) === 'package.json' ? {} : null;
-  const hint =
-    basename(filePath) === 'package.json'
-      ? `amp-fme looks in it for an "${PACKAGE_KEY}" key: fix it (npm cannot read it either), or give --config <path> to read the config from a file of its own.`
-      : 'The config file is JSON: see amp-fme.config.example.json.';
-  const value = parseJson(text, filePath, hint);
+  const text = withoutBom(content);
   const isPackage = basename(filePath) === 'package.json';
-  if (isPackage && isObject(value) && Object.hasOwn(value, PACKAGE_KEY) && !isObject(value[PACKAGE_KEY])) {
-    // cosmiconfig would take a null key for none, and the defaults for the config.
-    throw new ConfigError([{ path: `"${PACKAGE_KEY}"`, message: `must be a JSON object ({ ... }; {} for all the defaults), got ${describe(value[PACKAGE_KEY])}.` }], filePath);
-  }
-  // cosmiconfig would follow it into other files (and skip the whole config when one is missing).
-  const own = isPackage && isObject(value) ? value[PACKAGE_KEY] : value;
-  if (isObject(own) && Object.hasOwn(own, '$import')) {
-    throw new ConfigError([{ path: '$import', message: 'unknown key: amp-fme reads one JSON file, with no imports' }], filePath);
-  }
+  if (text.trim() === '') return isPackage ? {} : null;
+  const value = parseJson(text, filePath, jsonHint(isPackage, true));
+  configIn(filePath, value);
   return value;
 };
+
+const IS_EMPTY = 'is empty: write a JSON object in it ({} for all the defaults; see amp-fme.config.example.json), or delete it.';
+
+/** What to do about a file that is not valid JSON. */
+function jsonHint(isPackage: boolean, searching: boolean): string {
+  if (!isPackage) return 'The config file is JSON: see amp-fme.config.example.json.';
+  const other = searching ? ', or give --config <path> to read the config from a file of its own' : '';
+  return `amp-fme looks in it for an "${PACKAGE_KEY}" key: fix it (npm cannot read it either)${other}.`;
+}
+
+/**
+ * The config a config file's JSON holds: the whole of it, or package.json's "amp-fme" key (undefined when it
+ * has none). It must be an object, without cosmiconfig's `$import`, which it would follow into other files
+ * (and skip the whole config when one is missing).
+ */
+function configIn(filePath: string, value: unknown): Record<string, unknown> | undefined {
+  let own = value;
+  if (basename(filePath) === 'package.json') {
+    if (!isObject(value) || !Object.hasOwn(value, PACKAGE_KEY)) return undefined;
+    own = value[PACKAGE_KEY];
+    if (!isObject(own)) {
+      // cosmiconfig would take a null key for none, and the defaults for the config.
+      throw new ConfigError([{ path: `"${PACKAGE_KEY}"`, message: `must be a JSON object ({ ... }; {} for all the defaults), got ${describe(own)}.` }], filePath);
+    }
+  } else if (!isObject(own)) {
+    throw fileError(filePath, `must be a JSON object ({ ... }; {} for all the defaults), got ${describe(own)}.`);
+  }
+  if (Object.hasOwn(own, '$import')) {
+    throw new ConfigError([{ path: '$import', message: 'unknown key: amp-fme reads one JSON file, with no imports' }], filePath);
+  }
+  return own;
+}
+
+/** A byte order mark, as some Windows editors write, is not JSON but means no harm. */
+function withoutBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
 
 /** A failure of cosmiconfig's search as a ConfigError naming the file it was reading (ours pass through). */
 function unreadable(err: unknown, dir: string): ConfigError {
@@ -183,9 +202,7 @@ function unreadable(err: unknown, dir: string): ConfigError {
 /** The `--config` file's text; undefined if there is no such file. */
 async function readText(filePath: string): Promise<string | undefined> {
   try {
-    const text = await readFile(filePath, 'utf8');
-    // A byte order mark, as some Windows editors write, is not JSON but means no harm.
-    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+    return withoutBom(await readFile(filePath, 'utf8'));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
@@ -193,31 +210,6 @@ async function readText(filePath: string): Promise<string | undefined> {
     const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (code ?? 'unknown error');
     throw fileError(filePath, `could not be read (${why}). Make it readable by the user that runs amp-fme.`);
   }
-}
-
-/** A config file's text: must be one JSON object. */
-function parseConfigFile(text: string, filePath: string): Record<string, unknown> {
-  if (text.trim() === '') {
-    throw fileError(filePath, 'is empty: write a JSON object in it ({} for all the defaults; see amp-fme.config.example.json), or delete it.');
-  }
-  const value = parseJson(text, filePath, 'The config file is JSON: see amp-fme.config.example.json.');
-  if (!isObject(value)) {
-    throw fileError(filePath, `must be a JSON object ({ ... }; {} for all the defaults), got ${describe(value)}.`);
-  }
-  return value;
-}
-
-/** The "amp-fme" key of a package.json given with --config, or undefined if it has none. */
-function packageKey(text: string, filePath: string): unknown {
-  if (text.trim() === '') throw fileError(filePath, 'is empty.');
-  const hint = `amp-fme looks in it for an "${PACKAGE_KEY}" key: fix it (npm cannot read it either).`;
-  const pkg = parseJson(text, filePath, hint);
-  if (!isObject(pkg) || !Object.hasOwn(pkg, PACKAGE_KEY)) return undefined;
-  const value = pkg[PACKAGE_KEY];
-  if (!isObject(value)) {
-    throw new ConfigError([{ path: `"${PACKAGE_KEY}"`, message: `must be a JSON object ({ ... }; {} for all the defaults), got ${describe(value)}.` }], filePath);
-  }
-  return value;
 }
 
 /**
@@ -233,7 +225,7 @@ function parseJson(text: string, filePath: string, hint: string): unknown {
 }
 
 /** `: <reason>` or ` at line L, column C: <reason>`, from V8's message for `text`, without the text it quotes. */
-export function jsonFault(text: string, message: string): string {
+function jsonFault(text: string, message: string): string {
   const at = /^(.*?) in JSON at position (\d+)/.exec(message) ?? /^(.*?) after JSON at position (\d+)/.exec(message);
   if (at) {
     const pos = Number(at[2]);

@@ -5,7 +5,7 @@ import { readArchiveRecords, type LineSink } from '../amplitude/archive.js';
 import { ExportClient, exportWindows } from '../amplitude/export-client.js';
 import { describeWindow, formatHour, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
-import { InterruptedError } from '../errors.js';
+import { InterruptedError, withSummary } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
@@ -469,17 +469,14 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     mode,
   };
 
-  // A stop that ended a wait between attempts is a stop like any other.
-  const stopped = opts.signal?.aborted === true && (fatal === undefined || fatal instanceof InterruptedError || fatal === opts.signal.reason);
+  // A stop that ended a wait between attempts is a stop like any other (an export's stop ends quietly: interruptible).
+  const stopped = opts.signal?.aborted === true && (fatal === undefined || fatal instanceof InterruptedError);
   if (fatal && !stopped) {
     // What the run did before it failed, for the summary the CLI prints all the same.
-    if (fatal instanceof Error) (fatal as Error & { summary?: ExportEventsSummary }).summary = summary;
-    throw fatal;
+    throw withSummary(fatal, summary);
   }
   if (stopped) {
-    const err = new InterruptedError(`stopped early (${String(opts.signal?.reason ?? 'interrupted')}); delivered batches are recorded`);
-    (err as Error & { summary?: ExportEventsSummary }).summary = summary;
-    throw err;
+    throw withSummary(new InterruptedError(`stopped early (${String(opts.signal?.reason ?? 'interrupted')}); delivered batches are recorded`), summary);
   }
   return summary;
 }

@@ -5,7 +5,7 @@ import type { Got } from 'got';
 import { IdentifyClient, identifyItem, IDENTIFY_LIMITS } from '../amplitude/identify-client.js';
 import { IngestionClient, INGESTION_LIMITS } from '../amplitude/ingestion-client.js';
 import { ingestionBaseUrl, type CoalesceMode, type Config, type ImpressionIdentity, type IngestionApi, type PushMode } from '../config/types.js';
-import { BadDataError, InterruptedError } from '../errors.js';
+import { BadDataError, InterruptedError, withSummary } from '../errors.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
 import { openOutputFile } from '../io/output-file.js';
@@ -419,17 +419,14 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   summary.impressionsPerSecond = summary.durationMs > 0 ? Math.round((summary.impressionsRead * 1000) / summary.durationMs) : summary.impressionsRead;
   progress();
   const { deadLetters: _d, deadLettersByReason: _r, ...counts } = summary;
-  if (failure !== undefined) {
-    if (failure instanceof Error) Object.assign(failure, { summary: counts });
-    throw failure;
-  }
+  if (failure !== undefined) throw withSummary(failure, counts);
   // Held items are dropped only by a stop (a failure has thrown above): even after reading ended, that stop cut the run short.
   if (interrupted || lanes.droppedHeld > 0) {
     const held = lanes.droppedHeld > 0 ? `, ${lanes.droppedHeld} held back (after a 429, or paced over HTTP V2) not sent` : '';
     const err = new InterruptedError(
       `stopped after ${summary.impressionsRead} impressions (${summary.eventsSent + summary.identificationsSent} delivered${held}); running the same command again is safe: insert_ids deduplicate what was already sent`,
     );
-    throw Object.assign(err, { summary: counts });
+    throw withSummary(err, counts);
   }
   return summary;
 }

@@ -5,7 +5,7 @@ import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/iden
 import { INGESTION_LIMITS, IngestionClient } from '../amplitude/ingestion-client.js';
 import { requireSecrets } from '../config/load.js';
 import { ingestionBaseUrl, type Config } from '../config/types.js';
-import { UsageError } from '../errors.js';
+import { UsageError, withSummary } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
@@ -312,8 +312,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   } catch (err) {
     // What the retry did before it stopped, for the summary the CLI prints with the error.
     summary.durationMs = Date.now() - started;
-    if (err instanceof Error) Object.assign(err, { summary });
-    throw err;
+    throw withSummary(err, summary);
   }
   summary.durationMs = Date.now() - started;
   if (!opts.signal?.aborted) {

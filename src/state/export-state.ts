@@ -225,7 +225,7 @@ function earlierSpans(state: ExportState): [number, number][] {
 }
 
 /** Sorted spans of hours with `more` added, overlapping and adjacent ones merged. */
-export function mergeHourSpans(spans: [number, number][], more: [number, number][]): [number, number][] {
+function mergeHourSpans(spans: [number, number][], more: [number, number][]): [number, number][] {
   const all = [...spans, ...more].sort((x, y) => x[0] - y[0]);
   const out: [number, number][] = [];
   for (const [a, b] of all) {

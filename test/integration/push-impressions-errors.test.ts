@@ -1,52 +1,33 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
 import { FatalRemoteError, RetriableRemoteError } from '../../src/errors.js';
-import { createMemoryLogger } from '../../src/log/logger.js';
-import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
-import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
-import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
-import { startServer, type RunningServer } from '../../src/sandbox/server.js';
-import { pushConfig, pushRunOptions } from '../helpers/push.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import type { PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
+import { ingestionTestBed, pushConfig, startPush } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-errors-1';
 const NOW = 1700000000000 + 3600_000;
-const emulator = createAmplitudeIngestionEmulator({ apiKey: API_KEY });
-let server: RunningServer;
-let dir: string;
-
-beforeAll(async () => {
-  server = await startServer([emulator.route]);
-  dir = tempDir('push-err');
-});
-afterAll(async () => server.close());
-afterEach(() => emulator.reset());
+const bed = ingestionTestBed('push-err', { apiKey: API_KEY });
+const { emulator } = bed;
 
 /** Impressions for `users`, `per` each, one NDJSON line per impression, in user-major order. */
 function dump(name: string, users: string[], per = 1): string {
   const lines: string[] = [];
   for (const u of users) for (let i = 0; i < per; i++) lines.push(JSON.stringify({ key: u, split: 'f', treatment: 'on', time: 1700000000000 + i }));
-  writeFileSync(join(dir, name), `${lines.join('\n')}\n`);
+  writeFileSync(join(bed.dir, name), `${lines.join('\n')}\n`);
   return name;
 }
 
 function config(mut?: (c: Config) => void): Config {
-  return pushConfig(API_KEY, server.url, 20, (c) => {
+  return pushConfig(API_KEY, bed.url, 20, (c) => {
     c.pushImpressions.concurrency = 1;
     mut?.(c);
   });
 }
 
-let runNo = 0;
 function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
-  const deadLetters = new DeadLetterWriter(join(dir, `dl-${++runNo}.ndjson`), 'push-impressions');
-  const logger = createMemoryLogger();
-  const done = runPushImpressions(pushRunOptions({ config: config(), files, logger, deadLetters, cwd: dir, now: NOW }, over)).finally(() => deadLetters.close());
-  const letters = (): { reason: string; detail?: string; status?: number; source?: Record<string, unknown>; retriable: boolean; payload: { user_id?: string } }[] =>
-    existsSync(deadLetters.path) ? readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
-  return { done, letters, logger, deadLetters };
+  return startPush(bed, files, NOW, { config: config(), ...over });
 }
 
 describe('400: set aside exactly the listed events, resend the rest', () => {
@@ -119,7 +100,7 @@ describe('413: split and resend', () => {
   });
 
   it('an event over the request limit is dead-lettered before sending', async () => {
-    writeFileSync(join(dir, 'huge.ndjson'), `${JSON.stringify({ key: 'user-h0000', split: 'f', treatment: 'on', time: 1700000000000, properties: JSON.stringify({ blob: 'x'.repeat(1_100_000) }) })}\n`);
+    writeFileSync(join(bed.dir, 'huge.ndjson'), `${JSON.stringify({ key: 'user-h0000', split: 'f', treatment: 'on', time: 1700000000000, properties: JSON.stringify({ blob: 'x'.repeat(1_100_000) }) })}\n`);
     const r = run(['huge.ndjson'], { api: 'httpapi' });
     await r.done;
     expect(emulator.requests).toHaveLength(0);

@@ -3,24 +3,15 @@ import { createWriteStream, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
-import { startServer, type RunningServer } from '../../src/sandbox/server.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import { expect, it } from 'vitest';
+import { ingestionTestBed } from '../helpers/push.js';
 
 // Needs dist/ (`npm test` builds first): the child runs the built pipeline so that its memory is the
 // pipeline's alone (the emulator, which remembers every insert_id, runs here in the test process).
 const CHILD = fileURLToPath(new URL('../fixtures/impressions/memory-child.mjs', import.meta.url));
 const API_KEY = 'amp-memory-test-key-1';
-const emulator = createAmplitudeIngestionEmulator({ apiKey: API_KEY, countOnly: true });
-let server: RunningServer;
-let dir: string;
-
-beforeAll(async () => {
-  server = await startServer([emulator.route]);
-  dir = tempDir('mem');
-});
-afterAll(async () => server.close());
+const bed = ingestionTestBed('mem', { apiKey: API_KEY, countOnly: true });
+const { emulator } = bed;
 
 async function writeDump(path: string, impressions: number): Promise<number> {
   const out = createWriteStream(path);
@@ -64,11 +55,11 @@ interface Measured {
 }
 
 async function measure(impressions: number): Promise<Measured> {
-  const file = join(dir, `big-${impressions}.ndjson`);
+  const file = join(bed.dir, `big-${impressions}.ndjson`);
   const size = await writeDump(file, impressions);
   emulator.reset();
   // A heap cap under the big file's size: holding that file as a string would crash the child.
-  const child = spawn(process.execPath, ['--expose-gc', '--max-old-space-size=96', CHILD, file, server.url, API_KEY, join(dir, 'dl.ndjson')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--expose-gc', '--max-old-space-size=96', CHILD, file, bed.url, API_KEY, join(bed.dir, 'dl.ndjson')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -1,15 +1,13 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
 import type { Config } from '../../src/config/types.js';
 import { createMemoryLogger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
-import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
+import type { PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
 import { runRetry } from '../../src/pipeline/retry.js';
-import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
-import { startServer, type RunningServer } from '../../src/sandbox/server.js';
-import { pushConfig, pushRunOptions } from '../helpers/push.js';
+import { ingestionTestBed, pushConfig, startPush } from '../helpers/push.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 /**
@@ -20,43 +18,28 @@ import { tempDir } from '../helpers/temp-dir.js';
 const SPEED = 20;
 const API_KEY = 'amp-test-api-key-rates-1';
 const NOW = 1700000000000 + 3600_000;
-const emulator = createAmplitudeIngestionEmulator({ apiKey: API_KEY, rateLimits: true, now: () => Date.now() * SPEED });
-let server: RunningServer;
-let dir: string;
-
-beforeAll(async () => {
-  server = await startServer([emulator.route]);
-  dir = tempDir('push-rates');
-});
-afterAll(async () => server.close());
-afterEach(() => emulator.reset());
+const bed = ingestionTestBed('push-rates', { apiKey: API_KEY, rateLimits: true, now: () => Date.now() * SPEED });
+const { emulator } = bed;
 
 /** Impressions of each `[user, count]` in order, one NDJSON line per impression, times 0, 1, 2, ... ms after a base. */
 function dump(name: string, users: [string, number][]): string {
   const lines: string[] = [];
   for (const [u, per] of users) for (let i = 0; i < per; i++) lines.push(JSON.stringify({ key: u, split: 'f', treatment: 'on', time: 1700000000000 + i }));
-  writeFileSync(join(dir, name), `${lines.join('\n')}\n`);
+  writeFileSync(join(bed.dir, name), `${lines.join('\n')}\n`);
   return name;
 }
 
 const others = (n: number): [string, number][] => Array.from({ length: n }, (_, i) => [`user-o${String(i).padStart(4, '0')}`, 1]);
 
 function config(throttleMs: number, mut?: (c: Config) => void): Config {
-  return pushConfig(API_KEY, server.url, throttleMs, (c) => {
+  return pushConfig(API_KEY, bed.url, throttleMs, (c) => {
     c.pushImpressions.concurrency = 1;
     mut?.(c);
   });
 }
 
-let runNo = 0;
 function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
-  const deadLetters = new DeadLetterWriter(join(dir, `dl-${++runNo}.ndjson`), 'push-impressions');
-  const logger = createMemoryLogger();
-  const done = runPushImpressions(pushRunOptions({ config: config(60), files, logger, deadLetters, cwd: dir, now: NOW }, { api: 'httpapi', ...over })).finally(() =>
-    deadLetters.close(),
-  );
-  const letters = (): { reason: string }[] => (existsSync(deadLetters.path) ? readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string }) : []);
-  return { done, letters, logger };
+  return startPush(bed, files, NOW, { config: config(60), api: 'httpapi', ...over });
 }
 
 /** The stored events of `user`, as the times of their impressions (0, 1, 2, ... in dump order). */
@@ -151,7 +134,7 @@ describe('retry over HTTP V2', () => {
     writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
     const config = defaultConfig();
     config.amplitude.apiKey = API_KEY;
-    config.amplitude.ingestionBaseUrl = server.url;
+    config.amplitude.ingestionBaseUrl = bed.url;
     config.pushImpressions.api = 'httpapi';
     config.pushImpressions.throttleDelayMs.httpapi = 60;
     const deadLetters = new DeadLetterWriter(join(rdir, 'new.ndjson'), 'retry');

@@ -1,5 +1,4 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import { validateConfig } from '../../src/config/validate.js';
