@@ -39,7 +39,9 @@ interface Held {
   items: Item[];
   round: number;
   bytes: number;
-  timer: NodeJS.Timeout;
+  /** When the timer fires (epoch ms): the latest delay of the items in the group. */
+  due: number;
+  timer: NodeJS.Timeout | undefined;
   /** Resolves when they have been sent again (or dropped by `abandon`). */
   settle(): void;
 }
@@ -244,31 +246,35 @@ export class ImpressionLanes {
     const bytes = copies.reduce((n, it) => n + it.size, 0);
     this.heldBytes += bytes;
     for (const it of copies) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
+    const due = Date.now() + delayMs;
     const joinable = this.o.ingestion?.pacesPerId === true ? lane.pending : undefined;
     if (joinable) {
       // HTTP V2, one waiting group per lane: two groups of one id, each paced on its own, would go over its pace
-      // together. They go when the group's timer fires, capped per id again; one sent too soon after a 429 waits again.
+      // together. They go when the group's timer fires, capped per id again. The group waits for its longest
+      // delay: items throttled for 30 s do not go with a pace of 1 s, only to be refused again.
       joinable.items.push(...copies);
       joinable.bytes += bytes;
       joinable.round = Math.max(joinable.round, round);
+      if (due > joinable.due) this.schedule(joinable, due);
       return;
     }
     let settle!: () => void;
     const p = new Promise<void>((resolve) => (settle = resolve)).finally(() => this.all.delete(p));
-    const h: Held = {
-      lane,
-      items: copies,
-      round,
-      bytes,
-      settle,
-      timer: setTimeout(() => {
-        if (lane.pending === h) lane.pending = undefined;
-        this.resend(h);
-      }, delayMs),
-    };
+    const h: Held = { lane, items: copies, round, bytes, settle, due, timer: undefined };
+    this.schedule(h, due);
     lane.pending = h;
     this.held.add(h);
     this.all.add(p);
+  }
+
+  /** (Re)sets the timer of held items `h` to send them again at `due`. */
+  private schedule(h: Held, due: number): void {
+    clearTimeout(h.timer);
+    h.due = due;
+    h.timer = setTimeout(() => {
+      if (h.lane.pending === h) h.lane.pending = undefined;
+      this.resend(h);
+    }, due - Date.now());
   }
 
   /** Held items are no longer held: their bytes leave the count, and reading may go on. */

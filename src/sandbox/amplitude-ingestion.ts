@@ -101,6 +101,8 @@ export interface IngestionRequestRecord {
   /** `options.min_id_length` of the request, if any. */
   minIdLength?: number;
   stored: boolean;
+  /** When the request arrived: epoch ms of the host's clock (not the `now` option's). */
+  receivedAt: number;
 }
 
 export interface AmplitudeIngestionEmulator {
@@ -417,26 +419,27 @@ export function createAmplitudeIngestionEmulator(options: AmplitudeIngestionEmul
     if (req.method !== 'POST' || (path !== '/batch' && path !== '/2/httpapi' && path !== '/identify')) return false;
     // validate: false counts ingestion events as the body arrives; anything else reads it whole.
     const counting = !validate && path !== '/identify';
+    const receivedAt = Date.now();
     let raw: Buffer = EMPTY;
     let counted: CountedBody | undefined;
     try {
       if (counting) counted = await countBody(req as AsyncIterable<Buffer>, 25 * 1024 * 1024);
       else raw = await readBody(req, 25 * 1024 * 1024);
     } catch {
-      requests.push({ path, status: 413, items: 0, bytes: 0, stored: false });
+      requests.push({ path, status: 413, items: 0, bytes: 0, stored: false, receivedAt });
       sendJson(res, 413, { code: 413, error: 'Payload too large' });
       return true;
     }
     const bytes = counted?.bytes ?? raw.length;
     const fault = faults.next();
     if (fault && !fault.afterProcessing) {
-      requests.push({ path, status: fault.status, items: 0, bytes, stored: false });
+      requests.push({ path, status: fault.status, items: 0, bytes, stored: false, receivedAt });
       await sendForced(res, fault);
       return true;
     }
     const out = path === '/identify' ? handleIdentify(raw) : counted ? countEvents(path, counted) : handleEvents(path, raw);
     out.store?.();
-    const rec: IngestionRequestRecord = { path, status: fault ? fault.status : out.status, items: out.items, bytes, stored: out.store !== undefined };
+    const rec: IngestionRequestRecord = { path, status: fault ? fault.status : out.status, items: out.items, bytes, stored: out.store !== undefined, receivedAt };
     const mil = (out as { minIdLength?: number }).minIdLength;
     if (mil !== undefined) rec.minIdLength = mil;
     requests.push(rec);
