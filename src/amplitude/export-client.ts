@@ -17,6 +17,7 @@ import yauzl from 'yauzl';
 import { AmpFmeError, FatalRemoteError, RetriableRemoteError } from '../errors.js';
 import { asNetworkError, bodySnippet } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
+import { registerSecret } from '../http/redact.js';
 import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
 import { processExists } from '../io/processes.js';
 import { silentLogger, type Logger } from '../log/logger.js';
@@ -132,7 +133,9 @@ export class ExportClient {
   constructor(options: ExportClientOptions) {
     this.opts = options;
     this.logger = options.logger ?? silentLogger;
-    this.auth = `Basic ${Buffer.from(`${options.apiKey}:${options.secretKey}`).toString('base64')}`;
+    const credentials = Buffer.from(`${options.apiKey}:${options.secretKey}`).toString('base64');
+    registerSecret(credentials); // both keys, readable by anyone who sees it
+    this.auth = `Basic ${credentials}`;
   }
 
   get log(): Logger {

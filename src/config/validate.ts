@@ -20,10 +20,16 @@ function fail(problems: ConfigProblem[], path: string, message: string): typeof 
   return INVALID;
 }
 
+/** Text with no space, dot, slash or colon, as long as a key: a key pasted into the wrong field is not echoed. */
+const KEY_LIKE = /^[A-Za-z0-9_+=-]{16,}$/;
+
 function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"`;
+  if (typeof v === 'string') {
+    if (KEY_LIKE.test(v.trim())) return `a ${v.length}-character value that looks like a key (not shown)`;
+    return `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"`;
+  }
   if (typeof v === 'object') return 'an object';
   return String(v);
 }

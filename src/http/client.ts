@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { Got } from 'got';
 import { RetriableRemoteError } from '../errors.js';
+import { redact } from './redact.js';
 import { USER_AGENT } from '../version.js';
 
 export interface HttpOptions {
@@ -68,9 +69,9 @@ export function asNetworkError(err: unknown, what: string): RetriableRemoteError
   return undefined;
 }
 
-/** First ~300 characters of a response body, for error messages. */
+/** First ~300 characters of a response body, for error messages: redacted before it is cut (a body can echo a key). */
 export function bodySnippet(body: unknown, max = 300): string {
   const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body);
-  const one = (text ?? '').replace(/\s+/g, ' ').trim();
+  const one = redact((text ?? '').replace(/\s+/g, ' ').trim());
   return one.length > max ? `${one.slice(0, max)}…` : one;
 }

@@ -1,19 +1,29 @@
 /**
  * Secrets (API keys, secret keys, SDK keys) must never reach logs, errors, state or dead-letter files.
- * Config loading registers every secret here; the logger and the dead-letter writer pass text through
- * `redact` before it leaves the process.
+ * Config loading registers every secret here, and the Export client its Basic credentials; the logger, the
+ * dead-letter writer and the CLI's messages pass text through `redact` before it leaves the process. Text
+ * that is cut short (a response body in a message) is redacted before the cut, or a key's first half would
+ * go through.
  */
-const secrets = new Set<string>();
+
+/** Every registered secret in every form it can take in text, longest first: a secret holding another is masked whole. */
+let forms: string[] = [];
+
+/** A secret as it can appear in text: as it is, escaped once or twice in JSON (a body inside a JSON message), URL-encoded. */
+function formsOf(value: string): string[] {
+  const json = JSON.stringify(value).slice(1, -1);
+  return [value, json, JSON.stringify(json).slice(1, -1), encodeURIComponent(value)];
+}
 
 export function registerSecret(value: string | undefined): void {
   // Very short values would redact ordinary words; real keys are long.
-  if (value && value.length >= 6) secrets.add(value);
+  if (!value || value.length < 6) return;
+  forms = [...new Set([...forms, ...formsOf(value)])].sort((a, b) => b.length - a.length);
 }
 
 export function redact(text: string): string {
-  if (secrets.size === 0) return text;
   let out = text;
-  for (const s of secrets) {
+  for (const s of forms) {
     if (out.includes(s)) out = out.split(s).join('***');
   }
   return out;

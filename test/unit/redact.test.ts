@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { validateConfig } from '../../src/config/validate.js';
+import { redact, registerSecret } from '../../src/http/redact.js';
+
+describe('redact', () => {
+  // A key with characters JSON and URLs escape, and a second key that holds the first.
+  const odd = 'k3y"with\\odd/chars&=';
+  const outer = 'prefix-k3y-inner-key-suffix';
+  registerSecret(odd);
+  registerSecret('k3y-inner-key');
+  registerSecret(outer);
+
+  it('masks a secret as it is, escaped in JSON (once or twice) and URL-encoded', () => {
+    const once = JSON.stringify({ key: odd });
+    const twice = JSON.stringify({ detail: once });
+    const url = `user_id=u1&api_key=${encodeURIComponent(odd)}`;
+    for (const text of [odd, once, twice, url]) {
+      const out = redact(text);
+      expect(out).toContain('***');
+      expect(out).not.toContain('k3y');
+    }
+  });
+
+  it('masks a secret that holds another one whole', () => {
+    expect(redact(`a ${outer} b`)).toBe('a *** b');
+  });
+
+  it('leaves text without secrets alone, and short values are never secrets', () => {
+    registerSecret('abc');
+    expect(redact('abc and some text')).toBe('abc and some text');
+  });
+});
+
+describe('configuration messages do not echo a key pasted into the wrong field', () => {
+  it('names the field and the length, not the value', () => {
+    const key = 'a1b2c3d4e5f60718293a4b5c6d7e8f90';
+    const { problems } = validateConfig({ fme: { eventsBaseUrl: key }, amplitude: { region: key } });
+    const text = JSON.stringify(problems);
+    expect(text).not.toContain(key.slice(0, 10));
+    expect(problems.map((p) => p.path).sort()).toEqual(['amplitude.region', 'fme.eventsBaseUrl']);
+    expect(problems.find((p) => p.path === 'amplitude.region')?.message).toMatch(/32-character value that looks like a key \(not shown\)/);
+  });
+
+  it('still shows values that are not key-like, so a typo can be seen', () => {
+    const { problems } = validateConfig({ fme: { eventsBaseUrl: 'htps//events.split.io' }, amplitude: { region: 'mars' } });
+    expect(problems.map((p) => p.message).join('\n')).toMatch(/"htps\/\/events.split.io"[\s\S]*"mars"|"mars"[\s\S]*"htps\/\/events.split.io"/);
+  });
+});
