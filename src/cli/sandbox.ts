@@ -54,7 +54,7 @@ export function sandboxCommand(): Command {
             flags.writeConfig ? `Config written to ${flags.writeConfig}:` : 'Config (save as sandbox.json):',
             configText,
             'Try (with AMPLITUDE_API_KEY, AMPLITUDE_SECRET_KEY and FME_SDK_KEY unset: the environment overrides the config file):',
-            `  amp-fme export-events ${configHint} --start ${formatHour(sandbox.firstHour)} --end ${formatHour(sandbox.lastHour)}`,
+            `  npx amp-fme export-events ${configHint} --start ${formatHour(sandbox.firstHour)} --end ${formatHour(sandbox.lastHour)}`,
             `  curl ${sandbox.url}/_sandbox/received`,
             '',
             'Press Ctrl-C to stop.',

@@ -151,7 +151,9 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       // Short waits, so retries and throttling are quick to watch (the real APIs ask for 15-30 s).
       http: { retryBaseDelayMs: 200, retryMaxDelayMs: 2000 },
       pushImpressions: { throttleDelayMs: { httpapi: 1000, batch: 1000, identify: 1000 } },
-      state: { dir: '.amp-fme-sandbox' },
+      // Its own state per sandbox: the data is generated anew, and the state of a sandbox on another port would
+      // belong to other hosts (the state file is per host and keys) and refuse --since-last-run.
+      state: { dir: `.amp-fme-sandbox/${server.port}-${Date.now().toString(36)}` },
     },
     received,
     close: () => server.close(),

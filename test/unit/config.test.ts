@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { defaultConfig } from '../../src/config/defaults.js';
 import { loadConfig, requireSecrets } from '../../src/config/load.js';
 import { knownKeyPaths, validateConfig } from '../../src/config/validate.js';
 import { ConfigError } from '../../src/errors.js';
@@ -18,10 +19,29 @@ describe('amp-fme.config.example.json', () => {
     expect(validateConfig(example).problems).toEqual([]);
   });
 
-  it('documents every key the tool knows', () => {
+  /** Keys with no default: set in a copy of the example, each would change what the tool does (README's table has them). */
+  const optional = [
+    'amplitude.exportBaseUrl', // would pin one region's hosts, whatever amplitude.region says
+    'amplitude.ingestionBaseUrl',
+    'amplitude.minIdLength', // sent to Amplitude with every request
+    'exportEvents.startAt', // the first --since-last-run would start a backfill from there
+    'exportEvents.valueFrom',
+    'log.format', // by default, text on a terminal and JSON elsewhere
+  ];
+
+  it('lists every key the tool knows but the optional ones', () => {
     const documented = new Set(leafPaths(example));
-    const missing = knownKeyPaths().filter((p) => !documented.has(p));
-    expect(missing).toEqual([]);
+    expect(knownKeyPaths().filter((p) => !documented.has(p))).toEqual(optional);
+  });
+
+  it('behaves like the defaults once its placeholder keys are removed, but for the decode threads it sets', () => {
+    const { config } = validateConfig(example);
+    const expected = defaultConfig();
+    expected.exportEvents.workers = 1;
+    expected.pushImpressions.workers = 1;
+    const { apiKey, secretKey, ...amplitude } = config.amplitude;
+    expect([apiKey, secretKey, config.fme.sdkKey].every((k) => typeof k === 'string' && k.startsWith('set-'))).toBe(true);
+    expect({ ...config, amplitude: { ...amplitude, apiKey: undefined, secretKey: undefined }, fme: { ...config.fme, sdkKey: undefined } }).toEqual(expected);
   });
 });
 
