@@ -45,11 +45,14 @@ export interface LoadOptions {
 }
 
 /** Secrets read from the environment (they win over the file). */
-const ENV_SECRETS: { env: string; path: string; set: (c: Config, v: string) => void }[] = [
-  { env: 'AMPLITUDE_API_KEY', path: 'amplitude.apiKey', set: (c, v) => (c.amplitude.apiKey = v) },
-  { env: 'AMPLITUDE_SECRET_KEY', path: 'amplitude.secretKey', set: (c, v) => (c.amplitude.secretKey = v) },
-  { env: 'FME_SDK_KEY', path: 'fme.sdkKey', set: (c, v) => (c.fme.sdkKey = v) },
+const ENV_SECRETS: { env: string; path: string; set: (c: Config, v: string) => void; get: (c: Config) => string | undefined }[] = [
+  { env: 'AMPLITUDE_API_KEY', path: 'amplitude.apiKey', set: (c, v) => (c.amplitude.apiKey = v), get: (c) => c.amplitude.apiKey },
+  { env: 'AMPLITUDE_SECRET_KEY', path: 'amplitude.secretKey', set: (c, v) => (c.amplitude.secretKey = v), get: (c) => c.amplitude.secretKey },
+  { env: 'FME_SDK_KEY', path: 'fme.sdkKey', set: (c, v) => (c.fme.sdkKey = v), get: (c) => c.fme.sdkKey },
 ];
+
+/** What keys are made of: printable ASCII, no space. */
+const KEY_CHARACTERS = /^[\x21-\x7e]*$/;
 
 /**
  * Loads the configuration: defaults < config file (`--config <path>`, else the first of CONFIG_SEARCH_PLACES in
@@ -67,11 +70,15 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
   const { config, problems } = validateConfig(raw);
   for (const s of ENV_SECRETS) {
     const v = env[s.env];
-    if (v !== undefined && v.trim() !== '') s.set(config, v.trim());
+    const fromEnv = v !== undefined && v.trim() !== '';
+    if (fromEnv) s.set(config, v.trim());
+    const value = s.get(config);
+    registerSecret(value);
+    // A key pasted with a stray character would fail every request (as a "network error", for a header) and be retried.
+    if (value !== undefined && !KEY_CHARACTERS.test(value)) {
+      problems.push({ path: s.path, message: `${fromEnv ? `${s.env} holds` : 'holds'} a space, a control character or a non-ASCII character, which no key has: check what was pasted (the value is not shown)` });
+    }
   }
-  registerSecret(config.amplitude.apiKey);
-  registerSecret(config.amplitude.secretKey);
-  registerSecret(config.fme.sdkKey);
   if (problems.length > 0) throw new ConfigError(problems, filePath);
 
   const baseDir = filePath ? dirname(filePath) : cwd;

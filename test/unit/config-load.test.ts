@@ -225,3 +225,22 @@ describe('loadConfig: only JSON is read', () => {
     expect(existsSync(marker)).toBe(false);
   });
 });
+
+describe('loadConfig: keys with a stray character', () => {
+  it('refuses a key holding a control character, a space or a non-ASCII character, without showing it', async () => {
+    const dir = tempDir('cfgkeys');
+    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ amplitude: { apiKey: 'abc def 0123456789' } }));
+    const err = await loadError({ cwd: dir, env: { FME_SDK_KEY: 'fme-key-0123456789\u0001', AMPLITUDE_SECRET_KEY: 'secret-0123456789€' } });
+    const message = expectUserError(err);
+    expect((err as ConfigError).problems.map((p) => p.path).sort()).toEqual(['amplitude.apiKey', 'amplitude.secretKey', 'fme.sdkKey']);
+    expect(message).toMatch(/fme\.sdkKey: FME_SDK_KEY holds a space, a control character or a non-ASCII character/);
+    expect(message).toMatch(/amplitude\.apiKey: holds a space/);
+    for (const part of ['0123456789', 'abc def', 'secret-']) expect(message).not.toContain(part);
+  });
+
+  it('takes keys of printable ASCII, trimmed from the environment', async () => {
+    const loaded = await loadConfig({ cwd: tempDir('cfgkeys'), env: { FME_SDK_KEY: '  fme-key_0123456789.x  \n', AMPLITUDE_API_KEY: 'a1b2c3d4e5f6' } });
+    expect(loaded.config.fme.sdkKey).toBe('fme-key_0123456789.x');
+    expect(loaded.config.amplitude.apiKey).toBe('a1b2c3d4e5f6');
+  });
+});
