@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
-import { EXIT, EXIT_CODES_HELP } from './exit-codes.js';
+import { EXIT, EXIT_CODES_HELP, exitCodeFor, messageFor } from './exit-codes.js';
 import { demoCommand } from './demo.js';
 import { exportEventsCommand } from './export-events.js';
 import { pushImpressionsCommand } from './push-impressions.js';
@@ -41,8 +41,9 @@ async function main(): Promise<void> {
       const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
       process.exitCode = ok ? EXIT.OK : EXIT.USAGE;
     } else {
-      process.stderr.write(`amp-fme: ${(err as Error).stack ?? String(err)}\n`);
-      process.exitCode = EXIT.FAILED;
+      // Commands report their own errors (runCommand); this is for one that escaped them, redacted like the rest.
+      process.stderr.write(`amp-fme: ${messageFor(err)}\n`);
+      process.exitCode = exitCodeFor(err);
     }
   }
   // Keep-alive sockets and timers must not hold the process open after the result is out.
