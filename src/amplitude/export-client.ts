@@ -79,6 +79,7 @@ class HourTimeoutError extends RetriableRemoteError {
 
 const ZIP_LOCAL_HEADER = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
 const ZIP_EMPTY_ARCHIVE = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+const NO_FILES = 'a zip of no files: Amplitude answers 404 for a range without data';
 /** Downloads are named for the process that makes them: `amp-fme-export-<pid>-<random>.zip`. */
 const downloadName = (): string => `amp-fme-export-${process.pid}-${randomBytes(6).toString('hex')}.zip`;
 const DOWNLOAD_NAME = /^amp-fme-export-(\d+)-[0-9a-f]{12}\.zip$/;
@@ -248,7 +249,7 @@ export class ExportClient {
       out.once('error', (err) => withPath(err, file)); // a full disk names the download, not just "write"
       await pipeline(stream, out);
       const archive = await this.checkDownload(file, what);
-      keep = archive !== undefined;
+      keep = true;
       return archive;
     } catch (err) {
       if (signal?.aborted) throw signal.reason ?? err;
@@ -297,21 +298,22 @@ export class ExportClient {
     return new FatalRemoteError('EXPORT_HTTP', `Amplitude export of ${desc} answered an unexpected ${status}${snippet ? `: ${snippet}` : ''}`, status);
   }
 
-  /** A 200 must be a zip that opens; anything else is a broken download (specs/amplitude.md): retry. */
-  private async checkDownload(file: string, what: string): Promise<ExportArchive | undefined> {
+  /**
+   * A 200 must be a zip that opens and holds entries; anything else is a broken download (specs/amplitude.md):
+   * retried, never taken as "no data", which Amplitude says with a 404. An empty zip (from a proxy, say) taken
+   * as empty would move the cursor past hours that have events.
+   */
+  private async checkDownload(file: string, what: string): Promise<ExportArchive> {
     const head = await readHead(file, 512);
-    if (head.subarray(0, 4).equals(ZIP_EMPTY_ARCHIVE)) {
-      await checkZipOrRetry(file, what);
-      return undefined;
-    }
     if (!head.subarray(0, 4).equals(ZIP_LOCAL_HEADER)) {
       const snippet = bodySnippet(head.toString('utf8'), 120);
-      throw new RetriableRemoteError('EXPORT_NOT_ZIP', `${what} answered 200 but the body is not a zip archive${snippet ? ` (starts with "${snippet}")` : ' (empty body)'}`, {
-        status: 200,
-      });
+      const body = head.subarray(0, 4).equals(ZIP_EMPTY_ARCHIVE) ? NO_FILES : snippet ? `starts with "${snippet}"` : 'empty body';
+      throw new RetriableRemoteError('EXPORT_NOT_ZIP', `${what} answered 200 but the body is not a zip archive of export files (${body})`, { status: 200 });
     }
     const entries = await checkZipOrRetry(file, what);
-    if (entries === 0) return undefined;
+    if (entries === 0) {
+      throw new RetriableRemoteError('EXPORT_NOT_ZIP', `${what} answered 200 but the body is not a zip archive of export files (${NO_FILES})`, { status: 200 });
+    }
     const { size } = await stat(file);
     return {
       path: file,
