@@ -160,10 +160,6 @@ export function capString(s: string): string {
   return s.slice(0, end);
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 /**
  * Collects properties into a flat, legal record. `add(key, value)` flattens nested objects to dot keys
  * (`address.city`), writes arrays as JSON text, cuts strings to 256 characters, turns illegal values into
@@ -296,47 +292,4 @@ export function serializeFitted(event: FmeEvent, counts: TrimCounts): { json: st
     bytes = Buffer.byteLength(json);
   }
   return { json, bytes };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// validation (the emulator's view; also useful to assert mapper output)
-
-function describe(v: unknown): string {
-  const text = JSON.stringify(v) ?? String(v);
-  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
-}
-
-/** Returns the first rule the event breaks, or undefined when FME would accept it. */
-export function validateFmeEvent(e: unknown): string | undefined {
-  if (!isPlainObject(e)) return 'event must be a JSON object';
-  if (!isValidEventTypeId(e.eventTypeId)) {
-    return `eventTypeId ${describe(e.eventTypeId)} must match ${EVENT_TYPE_ID_RE.source}`;
-  }
-  if (!isValidTrafficType(e.trafficTypeName)) {
-    return `trafficTypeName ${describe(e.trafficTypeName)} must be a non-empty lowercase string`;
-  }
-  if (!isValidKey(e.key)) return `key ${describe(e.key)} must be a non-empty string of at most ${MAX_KEY_LENGTH} characters`;
-  if (typeof e.timestamp !== 'number' || !Number.isSafeInteger(e.timestamp) || e.timestamp < 0) {
-    return `timestamp ${describe(e.timestamp)} must be an integer number of epoch milliseconds`;
-  }
-  if (e.value !== undefined && e.value !== null && (typeof e.value !== 'number' || !Number.isFinite(e.value))) {
-    return `value ${describe(e.value)} must be a finite number or null`;
-  }
-  if (e.properties !== undefined && e.properties !== null) {
-    const props = e.properties;
-    if (!isPlainObject(props)) return 'properties must be a flat JSON object';
-    const keys = Object.keys(props);
-    if (keys.length > MAX_PROPERTIES) return `properties has ${keys.length} keys, at most ${MAX_PROPERTIES} are allowed`;
-    for (const k of keys) {
-      const v = props[k];
-      if (typeof v === 'string') {
-        if (v.length > MAX_PROPERTY_STRING_LENGTH) return `properties.${k} is longer than ${MAX_PROPERTY_STRING_LENGTH} characters`;
-      } else if (!(v === null || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v)))) {
-        return `properties.${k} must be a string, number, boolean or null (got ${describe(v)})`;
-      }
-    }
-  }
-  const bytes = Buffer.byteLength(JSON.stringify(e));
-  if (bytes >= MAX_EVENT_BYTES) return `event is ${bytes} bytes, events must be under ${MAX_EVENT_BYTES} bytes`;
-  return undefined;
 }

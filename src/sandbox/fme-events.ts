@@ -4,15 +4,16 @@
  * `POST {basePath}/events/bulk` takes a JSON array, `POST {basePath}/events` one event. `basePath` is `/api`
  * by default, so the client's eventsBaseUrl is `http://127.0.0.1:PORT/api`, as `https://events.split.io/api`.
  * - `Authorization: Bearer <sdkKey>` or 401.
- * - Every event is checked with FME's rules (fme/rules.ts `validateFmeEvent`); the first problem rejects
- *   the whole request with 400 and a JSON body naming it (the real error bodies are undocumented).
+ * - Every event is checked against the spec page's rules (fme-contract.ts, not the product's own fme/rules.ts);
+ *   the first problem rejects the whole request with 400 and a JSON body naming it (the real error bodies
+ *   are undocumented).
  * - Otherwise 202 (or `successStatus`, e.g. 200 for a proxy) and the events are kept.
  * Scripted or random faults come from a FaultScript; `afterProcessing` keeps the events and then answers
  * the forced status (an ambiguous failure: FME does not deduplicate, so a retry stores them twice).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { validateFmeEvent } from '../fme/rules.js';
 import type { FmeEvent } from '../fme/types.js';
+import { fmeContractProblem } from './fme-contract.js';
 import { FaultScript, sendForced } from './faults.js';
 import { readBody, sendJson, type Route } from './server.js';
 
@@ -90,7 +91,7 @@ export function createFmeEventsEmulator(options: FmeEventsEmulatorOptions): FmeE
     }
     if (validate) {
       for (let i = 0; i < list.length; i++) {
-        const problem = validateFmeEvent(list[i]);
+        const problem = fmeContractProblem(list[i]);
         if (problem) return { error: bulk ? `event ${i}: ${problem}` : problem, events: list.length };
       }
     }

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { ConfigError } from '../../src/errors.js';
-import { MAX_EVENT_BYTES, validateFmeEvent } from '../../src/fme/rules.js';
+import { MAX_EVENT_BYTES } from '../../src/fme/rules.js';
+import { fmeContractProblem } from '../../src/sandbox/fme-contract.js';
 import { addMapperStats, compileMapper, emptyMapperStats, type MapResult, type MapperConfig, type MappedEvent } from '../../src/mapping/amplitude-to-fme.js';
 
 const defaults = (): MapperConfig => defaultConfig().exportEvents;
@@ -44,7 +45,7 @@ describe('compileMapper with the default configuration', () => {
     // Serialised once, identical to a plain JSON.stringify, and legal for FME.
     expect(e?.json).toBe(JSON.stringify(e?.event));
     expect(e?.bytes).toBe(Buffer.byteLength(e?.json ?? ''));
-    expect(validateFmeEvent(JSON.parse(e?.json ?? ''))).toBeUndefined();
+    expect(fmeContractProblem(JSON.parse(e?.json ?? ''))).toBeUndefined();
     expect(m.stats.renamed.get('Order Completed')).toBe('amp.Order_Completed');
   });
 
@@ -235,7 +236,7 @@ describe('properties', () => {
     expect(e?.event.properties?.long).toBe('z'.repeat(256));
     expect(Object.keys(e?.event.properties ?? {})).toHaveLength(300);
     expect(m.stats.trimmed).toEqual({ string_truncated: 1, key_limit: 21 });
-    expect(validateFmeEvent(JSON.parse(e?.json ?? ''))).toBeUndefined();
+    expect(fmeContractProblem(JSON.parse(e?.json ?? ''))).toBeUndefined();
   });
 
   it('shrinks an event over 32 KB for every identity, counting each dropped property once per row', () => {
@@ -253,7 +254,7 @@ describe('properties', () => {
     for (const e of es) {
       expect(e.bytes).toBeLessThan(MAX_EVENT_BYTES);
       expect(e.json).toBe(JSON.stringify(e.event));
-      expect(validateFmeEvent(JSON.parse(e.json))).toBeUndefined();
+      expect(fmeContractProblem(JSON.parse(e.json))).toBeUndefined();
     }
     const kept = Object.keys(es[0]?.event.properties ?? {}).length;
     expect(kept).toBeGreaterThan(100);
