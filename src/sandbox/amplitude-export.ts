@@ -15,8 +15,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { HOUR_MS, formatHour, utcTime } from '../amplitude/hours.js';
-import { parseAmplitudeTime } from '../amplitude/time.js';
+import { HOUR_MS, formatHour } from '../amplitude/hours.js';
 import { FaultScript, sendForced, type ForcedResponse } from './faults.js';
 import type { Route } from './server.js';
 import { sendText } from './server.js';
@@ -39,9 +38,8 @@ export class ExportStore {
   add(rows: Iterable<ExportRow>): this {
     for (const row of rows) {
       const obj = (typeof row === 'string' ? JSON.parse(row) : row) as { server_upload_time?: unknown };
-      const t = parseAmplitudeTime(obj.server_upload_time);
-      if (t === undefined) throw new Error(`ExportStore: row without a valid server_upload_time: ${String(obj.server_upload_time)}`);
-      const hour = Math.floor(t / HOUR_MS) * HOUR_MS;
+      const hour = uploadHour(obj.server_upload_time);
+      if (hour === undefined) throw new Error(`ExportStore: row without a valid server_upload_time: ${String(obj.server_upload_time)}`);
       let list = this.byHour.get(hour);
       if (!list) this.byHour.set(hour, (list = []));
       list.push(row);
@@ -122,10 +120,23 @@ export interface ExportEmulator {
 const HOUR_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})$/;
 const MAX_HOURS = 365 * 24;
 
+/** Epoch ms of a UTC date and hour, or undefined when no such hour exists (parsed here, not with the product's code it checks). */
+function utcHour(y: string, mo: string, d: string, h: string): number | undefined {
+  const t = Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h));
+  return new Date(t).toISOString().startsWith(`${y}-${mo}-${d}T${h}`) ? t : undefined;
+}
+
 function parseHourParam(value: string | null): number | undefined {
   const m = value === null ? null : HOUR_RE.exec(value);
-  if (!m) return undefined;
-  return utcTime(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]));
+  return m ? utcHour(m[1] as string, m[2] as string, m[3] as string, m[4] as string) : undefined;
+}
+
+const UPLOAD_TIME_RE = /^(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):\d{2}:\d{2}/;
+
+/** The UTC hour (epoch ms) of a `server_upload_time` such as `2021-02-22 21:10:00.123000`. */
+function uploadHour(v: unknown): number | undefined {
+  const m = typeof v === 'string' ? UPLOAD_TIME_RE.exec(v) : null;
+  return m ? utcHour(m[1] as string, m[2] as string, m[3] as string, m[4] as string) : undefined;
 }
 
 function checkAuth(req: IncomingMessage, apiKey: string, secretKey: string): boolean {
