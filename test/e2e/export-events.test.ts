@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
@@ -181,5 +183,68 @@ describe('amp-fme (spawned)', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ mode: 'dry-run', fmeEventsSent: 0 });
     expect(world.fme.requestCount).toBe(0);
     expect(existsSync(join(world.dir, '.amp-fme'))).toBe(false);
+  });
+
+  it('--output writes the FME events to the file, sends nothing, takes no lock and writes no state', async () => {
+    world = await startWorld();
+    const rows = seedDays(world, '2024-03-01', 1, 5);
+    world.writeConfig();
+    const out = join(world.dir, 'events.ndjson');
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--output', out, '--json'], world.dir);
+    expect(r.code, r.stderr).toBe(0);
+    const expected = rows.filter((x) => typeof x.user_id === 'string' && x.event_type !== 'get_treatment');
+    expect(JSON.parse(r.stdout)).toMatchObject({ mode: 'output', fmeEventsSent: 0 });
+    expect(world.fme.requestCount).toBe(0);
+    const stateDir = join(world.dir, '.amp-fme');
+    const stateFiles = existsSync(stateDir) ? readdirSync(stateDir).filter((f) => /^export-events-.*\.(json|lock)$/.test(f)) : [];
+    expect(stateFiles).toEqual([]);
+    const written = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(written).toHaveLength(expected.length);
+    expect(new Set(written.map((e) => e.key))).toEqual(new Set(expected.map((x) => x.user_id)));
+    for (const e of written) expect(e).toMatchObject({ trafficTypeName: 'user', eventTypeId: expect.stringMatching(/^amp\./), timestamp: expect.any(Number) });
+
+    // Nothing was recorded as delivered: the same range is then sent without --force, and FME gets what the file holds.
+    const send = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--json'], world.dir);
+    expect(send.code, send.stderr).toBe(0);
+    const sorted = (list: unknown[]): string[] => list.map((e) => JSON.stringify(e)).sort();
+    expect(sorted(world.fme.events)).toEqual(sorted(written));
+  });
+
+  it('--output is not stopped by a lock another run holds, and leaves that lock and the state as they were', async () => {
+    world = await startWorld();
+    const rows = seedDays(world, '2024-03-01', 2, 5);
+    const day2 = rows.filter((x) => String(x.server_upload_time).startsWith('2024-03-02') && typeof x.user_id === 'string' && x.event_type !== 'get_treatment');
+    world.writeConfig();
+    // A sending run makes the state file; its lock sits beside it.
+    const first = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01'], world.dir);
+    expect(first.code, first.stderr).toBe(0);
+    const stateDir = join(world.dir, '.amp-fme');
+    const stateFile = readdirSync(stateDir).find((f) => /^export-events-.*\.json$/.test(f));
+    expect(stateFile).toBeDefined();
+    const statePath = join(stateDir, stateFile as string);
+    const lockPath = statePath.replace(/\.json$/, '.lock');
+    const holder = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' });
+    try {
+      const lockText = `${JSON.stringify({ pid: holder.pid, hostname: hostname(), startedAt: '2024-03-05T10:00:00.000Z', command: 'export-events --since-last-run' })}\n`;
+      writeFileSync(lockPath, lockText);
+      const stateBefore = readFileSync(statePath, 'utf8');
+      const sentBefore = world.fme.requestCount;
+      // The lock is live: a sending run is refused.
+      const blocked = await runCli(['export-events', '--start', '2024-03-02', '--end', '2024-03-02'], world.dir);
+      expect(blocked.code).toBe(75);
+
+      const out = join(world.dir, 'day2.ndjson');
+      const r = await runCli(['export-events', '--start', '2024-03-02', '--end', '2024-03-02', '--output', out, '--json'], world.dir);
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toMatchObject({ mode: 'output', fmeEventsWritten: day2.length });
+      const written = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { key: string });
+      expect(day2.length).toBeGreaterThan(0);
+      expect(written.map((e) => e.key).sort()).toEqual(day2.map((x) => x.user_id).sort());
+      expect(world.fme.requestCount).toBe(sentBefore);
+      expect(readFileSync(lockPath, 'utf8')).toBe(lockText);
+      expect(readFileSync(statePath, 'utf8')).toBe(stateBefore);
+    } finally {
+      holder.kill('SIGKILL');
+    }
   });
 });

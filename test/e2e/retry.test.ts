@@ -1,10 +1,11 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
-import { startServer } from '../../src/sandbox/server.js';
+import { startServer, type Route } from '../../src/sandbox/server.js';
 import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
 let world: World | undefined;
@@ -127,5 +128,100 @@ describe('amp-fme retry (spawned)', () => {
     } finally {
       await server.close();
     }
+  });
+
+  it('a second retry of the same file while the first holds <file>.lock exits 75 and sends nothing', async () => {
+    world = await startWorld();
+    // The first request to FME is held here until the test lets it go, so the first retry holds its lock meanwhile;
+    // later requests go straight to the FME emulator.
+    let arrivals = 0;
+    let arrived!: () => void;
+    const firstArrived = new Promise<void>((r) => (arrived = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const gateRoute: Route = async (req: IncomingMessage) => {
+      if (req.method === 'POST' && (req.url ?? '').startsWith('/api/events')) {
+        arrivals++;
+        if (arrivals === 1) {
+          arrived();
+          await gate;
+        }
+      }
+      return false;
+    };
+    const gated = await startServer([gateRoute, world.fme.route]);
+    try {
+      // A timeout far beyond the test's own: the held request must not be given up on and sent again meanwhile.
+      world.writeConfig({ fme: { eventsBaseUrl: `${gated.url}/api` }, http: { timeoutMs: 300_000 } });
+      const file = join(world.dir, 'rejected.ndjson');
+      const fmeEvent = { eventTypeId: 'amp.A', trafficTypeName: 'user', key: 'user-1', timestamp: 1_709_287_200_000 };
+      writeFileSync(file, `${JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: fmeEvent, source: { line: 4 } })}\n`);
+      const lockFile = `${file}.lock`;
+
+      const first = runCli(['retry', file, '--json'], world.dir);
+      await Promise.race([
+        firstArrived,
+        first.then((r) => {
+          throw new Error(`the first retry ended (exit ${r.code}) before sending: ${r.stderr}`);
+        }),
+      ]);
+      expect(JSON.parse(readFileSync(lockFile, 'utf8')).pid).toBe(first.child.pid);
+
+      const second = await runCli(['retry', file, '--json', '--log-format', 'text'], world.dir);
+      expect(second.code).toBe(75);
+      expect(second.stdout).toBe('');
+      expect(second.stderr).toContain(`another amp-fme run holds the lock ${lockFile}: pid ${first.child.pid}`);
+      expect(second.stderr).toContain('This run did nothing');
+      // Nothing sent by the second run, the file not renamed, the first run's lock left in place.
+      expect(arrivals).toBe(1);
+      expect(world.fme.requests).toHaveLength(0);
+      expect(existsSync(file)).toBe(true);
+      expect(JSON.parse(readFileSync(lockFile, 'utf8')).pid).toBe(first.child.pid);
+
+      release();
+      const done = await first;
+      expect(done.code).toBe(0);
+      expect(JSON.parse(done.stdout)).toMatchObject({ resent: { fme: 1 }, renamedTo: `${file}.retried` });
+      expect(arrivals).toBe(1);
+      expect(world.fme.events).toEqual([expect.objectContaining({ key: 'user-1' })]);
+      expect(existsSync(lockFile)).toBe(false);
+    } finally {
+      release();
+      await gated.close();
+    }
+  });
+
+  it('refuses a file already renamed .retried (exit 2, nothing sent), and re-sends it with --force', async () => {
+    world = await startWorld();
+    world.writeConfig();
+    const file = join(world.dir, 'once.ndjson');
+    const fmeEvent = { eventTypeId: 'amp.B', trafficTypeName: 'user', key: 'user-2', timestamp: 1_709_287_200_000 };
+    writeFileSync(file, `${JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: fmeEvent, source: { line: 1 } })}\n`);
+    const firstRetry = await runCli(['retry', file, '--json'], world.dir);
+    expect(firstRetry.code).toBe(0);
+    const retried = `${file}.retried`;
+    expect(existsSync(retried)).toBe(true);
+    expect(world.fme.count).toBe(1);
+    const before = readdirSync(world.dir).sort();
+
+    const refused = await runCli(['retry', retried, '--json', '--log-format', 'text'], world.dir);
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toContain(`${retried} was already retried`);
+    expect(refused.stderr).toContain('Add --force to re-send it anyway.');
+    expect(world.fme.count).toBe(1);
+    // Refused before its lock is made: nothing new beside it, the file where it was.
+    expect(readdirSync(world.dir).sort()).toEqual(before);
+
+    const forced = await runCli(['retry', retried, '--force', '--json'], world.dir);
+    expect(forced.code).toBe(0);
+    const s = JSON.parse(forced.stdout) as { resent: { fme: number }; renamedTo: string; deadLetters: number };
+    expect(s).toMatchObject({ resent: { fme: 1 }, deadLetters: 0 });
+    // Sent a second time, as --force warns, and the file keeps its .retried name (not .retried.retried).
+    expect(world.fme.events.map((e) => e.key)).toEqual(['user-2', 'user-2']);
+    expect(s.renamedTo).toBe(retried);
+    expect(existsSync(retried)).toBe(true);
+    expect(existsSync(`${retried}.retried`)).toBe(false);
+    expect(existsSync(`${retried}.lock`)).toBe(false);
   });
 });

@@ -91,7 +91,9 @@ describe('a server that echoes the request in its error answer', () => {
     const r = await runCli(['export-events', '--start', '2024-03-01T00', '--end', '2024-03-01T00', '--json', '--log-format', 'json'], world.dir);
     const letters = filesUnder(join(world.dir, '.amp-fme'));
     expect(letters).toMatch(/FME answered 400/);
-    expect(r.code).not.toBe(0);
+    // The run finishes with its two events in the dead-letter file: exit 3, as documented.
+    expect(r.code, r.stderr).toBe(3);
+    expect(JSON.parse(r.stdout)).toMatchObject({ deadLetters: 2, fmeEventsSent: 0 });
     expectNoSecret(r.stdout + r.stderr + letters);
   });
 

@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { FatalRemoteError, RetriableRemoteError } from '../../src/errors.js';
 import { createFmeEventsClient, type FmeEventsClient } from '../../src/fme/events-client.js';
@@ -5,7 +6,7 @@ import type { FmeEvent } from '../../src/fme/types.js';
 import { createHttp } from '../../src/http/client.js';
 import { createMemoryLogger } from '../../src/log/logger.js';
 import { createFmeEventsEmulator, type FmeEventsEmulator } from '../../src/sandbox/fme-events.js';
-import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+import { startServer, type Route, type RunningServer } from '../../src/sandbox/server.js';
 
 const SDK_KEY = 'sdk-key-0123456789abcdef';
 const policy = { retries: 3, baseDelayMs: 1, maxDelayMs: 20 };
@@ -84,16 +85,32 @@ describe('FME events client against the emulator', () => {
   });
 
   it('retries a request that times out', async () => {
-    emu.faults.push({ status: 202, delayMs: 500 });
-    const out = await createFmeEventsClient({
-      sdkKey: SDK_KEY,
-      baseUrl: `${server.url}/api`,
-      http: await createHttp({ timeoutMs: 100 }),
-      retry: policy,
-      logger: createMemoryLogger(),
-    }).send(batch(1));
-    expect(out.delivered).toBe(true);
-    expect(emu.count).toBe(1);
+    // The first request is never answered (the client must give up on it); later ones reach the emulator. The
+    // timeout is generous, so the retry that succeeds has plenty of time however busy the machine is.
+    const hung: ServerResponse[] = [];
+    const hangFirst: Route = (req, res) => {
+      if (hung.length > 0) return false;
+      req.resume();
+      hung.push(res);
+      return true;
+    };
+    const hanging = await startServer([hangFirst, emu.route]);
+    try {
+      const logger = createMemoryLogger();
+      const out = await createFmeEventsClient({
+        sdkKey: SDK_KEY,
+        baseUrl: `${hanging.url}/api`,
+        http: await createHttp({ timeoutMs: 2_000 }),
+        retry: policy,
+        logger,
+      }).send(batch(1));
+      expect(out.delivered).toBe(true);
+      expect(hung).toHaveLength(1);
+      expect(emu.requests).toEqual([{ status: 202, events: 1, stored: true }]);
+      expect(logger.lines).toEqual([expect.objectContaining({ level: 'warn', fields: expect.objectContaining({ code: 'TIMEOUT', attempt: 1 }) })]);
+    } finally {
+      await hanging.close();
+    }
   });
 
   it('stops at once on a wrong SDK key (401), without the key in the message', async () => {
@@ -162,6 +179,44 @@ describe('FME events client against the emulator', () => {
 
   it('fails fast on a wrong base URL (404)', async () => {
     await expect(client({ base: `${server.url}/nope` }).send(batch(1))).rejects.toThrow(/fme\.eventsBaseUrl/);
+  });
+});
+
+describe('FME answers that mean a wrong fme.eventsBaseUrl', () => {
+  it.each([
+    [302, 'Found'],
+    [307, 'Temporary Redirect'],
+    [404, 'Not Found'],
+    [405, 'Method Not Allowed'],
+  ])('stops at once on %i (FatalRemoteError FME_URL naming fme.eventsBaseUrl), after one request', async (status, body) => {
+    // A redirect points at the emulator's own endpoint: followed, it would deliver the batch.
+    const headers: Record<string, string> = status < 400 ? { location: `${server.url}/api/events/bulk` } : {};
+    emu.faults.push({ status, body, headers });
+    const logger = createMemoryLogger();
+    let err: unknown;
+    try {
+      await client({ logger }).send(batch(2));
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(FatalRemoteError);
+    expect((err as FatalRemoteError).code).toBe('FME_URL');
+    expect((err as FatalRemoteError).status).toBe(status);
+    expect((err as Error).message).toContain(`HTTP ${status}`);
+    expect((err as Error).message).toContain('check fme.eventsBaseUrl');
+    expect(emu.requests).toEqual([{ status, events: 0, stored: false }]);
+    expect(emu.count).toBe(0);
+    expect(logger.lines.filter((l) => /retrying/.test(l.message))).toEqual([]);
+  });
+
+  it('retries a 408 (request timeout), then stores the batch once', async () => {
+    emu.faults.push({ status: 408, body: 'Request Timeout' });
+    const logger = createMemoryLogger();
+    const out = await client({ logger }).send(batch(3));
+    expect(out).toEqual({ delivered: true, status: 202, events: 3 });
+    expect(emu.requests.map((r) => r.status)).toEqual([408, 202]);
+    expect(emu.count).toBe(3);
+    expect(logger.lines).toEqual([expect.objectContaining({ level: 'warn', fields: expect.objectContaining({ status: 408, attempt: 1 }) })]);
   });
 });
 

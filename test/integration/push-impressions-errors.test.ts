@@ -177,6 +177,31 @@ describe('429: delay only the throttled events', () => {
     expect(r.letters().map((l) => [l.reason, l.retriable])).toEqual([['amplitude_throttled', true]]);
   });
 
+  it('sets aside events still throttled after 8 throttle delays: 9 requests for them, then a retriable amplitude_throttled dead letter', async () => {
+    emulator.throttle('user-y0000', 1000);
+    const r = run([dump('429y.ndjson', ['user-y0000'], 2)], { config: config((c) => (c.pushImpressions.throttleDelayMs.batch = 2)) });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(0);
+    // The first request, then one after each of the 8 delays: all refused, and no 10th.
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual(Array.from({ length: 9 }, () => [429, 2]));
+    expect(emulator.count).toBe(0);
+    expect(r.letters().map((l) => [l.reason, l.payload.user_id, l.retriable, l.status])).toEqual([
+      ['amplitude_throttled', 'user-y0000', true, 429],
+      ['amplitude_throttled', 'user-y0000', true, 429],
+    ]);
+    expect(r.letters()[0]?.detail).toMatch(/still throttled after 8 waits of 2 ms/);
+  });
+
+  it('an id throttled 8 times in a row is still delivered on the 9th request, with no dead letter', async () => {
+    emulator.throttle('user-y0001', 8);
+    const r = run([dump('429y8.ndjson', ['user-y0001'], 2)], { config: config((c) => (c.pushImpressions.throttleDelayMs.batch = 2)) });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(2);
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([...Array.from({ length: 8 }, () => [429, 2]), [200, 2]]);
+    expect(emulator.events.map((e) => e.user_id)).toEqual(['user-y0001', 'user-y0001']);
+    expect(r.letters()).toEqual([]);
+  });
+
   it('identify: holds back only the throttled users', async () => {
     emulator.throttle('user-i0001');
     const r = run([dump('429i.ndjson', ['user-i0000', 'user-i0001', 'user-i0002'])], { mode: 'identify' });
