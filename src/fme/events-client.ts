@@ -95,35 +95,38 @@ export class FmeEventsClient {
     const unsent = (lo: number, hi: number): void => {
       for (let i = lo; i < hi; i++) onUnsent(i, error);
     };
-    const part = async (lo: number, hi: number, known?: RefusedOutcome): Promise<void> => {
+    /** Events [lo, hi) of a request FME refused with `refusal`: sent on their own while the budget lasts. */
+    const part = async (lo: number, hi: number, refusal: RefusedOutcome): Promise<void> => {
       if (error === undefined && signal?.aborted) {
         error = new InterruptedError(`stopped (${String(signal.reason)}) while the parts of a batch FME refused were being sent`);
       }
       if (error !== undefined) return unsent(lo, hi);
-      let outcome: SendOutcome;
-      if (known) outcome = known;
-      else {
-        budget--;
-        try {
-          outcome = await this.send({ jsons: jsons.slice(lo, hi) });
-        } catch (err) {
-          error = err;
-          return unsent(lo, hi);
-        }
-      }
-      if (outcome.delivered) {
-        delivered += hi - lo;
+      if (budget <= 0) {
+        for (let i = lo; i < hi; i++) onRefused(i, refusal);
         return;
       }
+      budget--;
+      let outcome: SendOutcome;
+      try {
+        outcome = await this.send({ jsons: jsons.slice(lo, hi) });
+      } catch (err) {
+        error = err;
+        return unsent(lo, hi);
+      }
+      if (outcome.delivered) delivered += hi - lo;
+      else await settle(lo, hi, outcome);
+    };
+    /** Events [lo, hi), refused as one request with `outcome`: halved again, or refused with it. */
+    const settle = async (lo: number, hi: number, outcome: RefusedOutcome): Promise<void> => {
       if (hi - lo === 1 || !SPLITTABLE.has(outcome.status) || budget < 2) {
         for (let i = lo; i < hi; i++) onRefused(i, outcome);
         return;
       }
       const mid = (lo + hi) >>> 1;
-      await part(lo, mid);
-      await part(mid, hi);
+      await part(lo, mid, outcome);
+      await part(mid, hi, outcome);
     };
-    await part(0, jsons.length, refused);
+    await settle(0, jsons.length, refused);
     return error === undefined ? { delivered } : { delivered, error };
   }
 
