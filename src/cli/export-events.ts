@@ -149,6 +149,9 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       if (clash.length > 0) logger.warn(`--force: sending hours that were already delivered again (${clash.join('; ')}); FME will count them twice`);
     }
     if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
+    // A first --since-last-run --start records where the cursor starts before it sends: if it stops or fails before
+    // its first batch is acknowledged, the next run (from cron, without --start) still goes on from there.
+    else if (freshCursor && sending && start !== undefined && checkpoint) await checkpoint.begin(plan.start);
     if (!sending) checkpoint = undefined; // dry runs and --output read the state but never move it
     if (plan.warning !== undefined) logger.warn(plan.warning);
     if (plan.resumed) logger.info(`resuming an interrupted run of this range at ${formatHour(plan.start)}`);
@@ -226,7 +229,8 @@ function planCursorSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo
     );
   }
   const cursor = { nextHour: checkpoint.nextHour, inProgress: checkpoint.inProgressWindow, delivered: deliveredSpans(checkpoint.snapshot).length > 0 };
-  if (start !== undefined && (cursor.nextHour !== undefined || cursor.inProgress)) {
+  // The hour the cursor continues at is no conflict (a first run records it before it sends, TrackCheckpoint.begin).
+  if (start !== undefined && (cursor.inProgress || (cursor.nextHour !== undefined && start !== cursor.nextHour))) {
     throw new UsageError('--start only says where the very first --since-last-run began, and the state already has a cursor: drop --start.');
   }
   const skip = planSkip(skipTo, cursor, start ?? startAt);

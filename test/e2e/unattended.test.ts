@@ -9,7 +9,7 @@ import { parseStateHour } from '../../src/state/export-state.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { zipToBuffer } from '../../src/sandbox/zip-writer.js';
 import { tempDir } from '../helpers/temp-dir.js';
-import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
+import { FAST_HTTP, KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
 let world: World | undefined;
 afterEach(async () => {
@@ -55,6 +55,32 @@ async function expectNextRunCompletesExactlyOnce(w: World, wanted: Record<string
 }
 
 const CONFIG = { exportEvents: { properties: ['uuid'], windowHours: 6, lagHours: 3 } };
+
+/** Resolves once the run has logged `text` on stderr (true), or when it ends without having logged it (false). */
+function logged(run: ReturnType<typeof runCli>, text: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    let seen = '';
+    run.child.stderr?.on('data', (d: string) => {
+      seen += d;
+      if (seen.includes(text)) resolve(true);
+    });
+    run.child.once('close', () => resolve(false));
+  });
+}
+
+/** Waits for `check` to hold, at most 15 s. */
+async function waitFor(check: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function lockFiles(w: World): string[] {
+  const dir = join(w.dir, '.amp-fme');
+  return existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.lock')) : [];
+}
 
 describe('unattended runs (spawned)', () => {
   it('three hourly --since-last-run runs in a row deliver every event once', async () => {
@@ -136,6 +162,19 @@ describe('unattended runs (spawned)', () => {
     const r = await runCli(['export-events', '--since-last-run', '--log-format', 'text'], world.dir);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('exportEvents.startAt');
+  });
+
+  it('a first --since-last-run --start that fails before its first batch is acknowledged still leaves the cursor, so the next run goes on without --start', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(10), 2, 20);
+    world.writeConfig({ ...CONFIG, http: { ...FAST_HTTP, retries: 0 } });
+    world.fme.faults.push({ status: 500 }, 10_000);
+    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
+    expect(first.code).toBe(1);
+    expect(world.fme.count).toBe(0);
+    const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { firstHour: string; lastDeliveredHour: string } };
+    expect(state.cursor).toMatchObject({ firstHour: formatHour(ago(10)), lastDeliveredHour: formatHour(ago(11)) });
+    await expectNextRunCompletesExactlyOnce(world, wanted);
   });
 
   it('after SIGKILL mid-window, the next run delivers the rest, duplicating no more than the in-flight batches', async () => {
@@ -228,6 +267,50 @@ describe('unattended runs (spawned)', () => {
     expect(r.stderr).not.toContain('Unexpected error');
     expect(world.fme.count).toBe(0);
   });
+
+  it('a second signal while stopping exits at once, releasing the lock; the next run sends what was in flight again', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(10), 6, 100);
+    const batchSize = 20;
+    const concurrency = 2;
+    // A held request must not time out (and be retried) while the test signals.
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize, concurrency }, http: { timeoutMs: 60_000 } });
+    // FME takes the first batches at once, then stores each batch but answers none until the run has ended: the
+    // first signal has requests to wait for.
+    const quick = 3;
+    let answer = (): void => {};
+    const answers = new Promise<void>((resolve) => (answer = resolve));
+    world.fme.faults.push({ status: 202, afterProcessing: true }, quick).push({ status: 202, afterProcessing: true, until: answers }, 10_000);
+    const run = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
+    const stopping = logged(run, 'SIGTERM received: stopping at the next clean point');
+    try {
+      await waitFor(() => world!.fme.requests.length > quick, 'an FME request that is held');
+      expect(lockFiles(world)).toHaveLength(1);
+      run.child.kill('SIGTERM');
+      expect(await stopping).toBe(true);
+      // Still waiting for FME (README: up to 30 s); the second signal ends that.
+      expect(run.child.exitCode).toBeNull();
+      run.child.kill('SIGINT');
+      const r = await run;
+      expect(r.code).toBe(1);
+      const errors = logLines(r.stderr).filter((l) => l.level === 'error').map((l) => l.message);
+      expect(errors).toEqual(['SIGINT received again while stopping; exiting now. Batches that were in flight were not recorded and will be sent again by the next run.']);
+      // Nothing was sent after the first signal: the quick batches, and at most one held batch per lane.
+      expect(world.fme.requests.length).toBeLessThanOrEqual(quick + concurrency);
+      expect(lockFiles(world)).toEqual([]);
+    } finally {
+      answer();
+    }
+    // Not refused as locked (75): the next run continues, re-sending only the batches that were in flight.
+    world.fme.faults.clear();
+    const again = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(again.code).toBe(0);
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    const duplicates = [...counts.values()].reduce((n, c) => n + (c - 1), 0);
+    expect(duplicates).toBeGreaterThan(0);
+    expect(duplicates).toBeLessThanOrEqual(concurrency * batchSize);
+  }, 45_000);
 
   it('a second run while one is active exits 75 at once, naming the holder', async () => {
     world = await startWorld();
@@ -402,9 +485,15 @@ describe('unattended runs (spawned)', () => {
     world = await startWorld({ exportOptions: { hugeHours: huge } });
     const inWindow = seedHours(world, ago(10), 6, 300); // the window ago(10)..ago(5)
     const after = seedHours(world, ago(4), 1, 20);
-    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize: 20, concurrency: 2 } });
-    world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 100 }, 10_000);
-    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--max-runtime', '1s'], world.dir);
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, batchSize: 20, concurrency: 2 }, http: { timeoutMs: 60_000 } });
+    // FME stores each batch at once but holds its answer until the run's --max-runtime is reached: the run cannot
+    // finish within it however fast the machine is, and the runtime leaves start-up seconds to send its first batches
+    // (a held request does not time out meanwhile).
+    const run = runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--max-runtime', '3s'], world.dir);
+    const stopping = logged(run, '--max-runtime reached');
+    world.fme.faults.push({ status: 202, afterProcessing: true, until: stopping }, 10_000);
+    const first = await run;
+    expect(await stopping).toBe(true);
     expect(first.code).toBe(1);
     world.fme.faults.clear();
     const delivered = uuidCounts(world).size;
