@@ -10,6 +10,8 @@ export interface ForcedResponse {
   afterProcessing?: boolean;
   /** Hold the response this long first (timeouts). */
   delayMs?: number;
+  /** Hold the response until this settles (tests: answer only once the client has reached a given point). */
+  until?: PromiseLike<unknown>;
   /** Destroy the socket without answering (connection reset). */
   reset?: boolean;
   /** Answer normally but end the body cleanly after this many bytes (a truncated download). Emulators that stream bodies honour it. */
@@ -83,6 +85,7 @@ export function parseFaultRates(spec: string): FaultRates {
 /** Sends a forced response that is not `afterProcessing`. Returns after the response is sent. */
 export async function sendForced(res: ServerResponse, f: ForcedResponse): Promise<void> {
   if (f.delayMs) await sleep(f.delayMs);
+  if (f.until) await f.until;
   if (f.reset) {
     res.socket?.destroy();
     return;

@@ -5,11 +5,12 @@ import { parseHourArg } from '../../src/amplitude/hours.js';
 import { validateConfig } from '../../src/config/validate.js';
 import type { Config } from '../../src/config/types.js';
 import { FatalRemoteError } from '../../src/errors.js';
-import { createMemoryLogger } from '../../src/log/logger.js';
+import { createMemoryLogger, type Logger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import type { ExportCheckpoint } from '../../src/pipeline/export-checkpoint.js';
 import { runExportEvents } from '../../src/pipeline/export-events.js';
 import { addRange, type Ranges } from '../../src/pipeline/positions.js';
+import { FaultScript, type ForcedResponse } from '../../src/sandbox/faults.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { FAST_HTTP, KEYS, startWorld, type World } from '../helpers/world.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -47,6 +48,27 @@ function seed(w: World, days: number, perHour: number): Record<string, unknown>[
   }
   w.store.add(rows);
   return rows;
+}
+
+/** A FaultScript that also tells the test of each request the FME emulator receives (every request takes one `next()`). */
+class WatchedFaults extends FaultScript {
+  onRequest: ((n: number) => void) | undefined;
+  private received = 0;
+  override next(): ForcedResponse | undefined {
+    this.onRequest?.(++this.received);
+    return super.next();
+  }
+}
+
+/** A memory logger that calls `then` (on the next turn) once the run says it will try a request again: it is waiting. */
+function onRetryWait(then: () => void): Logger & ReturnType<typeof createMemoryLogger> {
+  const logger = createMemoryLogger();
+  const warn = logger.warn;
+  logger.warn = (message, fields) => {
+    warn(message, fields);
+    if (message.startsWith('retrying')) setImmediate(then);
+  };
+  return logger;
 }
 
 function uuidsOf(w: World): string[] {
@@ -132,7 +154,10 @@ describe('export-events pipeline against the emulators', () => {
     const rows = seed(world, 1, 30).filter((r) => typeof r.user_id === 'string');
     world.fme.faults.push({ status: 429, headers: { 'retry-after': '0' }, body: 'slow down' }, 2).push({ status: 503 }, 2).push({ status: 500 });
     const logger = createMemoryLogger();
-    await runExportEvents({ config: configFor(world, { exportEvents: { batchSize: 50, concurrency: 3 } }), start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, logger, deadLetters: deadLetterWriter() });
+    // The lanes share the five faults in whatever order their requests arrive: enough retries for one batch to meet them all.
+    const config = configFor(world, { exportEvents: { batchSize: 50, concurrency: 3 } });
+    config.http.retries = 5;
+    await runExportEvents({ config, start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, logger, deadLetters: deadLetterWriter() });
     const got = uuidsOf(world);
     expect(got.length).toBe(rows.length);
     expect(new Set(got).size).toBe(rows.length);
@@ -249,18 +274,26 @@ describe('export-events pipeline against the emulators', () => {
     };
 
     it('sends nothing more once asked to stop: the requests in flight finish, and the next run sends the rest once', async () => {
-      world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows : []), entriesPerHour: 1 } });
-      // Every request takes 400 ms; two are in flight when the stop comes.
-      for (let i = 0; i < 20; i++) world.fme.faults.push({ status: 202, afterProcessing: true, delayMs: 400 });
+      const faults = new WatchedFaults();
+      world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows : []), entriesPerHour: 1 }, fmeOptions: { faults } });
+      // FME holds every answer until the stop, which comes as the second request arrives: both lanes are in flight.
+      const stop = new AbortController();
+      let stopped = (): void => {};
+      const afterStop = new Promise<void>((resolve) => (stopped = resolve));
+      faults.onRequest = (n) => {
+        if (n !== 2) return;
+        stop.abort('SIGTERM received');
+        stopped();
+      };
+      world.fme.faults.push({ status: 202, afterProcessing: true, until: afterStop }, 20);
       const config = configFor(world, { exportEvents: { batchSize: 5, concurrency: 2 } });
       const checkpoint = memory();
-      const stop = new AbortController();
-      setTimeout(() => stop.abort('SIGTERM received'), 200);
-      const started = Date.now();
       const run = runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint, signal: stop.signal });
       await expect(run).rejects.toThrow(/^stopped early \(SIGTERM received\); delivered batches are recorded$/);
-      expect(Date.now() - started).toBeLessThan(3_000);
+      // The two requests in flight finished (and were recorded); nothing more went out.
+      expect(world.fme.requests.map((r) => [r.status, r.events])).toEqual([[202, 5], [202, 5]]);
       expect(world.fme.count).toBe(10);
+      faults.onRequest = undefined;
       world.fme.faults.clear();
       await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint });
       expect(uuidsOf(world).sort()).toEqual(rows.map((_, i) => `s-${i}`).sort());
@@ -273,12 +306,16 @@ describe('export-events pipeline against the emulators', () => {
       config.http.retryBaseDelayMs = 60_000;
       config.http.retryMaxDelayMs = 60_000;
       const checkpoint = memory();
+      // The stop comes once the second batch's wait has begun: just after the run says it will try again.
       const stop = new AbortController();
-      setTimeout(() => stop.abort('SIGINT received'), 300);
+      const logger = onRetryWait(() => stop.abort('SIGINT received'));
       const started = Date.now();
-      const run = runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint, signal: stop.signal });
+      const run = runExportEvents({ config, start: hour, end: hour, dryRun: false, logger, deadLetters: deadLetterWriter(), checkpoint, signal: stop.signal });
       await expect(run).rejects.toThrow(/^stopped early \(SIGINT received\)/);
-      expect(Date.now() - started).toBeLessThan(3_000);
+      // The wait is 30 to 60 s (jitter on 60 s): the run did not sit it out.
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(logger.lines.filter((l) => l.message.startsWith('retrying'))).toHaveLength(1);
+      expect(world.fme.requests.map((r) => r.status)).toEqual([202, 503]);
       expect(world.fme.count).toBe(20);
       await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint });
       expect(uuidsOf(world).sort()).toEqual(rows.map((_, i) => `s-${i}`).sort());
@@ -338,6 +375,61 @@ describe('export-events pipeline against the emulators', () => {
     expect(letter.reason).toBe('invalid_json');
     expect(letter.payload).toBe(broken);
     expect(letter.source.line).toBe(3);
+  });
+
+  it('dead-letters rows it cannot map, with their reason and source, never dropping them; the other rows are delivered', async () => {
+    const hour = h('20240301T10');
+    const at = '2024-03-01 10:00:00';
+    const good = (i: number): Record<string, unknown> => ({ uuid: `ok-${i}`, event_type: 'A', user_id: `user-${i}`, event_time: at, server_upload_time: at });
+    const noTime = { uuid: 'no-time', event_type: 'A', user_id: 'user-2', event_time: null, client_event_time: '', server_upload_time: '' };
+    const noType = { uuid: 'no-type', event_type: null, user_id: 'user-4', event_time: at, server_upload_time: at };
+    const longId = { uuid: 'long-id', event_type: 'A', user_id: 'u'.repeat(251), event_time: at, server_upload_time: at };
+    const rows = [good(1), noTime, good(3), noType, longId, good(6)];
+    world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows.map((r) => JSON.stringify(r)) : []), entriesPerHour: 1 } });
+    const dl = deadLetterWriter();
+    const summary = await runExportEvents({ config: configFor(world), start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: dl });
+    await dl.close();
+    expect(uuidsOf(world).sort()).toEqual(['ok-1', 'ok-3', 'ok-6']);
+    const letters = existsSync(dl.path) ? readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { source: { entry: string } }) : [];
+    // The export's one entry for that hour, as `<project>/<project>_2024-03-01_10#<partition>.json.gz`.
+    const entry = expect.stringMatching(/^\d+\/\d+_2024-03-01_10#\d+\.json\.gz$/);
+    expect(letters).toEqual([
+      { time: expect.any(String), command: 'export-events', reason: 'no_timestamp', detail: 'no parsable event time (event_time=null, client_event_time="", server_upload_time="")', source: { window: '20240301T10', entry, line: 2 }, retriable: false, payload: noTime },
+      { time: expect.any(String), command: 'export-events', reason: 'no_event_type', detail: 'event_type is null', source: { window: '20240301T10', entry, line: 4 }, retriable: false, payload: noType },
+      { time: expect.any(String), command: 'export-events', reason: 'invalid_key', detail: 'no usable key: user_id is too long', source: { window: '20240301T10', entry, line: 5 }, retriable: false, payload: longId },
+    ]);
+    expect(new Set(letters.map((l) => l.source.entry)).size).toBe(1);
+    // What the run summary reports: every row read, three sent, none skipped, three dead letters that a retry cannot re-send.
+    expect(summary).toMatchObject({ linesRead: 6, eventsRead: 6, fmeEventsMapped: 3, fmeEventsSent: 3, invalidLines: 0, skipped: {}, identitiesNotSent: { too_long_user_id: 1 } });
+    expect([dl.count, dl.retriableCount, dl.counts()]).toEqual([3, 0, { no_timestamp: 1, no_event_type: 1, invalid_key: 1 }]);
+  });
+
+  it('gives up splitting a batch FME refuses in every part after 64 requests: its events are retriable dead letters, and the run goes on', async () => {
+    const hour = h('20240301T10');
+    const at = '2024-03-01 10:00:00';
+    const lines = Array.from({ length: 200 }, (_, i) => JSON.stringify({ uuid: `r-${i}`, event_type: 'A', user_id: `user-${i}`, event_time: at, server_upload_time: at }));
+    world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? lines : []), entriesPerHour: 1 } });
+    // FME refuses every request, as it would for a batch of events all bad in the same way.
+    world.fme.faults.push({ status: 400, body: '{"message":"bad event"}' }, 10_000);
+    const dl = deadLetterWriter();
+    const logger = createMemoryLogger();
+    const summary = await runExportEvents({ config: configFor(world, { exportEvents: { batchSize: 200, concurrency: 1 } }), start: hour, end: hour, dryRun: false, logger, deadLetters: dl });
+    await dl.close();
+    // One batch of 200, split (README: at most 64 requests a batch), none of it stored.
+    const requests = world.fme.requests;
+    expect(requests.every((r) => r.status === 400 && !r.stored)).toBe(true);
+    expect(requests.length).toBeGreaterThan(2);
+    expect(requests.length).toBeLessThanOrEqual(64);
+    expect(world.fme.count).toBe(0);
+    // Every event is a dead letter once, with FME's status and body, and can be re-sent by `amp-fme retry`.
+    const letters = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; status: number; detail: string; retriable: boolean; source: { window: string; line: number }; payload: { properties: { uuid: string } } });
+    expect(letters.map((l) => l.payload.properties.uuid).sort()).toEqual(lines.map((_, i) => `r-${i}`).sort());
+    expect(letters.map((l) => l.source.line).sort((a, b) => a - b)).toEqual(lines.map((_, i) => i + 1));
+    for (const l of letters) expect(l).toMatchObject({ reason: 'fme_rejected', status: 400, retriable: true, detail: 'FME answered 400: {"message":"bad event"}', source: { window: '20240301T10' } });
+    // The run finished (no error: the CLI exits 3 for its dead letters) and says so.
+    expect(summary).toMatchObject({ eventsRead: 200, fmeEventsSent: 0 });
+    expect([dl.count, dl.retriableCount, dl.counts()]).toEqual([200, 200, { fme_rejected: 200 }]);
+    expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([expect.stringMatching(/^FME refused 200 of a batch of 200 events \(HTTP 400\); they are in the dead-letter file/)]);
   });
 
   it('writes NDJSON with --output and sends nothing; --dry-run sends nothing', async () => {

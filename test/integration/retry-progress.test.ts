@@ -1,27 +1,40 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { messageFor } from '../../src/cli/exit-codes.js';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { InterruptedError } from '../../src/errors.js';
 import type { Config } from '../../src/config/types.js';
-import { createMemoryLogger, silentLogger } from '../../src/log/logger.js';
+import { createMemoryLogger, silentLogger, type Logger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runRetry } from '../../src/pipeline/retry.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
+import { FaultScript, type ForcedResponse } from '../../src/sandbox/faults.js';
 import { createFmeEventsEmulator } from '../../src/sandbox/fme-events.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const SDK_KEY = 'retry-progress-sdk-key-1';
 const AMPLITUDE_KEY = 'retry-progress-amplitude-key-1';
+/** A FaultScript that also tells the test of each request the emulator receives (every request takes one `next()`). */
+class WatchedFaults extends FaultScript {
+  onRequest: (() => void) | undefined;
+  override next(): ForcedResponse | undefined {
+    this.onRequest?.();
+    return super.next();
+  }
+}
+const amplitudeFaults = new WatchedFaults();
 const fme = createFmeEventsEmulator({ sdkKey: SDK_KEY });
-const amplitude = createAmplitudeIngestionEmulator({ apiKey: AMPLITUDE_KEY });
+const amplitude = createAmplitudeIngestionEmulator({ apiKey: AMPLITUDE_KEY, faults: amplitudeFaults });
 let server: RunningServer;
 beforeAll(async () => {
   server = await startServer([fme.route, amplitude.route]);
 });
 afterAll(async () => server.close());
+afterEach(() => {
+  amplitudeFaults.onRequest = undefined;
+});
 
 /** A dead-letter file of three FME events that FME had rejected, and a config that sends to the emulator. */
 function rejectedBatchFile(dir: string): { file: string; config: Config } {
@@ -73,39 +86,72 @@ describe('an interrupted retry', () => {
     expect(second.renamedTo).toBe(`${file}.retried`);
   });
 
-  it('has what still fails on disk before its progress counts those lines as done', async () => {
+  it('has what still fails on disk before each progress write counts those lines as done', async () => {
     const dir = tempDir('retry-durable');
-    const { file, config } = rejectedBatchFile(dir);
-    config.exportEvents.batchSize = 1;
-    // FME rejects the first record, and the run is stopped as it fails, as by SIGTERM.
-    const stop = new AbortController();
-    fme.faults.push({ status: 400, body: '{"message":"bad event"}' });
+    const file = join(dir, 'old.ndjson');
+    // Six records, user-N on line N, re-sent two at a time: three progress writes, each after a batch with a refusal.
+    const letters = [1, 2, 3, 4, 5, 6].map((i) => ({
+      command: 'export-events',
+      reason: 'fme_rejected',
+      retriable: true,
+      payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: `user-${i}`, timestamp: 1_709_287_200_000 + i },
+    }));
+    writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    const config = defaultConfig();
+    config.fme.sdkKey = SDK_KEY;
+    config.fme.eventsBaseUrl = `${server.url}/api`;
+    config.exportEvents.batchSize = 2;
+    // Each batch is refused whole, then one of its two events is refused alone: user-2, user-3 and user-6 still fail.
+    const bad = { status: 400, body: '{"message":"bad event"}' };
+    const ok = { status: 202, afterProcessing: true };
+    fme.faults.push(bad).push(ok).push(bad).push(bad).push(bad).push(ok).push(bad).push(ok).push(bad);
+    const progressPath = `${file}.retry-progress.json`;
+    const lineOf = (key: string): number => Number(key.replace('user-', ''));
+    const keysIn = (text: string): string[] => text.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { payload: { key: string } }).payload.key);
+    /**
+     * What a crash would leave, looked at whenever the retry next touches its dead letters (a write, or the sync before
+     * a progress write): every record of a line the progress file counts as done must be in the file by then.
+     */
+    const looks: { at: string; linesDone: number; due: string[]; inFile: string[] }[] = [];
     const dl = new (class extends DeadLetterWriter {
+      private readonly written: string[] = [];
+      private look(at: string): void {
+        const linesDone = existsSync(progressPath) ? (JSON.parse(readFileSync(progressPath, 'utf8')) as { linesDone: number }).linesDone : 0;
+        const inFile = existsSync(this.path) ? keysIn(readFileSync(this.path, 'utf8')) : [];
+        looks.push({ at, linesDone, due: this.written.filter((k) => lineOf(k) <= linesDone), inFile });
+      }
       override write(letter: Parameters<DeadLetterWriter['write']>[0]): void {
+        this.look('write');
+        this.written.push((letter.payload as { key: string }).key);
         super.write(letter);
-        stop.abort();
+      }
+      override sync(): void {
+        this.look('sync');
+        super.sync();
       }
     })(join(dir, 'new.ndjson'), 'retry');
-    await runRetry({ config, file, logger: silentLogger, deadLetters: dl, force: false, signal: stop.signal });
-    const done = (JSON.parse(readFileSync(`${file}.retry-progress.json`, 'utf8')) as { linesDone: number }).linesDone;
-    expect(done).toBeGreaterThanOrEqual(1);
-    // Read before the writer is closed: what a crash at this moment would leave.
-    const failing = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { payload: { key: string } }).payload.key);
-    expect(failing[0]).toBe('user-1');
+    const s = await runRetry({ config, file, logger: silentLogger, deadLetters: dl, force: false });
     await dl.close();
+    expect(s.resent.fme).toBe(3);
+    expect(s.stillFailing).toEqual({ fme_rejected: 3 });
+    expect(keysIn(readFileSync(dl.path, 'utf8'))).toEqual(['user-2', 'user-3', 'user-6']);
+    expect(looks.filter((l) => l.due.some((k) => !l.inFile.includes(k)))).toEqual([]);
+    // Not vacuous: progress was seen covering lines with records still failing, after the first and second writes.
+    expect(looks.filter((l) => l.due.length > 0).map((l) => l.linesDone)).toEqual(expect.arrayContaining([2, 4]));
   });
 
   it('lets the request in flight finish when stopped, as SIGINT promises, instead of cancelling it', async () => {
     const dir = tempDir('retry-stop');
     const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123', event_properties: { flag: 'f', treatment: 'on' } };
     const { file, config } = amplitudeLetterFile(dir, 'amplitude_daily_quota', event);
-    // The request takes 300 ms; the stop comes 50 ms into it.
-    amplitude.faults.push({ status: 200, afterProcessing: true, delayMs: 300 });
+    // The stop comes as Amplitude receives the request, whose answer comes a little later.
     const stop = new AbortController();
-    setTimeout(() => stop.abort('SIGINT received'), 50);
+    amplitudeFaults.onRequest = () => stop.abort('SIGINT received');
+    amplitude.faults.push({ status: 200, afterProcessing: true, delayMs: 100 });
     const s = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal: stop.signal });
     expect(s.resent.amplitudeEvents).toBe(1);
     expect(amplitude.events.map((e) => e.insert_id)).toEqual(['fme-abc123']);
+    expect(stop.signal.aborted).toBe(true);
     expect(JSON.parse(readFileSync(`${file}.retry-progress.json`, 'utf8'))).toMatchObject({ linesDone: 1 });
   });
 
@@ -115,11 +161,18 @@ describe('an interrupted retry', () => {
     config.http.retryBaseDelayMs = 60_000;
     config.http.retryMaxDelayMs = 60_000;
     fme.faults.push({ status: 503 });
+    // The stop comes once the wait has begun: just after the retry says it will try again.
     const stop = new AbortController();
-    setTimeout(() => stop.abort('SIGINT received'), 100);
+    const logger: Logger = {
+      ...silentLogger,
+      warn: (message) => {
+        if (message.startsWith('retrying')) setImmediate(() => stop.abort('SIGINT received'));
+      },
+    };
     const started = Date.now();
-    const err = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal: stop.signal }).catch((e: unknown) => e);
-    expect(Date.now() - started).toBeLessThan(5_000);
+    const err = await runRetry({ config, file, logger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false, signal: stop.signal }).catch((e: unknown) => e);
+    // The wait is 30 to 60 s (jitter on 60 s): the run did not sit it out.
+    expect(Date.now() - started).toBeLessThan(30_000);
     expect(err).toBeInstanceOf(InterruptedError);
     expect(messageFor(err)).toMatch(/^stopped \(SIGINT received\) while waiting to try FME events API: HTTP 503 .* again; it was not delivered$/);
     expect(existsSync(`${file}.retry-progress.json`)).toBe(false);
