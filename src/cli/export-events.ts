@@ -104,11 +104,14 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
     let skip: SkipPlan | undefined;
     let freshCursor = false;
+    /** A cursor that has delivered nothing yet (placed by a first --start that failed) starts again where --start says. */
+    let restart = false;
     if (store && flags.sinceLastRun) {
       checkpoint = store.cursor();
       freshCursor = checkpoint.nextHour === undefined && !checkpoint.inProgressWindow;
+      restart = start !== undefined && !checkpoint.inProgressWindow && deliveredSpans(checkpoint.snapshot).length === 0;
       if (freshCursor && sending && start === undefined) refuseAfterKeyChange(ctx.loaded.stateDir, scope, startAt);
-      if (skipTo !== undefined) skip = planCursorSkip(ctx, checkpoint, skipTo, start, startAt);
+      if (skipTo !== undefined) skip = planCursorSkip(ctx, checkpoint, skipTo, start, startAt, restart);
     } else if (store && sending && start !== undefined && end !== undefined) {
       // FME does not deduplicate: an explicit range is remembered, so a failed run resumes and a finished
       // one, or one overlapping hours already delivered, is not sent twice by accident.
@@ -127,7 +130,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       lagHours: config.exportEvents.lagHours,
       windowHours: config.exportEvents.windowHours,
       now: Date.now(),
-      nextHour: skip ? (skipTo as number) : checkpoint?.nextHour,
+      nextHour: skip ? (skipTo as number) : restart ? undefined : checkpoint?.nextHour,
       inProgress: skip ? undefined : checkpoint?.inProgressWindow,
       sending,
     });
@@ -135,7 +138,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     if (plan.kind === 'nothing') {
       if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
       // A first --start with no hour ready yet still says where the cursor starts, for the runs that follow.
-      else if (freshCursor && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
+      else if (restart && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
       logger.info(plan.message);
       ctx.summary({ command: 'export-events', nothingToDo: true, reason: plan.message, ...(skipped ? { skippedHours: skipped } : {}) });
       return EXIT.OK;
@@ -151,7 +154,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
     // A first --since-last-run --start records where the cursor starts before it sends: if it stops or fails before
     // its first batch is acknowledged, the next run (from cron, without --start) still goes on from there.
-    else if (freshCursor && sending && start !== undefined && checkpoint) await checkpoint.begin(plan.start);
+    else if (restart && sending && checkpoint) await checkpoint.begin(plan.start);
     if (!sending) checkpoint = undefined; // dry runs and --output read the state but never move it
     if (plan.warning !== undefined) logger.warn(plan.warning);
     if (plan.resumed) logger.info(`resuming an interrupted run of this range at ${formatHour(plan.start)}`);
@@ -199,13 +202,15 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       if (checkpoint) {
         const snap = checkpoint.snapshot;
         const again = flags.sinceLastRun ? 'the next --since-last-run' : 'running the same --start/--end again';
+        // A cursor placed by a first --start (TrackCheckpoint.begin) has a last hour before its start: not a delivered one.
+        const lastDelivered = deliveredSpans(snap).length > 0 ? snap.lastDeliveredHour : null;
         const where = snap.inProgress
           ? `inside window ${snap.inProgress.start}..${snap.inProgress.end} (its delivered batches are recorded)`
-          : snap.lastDeliveredHour
-            ? `after ${snap.lastDeliveredHour}`
+          : lastDelivered
+            ? `after ${lastDelivered}`
             : 'before the first window';
         logger.warn(`stopped ${where}; ${again} continues from there`, {
-          lastDeliveredHour: snap.lastDeliveredHour,
+          lastDeliveredHour: lastDelivered,
           nextHour: checkpoint.nextHour !== undefined ? formatHour(checkpoint.nextHour) : undefined,
         });
       }
@@ -221,15 +226,15 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
  * `--skip-to`, checked: what the cursor would pass over (planSkip), never past the hour after the newest
  * settled one, since later hours can still be exported. `--start` may only say where a cursor with no state yet began.
  */
-function planCursorSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo: number, start: number | undefined, startAt: number | undefined): SkipPlan | undefined {
+function planCursorSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo: number, start: number | undefined, startAt: number | undefined, restart: boolean): SkipPlan | undefined {
   const latest = newestSettledHour(Date.now(), ctx.config.exportEvents.lagHours) + HOUR_MS;
   if (skipTo > latest) {
     throw new UsageError(
       `--skip-to ${formatHour(skipTo)} is past ${formatHour(latest)}, the hour after the newest settled one: it would skip hours that can still be exported. Give ${formatHour(latest)} or earlier.`,
     );
   }
-  const cursor = { nextHour: checkpoint.nextHour, inProgress: checkpoint.inProgressWindow, delivered: deliveredSpans(checkpoint.snapshot).length > 0 };
-  // The hour the cursor continues at is no conflict (a first run records it before it sends, TrackCheckpoint.begin).
+  const cursor = { nextHour: restart ? undefined : checkpoint.nextHour, inProgress: checkpoint.inProgressWindow, delivered: deliveredSpans(checkpoint.snapshot).length > 0 };
+  // A cursor that delivered nothing yet takes a new --start (restart); one that did, only the hour it continues at.
   if (start !== undefined && (cursor.inProgress || (cursor.nextHour !== undefined && start !== cursor.nextHour))) {
     throw new UsageError('--start only says where the very first --since-last-run began, and the state already has a cursor: drop --start.');
   }

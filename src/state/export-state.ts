@@ -403,13 +403,14 @@ export class TrackCheckpoint implements ExportCheckpoint {
   }
 
   /**
-   * A fresh cursor's first `--since-last-run --start` with nothing to export yet: records that the cursor
-   * continues at `hour`, so that the next run (from cron, without `--start`) continues there too. Nothing is
-   * counted as delivered (the track's span is empty until its first window completes).
+   * A cursor that has delivered nothing yet, given `--start`: records that it continues at `hour`, before the run
+   * sends anything, so that the next run (from cron, without `--start`) continues there too, even if this one
+   * stops first. Nothing is counted as delivered (the track's span is empty until its first window completes),
+   * so a later `--start` may place it again.
    */
   async begin(hour: number): Promise<void> {
     const t = this.track();
-    if (t.lastDeliveredHour !== null || t.inProgress) return;
+    if (t.inProgress || deliveredSpans(t).length > 0) return;
     t.firstHour = formatHour(hour);
     t.lastDeliveredHour = formatHour(hour - HOUR_MS);
     t.updatedAt = new Date().toISOString();

@@ -174,7 +174,24 @@ describe('unattended runs (spawned)', () => {
     expect(world.fme.count).toBe(0);
     const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { firstHour: string; lastDeliveredHour: string } };
     expect(state.cursor).toMatchObject({ firstHour: formatHour(ago(10)), lastDeliveredHour: formatHour(ago(11)) });
+    // The hour before the start is where the cursor stands, not an hour it delivered.
+    expect(logLines(first.stderr).find((l) => l.message.startsWith('stopped'))?.message).toMatch(/^stopped before the first window/);
     await expectNextRunCompletesExactlyOnce(world, wanted);
+  });
+
+  it('a cursor that has delivered nothing yet takes a new --start', async () => {
+    world = await startWorld();
+    seedHours(world, ago(10), 1, 20);
+    const later = seedHours(world, ago(9), 1, 20);
+    world.writeConfig({ ...CONFIG, http: { ...FAST_HTTP, retries: 0 } });
+    world.fme.faults.push({ status: 500 }, 10_000);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir)).code).toBe(1);
+    world.fme.faults.clear();
+    const again = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(9)), '--json'], world.dir);
+    expect(again.code).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ start: formatHour(ago(9)) });
+    expect(world.fme.count).toBe(later.length);
+    expect(new Set(world.fme.events.map((e) => e.properties?.uuid))).toEqual(new Set(later.map((r) => r.uuid)));
   });
 
   it('after SIGKILL mid-window, the next run delivers the rest, duplicating no more than the in-flight batches', async () => {
