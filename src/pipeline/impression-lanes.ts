@@ -37,9 +37,11 @@ const MAX_HELD_BYTES = 32 * 1024 * 1024;
 interface Held {
   lane: Lane;
   items: Item[];
+  /** When the items of each id may go (epoch ms): the latest delay among them (all of an id go together). */
+  idDue: Map<string, number>;
   round: number;
   bytes: number;
-  /** When the timer fires (epoch ms): the latest delay of the items in the group. */
+  /** When the timer fires: the earliest due. */
   due: number;
   timer: NodeJS.Timeout | undefined;
   /** Resolves when they have been sent again (or dropped by `abandon`). */
@@ -243,49 +245,81 @@ export class ImpressionLanes {
       return;
     }
     const copies: Item[] = items.map((it) => (it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it));
-    const bytes = copies.reduce((n, it) => n + it.size, 0);
-    this.heldBytes += bytes;
-    for (const it of copies) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
     const due = Date.now() + delayMs;
+    this.holdUntil(lane, copies, copies.map(() => due), round);
+  }
+
+  /** Holds `items` of `lane` (copies) until their `dues`, in the lane's waiting group over HTTP V2, else in a group of their own. */
+  private holdUntil(lane: Lane, items: Item[], dues: number[], round: number): void {
+    const bytes = items.reduce((n, it) => n + it.size, 0);
+    this.heldBytes += bytes;
+    for (const it of items) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
+    // HTTP V2, one waiting group per lane: two groups of one id, each paced on its own, would go over its pace
+    // together. Each id keeps its own due (a 429's 30 s, a pace's 1 s; the later one for all its items): when the
+    // timer fires, the ids due go, capped per id again, and the others wait on (`fire`).
     const joinable = this.o.ingestion?.pacesPerId === true ? lane.pending : undefined;
-    if (joinable) {
-      // HTTP V2, one waiting group per lane: two groups of one id, each paced on its own, would go over its pace
-      // together. They go when the group's timer fires, capped per id again. The group waits for its longest
-      // delay: items throttled for 30 s do not go with a pace of 1 s, only to be refused again.
-      joinable.items.push(...copies);
-      joinable.bytes += bytes;
-      joinable.round = Math.max(joinable.round, round);
-      if (due > joinable.due) this.schedule(joinable, due);
-      return;
-    }
     let settle!: () => void;
+    const h: Held = joinable ?? { lane, items: [], idDue: new Map(), round, bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };
+    let first = Number.POSITIVE_INFINITY;
+    items.forEach((it, i) => {
+      const due = Math.max(dues[i] as number, h.idDue.get(it.id) ?? 0);
+      h.items.push(it);
+      h.idDue.set(it.id, due);
+      first = Math.min(first, due);
+    });
+    h.bytes += bytes;
+    h.round = Math.max(h.round, round);
+    if (first < h.due) this.schedule(h, first);
+    if (joinable) return;
     const p = new Promise<void>((resolve) => (settle = resolve)).finally(() => this.all.delete(p));
-    const h: Held = { lane, items: copies, round, bytes, settle, due, timer: undefined };
-    this.schedule(h, due);
     lane.pending = h;
     this.held.add(h);
     this.all.add(p);
   }
 
-  /** (Re)sets the timer of held items `h` to send them again at `due`. */
+  /** (Re)sets the timer of held items `h` to `due`. */
   private schedule(h: Held, due: number): void {
     clearTimeout(h.timer);
     h.due = due;
-    h.timer = setTimeout(() => {
-      if (h.lane.pending === h) h.lane.pending = undefined;
-      this.resend(h);
-    }, due - Date.now());
+    h.timer = setTimeout(() => this.fire(h), due - Date.now());
+  }
+
+  /** A held group's timer fired: the ids due are sent again; the others wait on in the lane's next group. */
+  private fire(h: Held): void {
+    const now = Date.now();
+    const waiting = new Set([...h.idDue].filter(([, due]) => due > now).map(([id]) => id));
+    if (waiting.size === h.idDue.size) {
+      // Nothing due yet: the timer fired a little early, or the id it was set for has a later due since.
+      let next = Number.POSITIVE_INFINITY;
+      for (const due of h.idDue.values()) next = Math.min(next, due);
+      return this.schedule(h, next);
+    }
+    if (h.lane.pending === h) h.lane.pending = undefined;
+    if (waiting.size > 0) {
+      const later = h.items.filter((it) => waiting.has(it.id));
+      const laterDues = later.map((it) => h.idDue.get(it.id) as number);
+      h.items = h.items.filter((it) => !waiting.has(it.id));
+      for (const id of waiting) h.idDue.delete(id);
+      const bytes = later.reduce((n, it) => n + it.size, 0);
+      h.bytes -= bytes;
+      this.heldBytes -= bytes;
+      for (const it of later) this.unholdId(h.lane, it.id);
+      this.holdUntil(h.lane, later, laterDues, h.round);
+    }
+    this.resend(h);
+  }
+
+  private unholdId(lane: Lane, id: string): void {
+    const n = (lane.heldIds.get(id) ?? 1) - 1;
+    if (n > 0) lane.heldIds.set(id, n);
+    else lane.heldIds.delete(id);
   }
 
   /** Held items are no longer held: their bytes leave the count, and reading may go on. */
   private release(h: Held): void {
     if (!this.held.delete(h)) return;
     if (h.lane.pending === h) h.lane.pending = undefined;
-    for (const it of h.items) {
-      const n = (h.lane.heldIds.get(it.id) ?? 1) - 1;
-      if (n > 0) h.lane.heldIds.set(it.id, n);
-      else h.lane.heldIds.delete(it.id);
-    }
+    for (const it of h.items) this.unholdId(h.lane, it.id);
     this.heldBytes -= h.bytes;
     h.settle();
     this.wake();
