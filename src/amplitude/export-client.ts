@@ -17,7 +17,7 @@ import yauzl from 'yauzl';
 import { AmpFmeError, FatalRemoteError, RetriableRemoteError } from '../errors.js';
 import { asNetworkError, bodySnippet } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
-import { registerSecret } from '../http/redact.js';
+import { dropCutWord, registerSecret } from '../http/redact.js';
 import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
 import { processExists } from '../io/processes.js';
 import { silentLogger, type Logger } from '../log/logger.js';
@@ -79,7 +79,9 @@ class HourTimeoutError extends RetriableRemoteError {
 
 const ZIP_LOCAL_HEADER = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
 const ZIP_EMPTY_ARCHIVE = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
-const NO_FILES = 'a zip of no files: Amplitude answers 404 for a range without data';
+const NO_FILES =
+  'a zip of no files: Amplitude answers 404 for a range without data. If this keeps coming, check what answers at amplitude.exportBaseUrl (a proxy?); ' +
+  'if the hour really is empty, go on past it with --skip-to';
 /** Downloads are named for the process that makes them: `amp-fme-export-<pid>-<random>.zip`. */
 const downloadName = (): string => `amp-fme-export-${process.pid}-${randomBytes(6).toString('hex')}.zip`;
 const DOWNLOAD_NAME = /^amp-fme-export-(\d+)-[0-9a-f]{12}\.zip$/;
@@ -123,7 +125,8 @@ async function readErrorBody(stream: AsyncIterable<unknown>): Promise<string> {
     if (size < MAX_ERROR_BODY) chunks.push(b);
     size += b.length;
   }
-  return Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY).toString('utf8');
+  const text = Buffer.concat(chunks).subarray(0, MAX_ERROR_BODY).toString('utf8');
+  return size > MAX_ERROR_BODY ? dropCutWord(text) : text;
 }
 
 export class ExportClient {
@@ -185,8 +188,8 @@ export class ExportClient {
   }
 
   /**
-   * Downloads one window, retrying what can pass. Returns undefined when the window has no data (404, or
-   * an empty zip). Throws ExportWindowTooLargeError (400; 504 at once for several hours, which the caller
+   * Downloads one window, retrying what can pass. Returns undefined when the window has no data (404 with
+   * Amplitude's text; an empty zip is retried). Throws ExportWindowTooLargeError (400; 504 at once for several hours, which the caller
    * halves, and for a single hour only when the last of its retries answered 504 too), FatalRemoteError
    * (403 and other refusals), or the last RetriableRemoteError once retries run out.
    */
@@ -306,7 +309,7 @@ export class ExportClient {
   private async checkDownload(file: string, what: string): Promise<ExportArchive> {
     const head = await readHead(file, 512);
     if (!head.subarray(0, 4).equals(ZIP_LOCAL_HEADER)) {
-      const snippet = bodySnippet(head.toString('utf8'), 120);
+      const snippet = bodySnippet(head.length === 512 ? dropCutWord(head.toString('utf8')) : head.toString('utf8'), 120);
       const body = head.subarray(0, 4).equals(ZIP_EMPTY_ARCHIVE) ? NO_FILES : snippet ? `starts with "${snippet}"` : 'empty body';
       throw new RetriableRemoteError('EXPORT_NOT_ZIP', `${what} answered 200 but the body is not a zip archive of export files (${body})`, { status: 200 });
     }

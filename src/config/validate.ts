@@ -20,8 +20,8 @@ function fail(problems: ConfigProblem[], path: string, message: string): typeof 
   return INVALID;
 }
 
-/** Text with no space, dot, slash or colon, as long as a key: a key pasted into the wrong field is not echoed. */
-const KEY_LIKE = /^[A-Za-z0-9_+=-]{16,}$/;
+/** Text with no space, dot, slash or colon, with a digit, as long as a key: a key pasted into the wrong field is not echoed (a name like `user_properties_id` is). */
+const KEY_LIKE = /^(?=.*\d)[A-Za-z0-9_+=-]{20,}$/;
 
 function describe(v: unknown): string {
   if (v === null) return 'null';

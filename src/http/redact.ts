@@ -28,3 +28,11 @@ export function redact(text: string): string {
   }
   return out;
 }
+
+/**
+ * Text cut off at an arbitrary point (a body read only in part): its last word is dropped, as it may be the first
+ * part of a key, which `redact` would not recognise.
+ */
+export function dropCutWord(text: string): string {
+  return text.replace(/[^\s"',;:{}[\]()<>]+$/, '');
+}
