@@ -36,10 +36,10 @@ afterEach(() => {
   amplitudeFaults.onRequest = undefined;
 });
 
-/** A dead-letter file of three FME events that FME had rejected, and a config that sends to the emulator. */
-function rejectedBatchFile(dir: string): { file: string; config: Config } {
+/** A dead-letter file of `count` FME events that FME had rejected (user-N on line N), and a config that sends to the emulator. */
+function rejectedBatchFile(dir: string, count = 3): { file: string; config: Config } {
   const file = join(dir, 'old.ndjson');
-  const letters = [1, 2, 3].map((i) => ({
+  const letters = Array.from({ length: count }, (_, n) => n + 1).map((i) => ({
     command: 'export-events',
     reason: 'fme_rejected',
     retriable: true,
@@ -88,18 +88,8 @@ describe('an interrupted retry', () => {
 
   it('has what still fails on disk before each progress write counts those lines as done', async () => {
     const dir = tempDir('retry-durable');
-    const file = join(dir, 'old.ndjson');
     // Six records, user-N on line N, re-sent two at a time: three progress writes, each after a batch with a refusal.
-    const letters = [1, 2, 3, 4, 5, 6].map((i) => ({
-      command: 'export-events',
-      reason: 'fme_rejected',
-      retriable: true,
-      payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: `user-${i}`, timestamp: 1_709_287_200_000 + i },
-    }));
-    writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
-    const config = defaultConfig();
-    config.fme.sdkKey = SDK_KEY;
-    config.fme.eventsBaseUrl = `${server.url}/api`;
+    const { file, config } = rejectedBatchFile(dir, 6);
     config.exportEvents.batchSize = 2;
     // Each batch is refused whole, then one of its two events is refused alone: user-2, user-3 and user-6 still fail.
     const bad = { status: 400, body: '{"message":"bad event"}' };

@@ -11,6 +11,16 @@ function lockPath(): string {
   return join(tempDir('lock'), 'export-events.lock');
 }
 
+/** What acquireLock throws for `p` (undefined: it took the lock). */
+function lockError(p: string): unknown {
+  try {
+    acquireLock(p, 'export-events');
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
 describe('acquireLock', () => {
   it('takes a free lock, writes pid and start time, and releases it', () => {
     const p = lockPath();
@@ -27,12 +37,7 @@ describe('acquireLock', () => {
     const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 20000)'], { stdio: 'ignore' });
     try {
       writeFileSync(p, JSON.stringify({ pid: child.pid, hostname: hostname(), startedAt: '2024-03-05T10:00:00.000Z', command: 'export-events' }));
-      let err: unknown;
-      try {
-        acquireLock(p, 'export-events');
-      } catch (e) {
-        err = e;
-      }
+      const err = lockError(p);
       expect(err).toBeInstanceOf(LockedError);
       expect((err as Error).message).toContain(`pid ${child.pid}`);
       expect((err as Error).message).toContain('2024-03-05T10:00:00.000Z');
@@ -74,12 +79,7 @@ describe('acquireLock and a lock from another host', () => {
     const foreign = `other-${hostname()}.example`;
     const content = `${JSON.stringify({ pid: deadPid, hostname: foreign, startedAt: '2024-03-05T10:00:00.000Z', command: 'export-events --since-last-run' })}\n`;
     writeFileSync(p, content);
-    let err: unknown;
-    try {
-      acquireLock(p, 'export-events');
-    } catch (e) {
-      err = e;
-    }
+    const err = lockError(p);
     expect(err).toBeInstanceOf(LockedError);
     expect((err as Error).message).toContain(`pid ${deadPid} on ${foreign}`);
     expect((err as Error).message).toContain('2024-03-05T10:00:00.000Z');
