@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { deliveredSpans, ExportStateStore, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
+import { deliveredSpans, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -109,7 +109,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     if (store && flags.sinceLastRun) {
       checkpoint = store.cursor();
       freshCursor = checkpoint.nextHour === undefined && !checkpoint.inProgressWindow;
-      restart = start !== undefined && !checkpoint.inProgressWindow && deliveredSpans(checkpoint.snapshot).length === 0;
+      restart = start !== undefined && onlyPlaced(checkpoint.snapshot);
       if (freshCursor && sending && start === undefined) refuseAfterKeyChange(ctx.loaded.stateDir, scope, startAt);
       if (skipTo !== undefined) skip = planCursorSkip(ctx, checkpoint, skipTo, start, startAt, restart);
     } else if (store && sending && start !== undefined && end !== undefined) {
@@ -135,10 +135,15 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       sending,
     });
     let skipped: string | undefined;
+    // A first --start (or a new one, while the cursor has done nothing) records where the cursor starts before anything
+    // else: a --skip-to then skips from there, and a run that stops before its first batch is acknowledged (or has
+    // no hour ready yet) leaves the next run, from cron without --start, a place to go on from.
+    const placeCursor = async (): Promise<void> => {
+      if (restart && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
+    };
     if (plan.kind === 'nothing') {
+      await placeCursor();
       if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
-      // A first --start with no hour ready yet still says where the cursor starts, for the runs that follow.
-      else if (restart && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
       logger.info(plan.message);
       ctx.summary({ command: 'export-events', nothingToDo: true, reason: plan.message, ...(skipped ? { skippedHours: skipped } : {}) });
       return EXIT.OK;
@@ -151,10 +156,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       }
       if (clash.length > 0) logger.warn(`--force: sending hours that were already delivered again (${clash.join('; ')}); FME will count them twice`);
     }
+    await placeCursor();
     if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
-    // A first --since-last-run --start records where the cursor starts before it sends: if it stops or fails before
-    // its first batch is acknowledged, the next run (from cron, without --start) still goes on from there.
-    else if (restart && sending && checkpoint) await checkpoint.begin(plan.start);
     if (!sending) checkpoint = undefined; // dry runs and --output read the state but never move it
     if (plan.warning !== undefined) logger.warn(plan.warning);
     if (plan.resumed) logger.info(`resuming an interrupted run of this range at ${formatHour(plan.start)}`);

@@ -237,6 +237,17 @@ function mergeHourSpans(spans: [number, number][], more: [number, number][]): [n
 }
 
 /**
+ * Whether a track has done nothing yet: no hour delivered or skipped, no window in progress. At most a first
+ * `--start` placed it (`begin`), and another `--start` may place it again.
+ */
+export function onlyPlaced(t: Track): boolean {
+  if (t.inProgress || (t.skipped?.length ?? 0) > 0) return false;
+  const first = parseStateHour(t.firstHour);
+  const last = parseStateHour(t.lastDeliveredHour);
+  return last === undefined || (first !== undefined && last < first);
+}
+
+/**
  * Delivered hours of a track as [first, last] epoch ms spans: its whole span less the hours it skipped (not
  * partly delivered ones), and the window an interrupted run was part-way through, if it delivered any of it:
  * another range over those hours would send that part again.
@@ -410,7 +421,7 @@ export class TrackCheckpoint implements ExportCheckpoint {
    */
   async begin(hour: number): Promise<void> {
     const t = this.track();
-    if (t.inProgress || deliveredSpans(t).length > 0) return;
+    if (!onlyPlaced(t)) return;
     t.firstHour = formatHour(hour);
     t.lastDeliveredHour = formatHour(hour - HOUR_MS);
     t.updatedAt = new Date().toISOString();

@@ -194,6 +194,33 @@ describe('unattended runs (spawned)', () => {
     expect(new Set(world.fme.events.map((e) => e.properties?.uuid))).toEqual(new Set(later.map((r) => r.uuid)));
   });
 
+  it('a placed cursor re-placed with --skip-to counts as delivered exactly what it sent, and then keeps its place', async () => {
+    world = await startWorld();
+    const h12 = seedHours(world, ago(12), 1, 10);
+    seedHours(world, ago(11), 1, 10);
+    const h10 = seedHours(world, ago(10), 1, 10);
+    world.writeConfig({ ...CONFIG, http: { ...FAST_HTTP, retries: 0 } });
+    world.fme.faults.push({ status: 500 }, 10_000);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12))], world.dir)).code).toBe(1);
+    world.fme.faults.clear();
+    // Placed again at h-11, which is skipped; h-10 is delivered.
+    const moved = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(11)), '--skip-to', formatHour(ago(10)), '--end', formatHour(ago(10))], world.dir);
+    expect(moved.code).toBe(0);
+    expect(world.fme.count).toBe(h10.length);
+    const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { firstHour: string; lastDeliveredHour: string; skipped: unknown[] } };
+    expect(state.cursor).toMatchObject({ firstHour: formatHour(ago(11)), lastDeliveredHour: formatHour(ago(10)), skipped: [{ start: formatHour(ago(11)), end: formatHour(ago(11)) }] });
+    // h-12 was never sent: an explicit range may send it. h-10 was: it is refused, and so is a new --start.
+    const h12Run = await runCli(['export-events', '--start', formatHour(ago(12)), '--end', formatHour(ago(12))], world.dir);
+    expect(h12Run.code).toBe(0);
+    expect(world.fme.count).toBe(h10.length + h12.length);
+    const again = await runCli(['export-events', '--start', formatHour(ago(10)), '--end', formatHour(ago(10)), '--log-format', 'text'], world.dir);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('already delivered');
+    const restart = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--log-format', 'text'], world.dir);
+    expect(restart.code).toBe(2);
+    expect(world.fme.count).toBe(h10.length + h12.length);
+  });
+
   it('after SIGKILL mid-window, the next run delivers the rest, duplicating no more than the in-flight batches', async () => {
     world = await startWorld();
     const wanted = seedHours(world, ago(10), 6, 400); // ~1600 user events in one 6 h window
