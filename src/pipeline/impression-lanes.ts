@@ -37,7 +37,7 @@ const MAX_HELD_BYTES = 32 * 1024 * 1024;
 interface Held {
   lane: Lane;
   items: Item[];
-  /** When the items of each id may go (epoch ms): the latest delay among them (all of an id go together). */
+  /** When the items of each id may go (performance.now(), which a clock change does not move): the latest delay among them (all of an id go together). */
   idDue: Map<string, number>;
   round: number;
   bytes: number;
@@ -245,7 +245,7 @@ export class ImpressionLanes {
       return;
     }
     const copies: Item[] = items.map((it) => (it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it));
-    const due = Date.now() + delayMs;
+    const due = performance.now() + delayMs;
     this.holdUntil(lane, copies, copies.map(() => due), round);
   }
 
@@ -281,12 +281,12 @@ export class ImpressionLanes {
   private schedule(h: Held, due: number): void {
     clearTimeout(h.timer);
     h.due = due;
-    h.timer = setTimeout(() => this.fire(h), due - Date.now());
+    h.timer = setTimeout(() => this.fire(h), due - performance.now());
   }
 
   /** A held group's timer fired: the ids due are sent again; the others wait on in the lane's next group. */
   private fire(h: Held): void {
-    const now = Date.now();
+    const now = performance.now();
     const waiting = new Set([...h.idDue].filter(([, due]) => due > now).map(([id]) => id));
     if (waiting.size === h.idDue.size) {
       // Nothing due yet: the timer fired a little early, or the id it was set for has a later due since.
