@@ -39,7 +39,8 @@ interface Held {
   items: Item[];
   /** When the items of each id may go (performance.now(), which a clock change does not move): the latest delay among them (all of an id go together). */
   idDue: Map<string, number>;
-  round: number;
+  /** Throttle delays each id has had (the most among its events): a neighbour's rounds are not an id's own. */
+  idRound: Map<string, number>;
   bytes: number;
   /** When the timer fires: the earliest due. */
   due: number;
@@ -246,11 +247,11 @@ export class ImpressionLanes {
     }
     const copies: Item[] = items.map((it) => (it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it));
     const due = performance.now() + delayMs;
-    this.holdUntil(lane, copies, copies.map(() => due), round);
+    this.holdUntil(lane, copies, copies.map(() => due), copies.map(() => round));
   }
 
   /** Holds `items` of `lane` (copies) until their `dues`, in the lane's waiting group over HTTP V2, else in a group of their own. */
-  private holdUntil(lane: Lane, items: Item[], dues: number[], round: number): void {
+  private holdUntil(lane: Lane, items: Item[], dues: number[], rounds: number[]): void {
     const bytes = items.reduce((n, it) => n + it.size, 0);
     this.heldBytes += bytes;
     for (const it of items) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
@@ -259,16 +260,16 @@ export class ImpressionLanes {
     // timer fires, the ids due go, capped per id again, and the others wait on (`fire`).
     const joinable = this.o.ingestion?.pacesPerId === true ? lane.pending : undefined;
     let settle!: () => void;
-    const h: Held = joinable ?? { lane, items: [], idDue: new Map(), round, bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };
+    const h: Held = joinable ?? { lane, items: [], idDue: new Map(), idRound: new Map(), bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };
     let first = Number.POSITIVE_INFINITY;
     items.forEach((it, i) => {
       const due = Math.max(dues[i] as number, h.idDue.get(it.id) ?? 0);
       h.items.push(it);
       h.idDue.set(it.id, due);
+      h.idRound.set(it.id, Math.max(rounds[i] as number, h.idRound.get(it.id) ?? 0));
       first = Math.min(first, due);
     });
     h.bytes += bytes;
-    h.round = Math.max(h.round, round);
     if (first < h.due) this.schedule(h, first);
     if (joinable) return;
     const p = new Promise<void>((resolve) => (settle = resolve)).finally(() => this.all.delete(p));
@@ -298,13 +299,17 @@ export class ImpressionLanes {
     if (waiting.size > 0) {
       const later = h.items.filter((it) => waiting.has(it.id));
       const laterDues = later.map((it) => h.idDue.get(it.id) as number);
+      const laterRounds = later.map((it) => h.idRound.get(it.id) as number);
       h.items = h.items.filter((it) => !waiting.has(it.id));
-      for (const id of waiting) h.idDue.delete(id);
+      for (const id of waiting) {
+        h.idDue.delete(id);
+        h.idRound.delete(id);
+      }
       const bytes = later.reduce((n, it) => n + it.size, 0);
       h.bytes -= bytes;
       this.heldBytes -= bytes;
       for (const it of later) this.unholdId(h.lane, it.id);
-      this.holdUntil(h.lane, later, laterDues, h.round);
+      this.holdUntil(h.lane, later, laterDues, laterRounds);
     }
     this.resend(h);
   }
@@ -333,11 +338,26 @@ export class ImpressionLanes {
         const stillHeld = this.held.has(h);
         this.release(h);
         if (!stillHeld || this.failure !== undefined) return;
-        this.sent++;
-        const round = h.round;
-        if (this.o.ingestion) this.o.onDelivered(await this.o.ingestion.deliver(h.items, this.reject, { hold: this.holder(h.lane), round }));
-        else if (this.o.identify) {
-          this.o.onDelivered(await this.o.identify.deliver(h.items as LaneIdentification[], this.reject, { hold: this.holder<LaneIdentification>(h.lane), round }));
+        // One delivery per throttle round, fewest first: each id goes with the rounds it has had itself.
+        const byRound = new Map<number, Item[]>();
+        for (const it of h.items) {
+          const round = h.idRound.get(it.id) ?? 0;
+          const list = byRound.get(round);
+          if (list) list.push(it);
+          else byRound.set(round, [it]);
+        }
+        for (const round of [...byRound.keys()].sort((a, b) => a - b)) {
+          const items = byRound.get(round) as Item[];
+          if (this.failure !== undefined) return;
+          if (!this.holding) {
+            this.droppedHeld += items.length; // stopped meanwhile: like held events, not sent
+            continue;
+          }
+          this.sent++;
+          if (this.o.ingestion) this.o.onDelivered(await this.o.ingestion.deliver(items, this.reject, { hold: this.holder(h.lane), round }));
+          else if (this.o.identify) {
+            this.o.onDelivered(await this.o.identify.deliver(items as LaneIdentification[], this.reject, { hold: this.holder<LaneIdentification>(h.lane), round }));
+          }
         }
       }),
     );

@@ -128,6 +128,18 @@ describe('HTTP V2 takes ~30 events/s per id: a busy id is paced, not refused for
     expect(emulator.events.at(-1)?.user_id).toBe('user-thr01');
   });
 
+  it('held events go with their own id\'s throttle rounds, not with those of an id held beside them', async () => {
+    // The throttled id's event (its first round) and the busy id's paced 31st event are held together; they go
+    // in separate deliveries, the paced one (no round) first, so a 429 for the throttled id never counts against it.
+    emulator.throttle('user-thr02', 2);
+    const r = run([dump('rounds.ndjson', [['user-thr02', 1], ['user-busy7', 31]])]);
+    const s = await r.done;
+    expect(s.eventsSent).toBe(32);
+    expect(r.letters()).toEqual([]);
+    expect(emulator.requests.map((q) => [q.status, q.items])).toEqual([[429, 31], [200, 30], [200, 1], [429, 1], [200, 1]]);
+    expect(timesOf('user-busy7')).toEqual(upTo(31));
+  });
+
   it('Batch is not capped per id: 100 events of one id go in one request', async () => {
     const r = run([dump('batch.ndjson', [['user-busy5', 100], ...others(5)])], { api: 'batch' });
     const s = await r.done;
