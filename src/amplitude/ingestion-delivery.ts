@@ -49,8 +49,9 @@ export interface DeliveryOptions<T extends WireItem> {
   /**
    * Takes throttled items to send again after `delayMs` themselves (then `round` is theirs to pass back), so
    * that the loop goes on without waiting. Without it, the loop waits the delay and sends them itself.
+   * `paced`: the delay is a pace (see `pace`), not a throttle delay.
    */
-  hold?(items: T[], round: number, delayMs: number): void;
+  hold?(items: T[], round: number, delayMs: number, paced?: boolean): void;
   /** Throttle delays these items have had already (items a `hold` sends again). */
   round?: number;
   /**
@@ -122,7 +123,7 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
     if (later.length === 0 || !o.pace) return;
     if (o.hold) {
       o.onPace?.(later.length, o.pace.delayMs);
-      o.hold(later, round, o.pace.delayMs);
+      o.hold(later, round, o.pace.delayMs, true);
     } else {
       next.push({ items: later, round, delayMs: o.pace.delayMs, paced: true });
     }

@@ -30,6 +30,9 @@ interface Item extends WireItem {
   readonly source: SourcePosition;
 }
 
+/** When a held group's timer fires, ids due this much later go too (ms). */
+const DUE_SLACK_MS = 10;
+
 /** Held items at most (their JSON), before reading waits for them as it does for full lanes. */
 const MAX_HELD_BYTES = 32 * 1024 * 1024;
 
@@ -240,18 +243,18 @@ export class ImpressionLanes {
    * Holds throttled items of `lane` back for `delayMs`, then sends them again in that lane. Events are copied
    * out of their request body first: its buffer serves the next request meanwhile.
    */
-  private hold(lane: Lane, items: Item[], round: number, delayMs: number): void {
+  private hold(lane: Lane, items: Item[], round: number, delayMs: number, paced = false): void {
     if (!this.holding) {
       this.droppedHeld += items.length;
       return;
     }
     const copies: Item[] = items.map((it) => (it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it));
     const due = performance.now() + delayMs;
-    this.holdUntil(lane, copies, copies.map(() => due), copies.map(() => round));
+    this.holdUntil(lane, copies, copies.map(() => due), copies.map(() => round), paced);
   }
 
   /** Holds `items` of `lane` (copies) until their `dues`, in the lane's waiting group over HTTP V2, else in a group of their own. */
-  private holdUntil(lane: Lane, items: Item[], dues: number[], rounds: number[]): void {
+  private holdUntil(lane: Lane, items: Item[], dues: number[], rounds: number[], paced = false): void {
     const bytes = items.reduce((n, it) => n + it.size, 0);
     this.heldBytes += bytes;
     for (const it of items) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
@@ -263,7 +266,10 @@ export class ImpressionLanes {
     const h: Held = joinable ?? { lane, items: [], idDue: new Map(), idRound: new Map(), bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };
     let first = Number.POSITIVE_INFINITY;
     items.forEach((it, i) => {
-      const due = Math.max(dues[i] as number, h.idDue.get(it.id) ?? 0);
+      // Paced items of an id already held go when it goes: pushing its due at every request of the id would hold
+      // it for as long as reading goes on. A 429 does push it: the id must wait out its throttle.
+      const held = h.idDue.get(it.id);
+      const due = held === undefined ? (dues[i] as number) : paced ? held : Math.max(dues[i] as number, held);
       h.items.push(it);
       h.idDue.set(it.id, due);
       h.idRound.set(it.id, Math.max(rounds[i] as number, h.idRound.get(it.id) ?? 0));
@@ -287,7 +293,8 @@ export class ImpressionLanes {
 
   /** A held group's timer fired: the ids due are sent again; the others wait on in the lane's next group. */
   private fire(h: Held): void {
-    const now = performance.now();
+    // Ids due within a few milliseconds go too: held in the same moment (a 429 and a pace of one answer), they go together.
+    const now = performance.now() + DUE_SLACK_MS;
     const waiting = new Set([...h.idDue].filter(([, due]) => due > now).map(([id]) => id));
     if (waiting.size === h.idDue.size) {
       // Nothing due yet: the timer fired a little early, or the id it was set for has a later due since.
@@ -363,8 +370,8 @@ export class ImpressionLanes {
     );
   }
 
-  private holder<T extends Item>(lane: Lane): (items: T[], round: number, delayMs: number) => void {
-    return (items, round, delayMs) => this.hold(lane, items, round, delayMs);
+  private holder<T extends Item>(lane: Lane): (items: T[], round: number, delayMs: number, paced?: boolean) => void {
+    return (items, round, delayMs, paced) => this.hold(lane, items, round, delayMs, paced);
   }
 
   private wake(): void {

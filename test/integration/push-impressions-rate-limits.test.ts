@@ -140,6 +140,24 @@ describe('HTTP V2 takes ~30 events/s per id: a busy id is paced, not refused for
     expect(timesOf('user-busy7')).toEqual(upTo(31));
   });
 
+  it('an id held for its pace is not put off again by each later request that carries it', async () => {
+    // Pace 1 s, requests of 50. The first request sends 30 of the busy id's 50 and holds 20; the next one (other
+    // ids) is answered 0.7 s later, and only then goes the third, whose event of the busy id joins the 20. All 21
+    // go when the 20 are due, 1 s after the first request, not 1 s after the third (1.7 s): each request of an id
+    // read all along would otherwise put it off again, until reading ended. (The bound leaves 0.45 s for a slow machine.)
+    emulator.faults.push({ status: 200, afterProcessing: true }).push({ status: 200, afterProcessing: true, delayMs: 700 });
+    const file = dump('put-off.ndjson', [['user-busy9', 50], ...others(50), ['user-busy9', 1], ...others(10)]);
+    const r = run([file], { config: config(1000, (c) => (c.pushImpressions.batchSize = 50)) });
+    const s = await r.done;
+    expect(s.eventsSent).toBe(111);
+    expect(r.letters()).toEqual([]);
+    const reqs = emulator.requests;
+    expect(reqs.map((q) => [q.status, q.items])).toEqual([[200, 30], [200, 50], [200, 10], [200, 21]]);
+    const late = (reqs[3]?.receivedAt ?? 0) - (reqs[0]?.receivedAt ?? 0);
+    expect(late).toBeGreaterThanOrEqual(950);
+    expect(late).toBeLessThan(1450);
+  });
+
   it('Batch is not capped per id: 100 events of one id go in one request', async () => {
     const r = run([dump('batch.ndjson', [['user-busy5', 100], ...others(5)])], { api: 'batch' });
     const s = await r.done;
