@@ -255,6 +255,7 @@ export class ImpressionLanes {
 
   /** Holds `items` of `lane` (copies) until their `dues`, in the lane's waiting group over HTTP V2, else in a group of their own. */
   private holdUntil(lane: Lane, items: Item[], dues: number[], rounds: number[], paced = false): void {
+    if (items.length === 0) return; // a group of nothing would never fire, and `done()` would wait for it
     const bytes = items.reduce((n, it) => n + it.size, 0);
     this.heldBytes += bytes;
     for (const it of items) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
