@@ -169,6 +169,11 @@ export class IngestionClient {
     return this.pace !== undefined;
   }
 
+  /** How long an id's next events wait after a request of it (HTTP V2), or undefined. */
+  get paceMs(): number | undefined {
+    return this.pace?.delayMs;
+  }
+
   private paced(count: number, delayMs: number): void {
     this.o.logger.debug(`Amplitude ${this.o.api}: at most ${this.pace?.maxPerId ?? 0} events of one id per request, pacing the rest`, { events: count, delayMs });
     this.advise();

@@ -30,7 +30,10 @@ interface Item extends WireItem {
   readonly source: SourcePosition;
 }
 
-/** When a held group's timer fires, ids due this much later go too (ms). */
+/**
+ * When a held group's timer fires, ids due this much later go too (ms), so that ids held in the same moment go
+ * together; every due has this much added, so that none goes before its delay.
+ */
 const DUE_SLACK_MS = 10;
 
 /** Held items at most (their JSON), before reading waits for them as it does for full lanes. */
@@ -249,7 +252,7 @@ export class ImpressionLanes {
       return;
     }
     const copies: Item[] = items.map((it) => (it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it));
-    const due = performance.now() + delayMs;
+    const due = performance.now() + delayMs + DUE_SLACK_MS;
     this.holdUntil(lane, copies, copies.map(() => due), copies.map(() => round), paced);
   }
 
@@ -362,13 +365,30 @@ export class ImpressionLanes {
             continue;
           }
           this.sent++;
-          if (this.o.ingestion) this.o.onDelivered(await this.o.ingestion.deliver(items, this.reject, { hold: this.holder(h.lane), round }));
-          else if (this.o.identify) {
+          if (this.o.ingestion) {
+            this.o.onDelivered(await this.o.ingestion.deliver(items, this.reject, { hold: this.holder(h.lane), round }));
+            this.paceAgain(h.lane, items);
+          } else if (this.o.identify) {
             this.o.onDelivered(await this.o.identify.deliver(items as LaneIdentification[], this.reject, { hold: this.holder<LaneIdentification>(h.lane), round }));
           }
         }
       }),
     );
+  }
+
+  /**
+   * Over HTTP V2, held events just sent again: their ids' events waiting in the lane's group (held back meanwhile,
+   * or the surplus of this send) go a whole pace after this send, not when their own pace began.
+   */
+  private paceAgain(lane: Lane, sent: Item[]): void {
+    const pace = this.o.ingestion?.paceMs;
+    const group = lane.pending;
+    if (pace === undefined || !group) return;
+    const due = performance.now() + pace + DUE_SLACK_MS;
+    for (const it of sent) {
+      const d = group.idDue.get(it.id);
+      if (d !== undefined && d < due) group.idDue.set(it.id, due);
+    }
   }
 
   private holder<T extends Item>(lane: Lane): (items: T[], round: number, delayMs: number, paced?: boolean) => void {
