@@ -89,16 +89,9 @@ export class CommandContext {
     this.stopProgress();
     const dl = this.deadLetterWriter;
     if (dl) await dl.close();
-    const deadLetters = dl?.count ?? 0;
-    const retriable = dl?.retriableCount ?? 0;
-    const full = {
-      ...summary,
-      deadLetters,
-      deadLettersRetriable: retriable,
-      deadLettersByReason: dl?.counts() ?? {},
-      deadLetterFile: deadLetters > 0 ? dl?.path : undefined,
-    };
-    this.summary(full, textLines);
+    const letters = this.deadLetterFields();
+    const { deadLetters, deadLettersRetriable: retriable } = letters;
+    this.summary({ ...summary, ...letters }, textLines);
     if (deadLetters > 0) {
       const file = dl?.path ?? '';
       // Advise a retry only for what a retry can re-send: it would only carry the others over to a new file.
@@ -112,6 +105,18 @@ export class CommandContext {
       return EXIT.DEAD_LETTERS;
     }
     return EXIT.OK;
+  }
+
+  /** The dead-letter part of a run's summary. */
+  deadLetterFields(): { deadLetters: number; deadLettersRetriable: number; deadLettersByReason: Record<string, number>; deadLetterFile: string | undefined } {
+    const dl = this.deadLetterWriter;
+    const deadLetters = dl?.count ?? 0;
+    return {
+      deadLetters,
+      deadLettersRetriable: dl?.retriableCount ?? 0,
+      deadLettersByReason: dl?.counts() ?? {},
+      deadLetterFile: deadLetters > 0 ? dl?.path : undefined,
+    };
   }
 
   /**
@@ -152,10 +157,7 @@ export async function runCommand(command: string, flags: CommonFlags, body: (ctx
     const format = pickLogFormat(flags, ctx?.config);
     // A run stopped or failed part-way still says what it did (pipelines attach their summary to the error).
     const partial = summaryOf(err);
-    if (ctx && partial) {
-      const dl = ctx.deadLetters;
-      ctx.summary({ command, ...partial, deadLetters: dl.count, deadLettersRetriable: dl.retriableCount, deadLettersByReason: dl.counts(), deadLetterFile: dl.count > 0 ? dl.path : undefined, error: message, exitCode: code });
-    }
+    if (ctx && partial) ctx.summary({ command, ...partial, ...ctx.deadLetterFields(), error: message, exitCode: code });
     if (ctx) {
       ctx.logger.error(message, { code: (err as { code?: unknown }).code, exitCode: code });
     } else if (format === 'json') {

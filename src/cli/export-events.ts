@@ -5,7 +5,7 @@ import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { deliveredSpans, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
+import { ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -103,15 +103,17 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     let checkpoint: TrackCheckpoint | undefined;
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
     let skip: SkipPlan | undefined;
-    let freshCursor = false;
-    /** A cursor that has delivered nothing yet (placed by a first --start that failed) starts again where --start says. */
+    /** A cursor that has done nothing yet (placed by a first --start that failed) starts again where --start says. */
     let restart = false;
+    /** Where the cursor continues, unless --start places it again. */
+    let cursorNext: number | undefined;
     if (store && flags.sinceLastRun) {
       checkpoint = store.cursor();
-      freshCursor = checkpoint.nextHour === undefined && !checkpoint.inProgressWindow;
+      const freshCursor = checkpoint.nextHour === undefined && !checkpoint.inProgressWindow;
       restart = start !== undefined && onlyPlaced(checkpoint.snapshot);
+      cursorNext = restart ? undefined : checkpoint.nextHour;
       if (freshCursor && sending && start === undefined) refuseAfterKeyChange(ctx.loaded.stateDir, scope, startAt);
-      if (skipTo !== undefined) skip = planCursorSkip(ctx, checkpoint, skipTo, start, startAt, restart);
+      if (skipTo !== undefined) skip = planCursorSkip(ctx, checkpoint, skipTo, start, startAt, cursorNext);
     } else if (store && sending && start !== undefined && end !== undefined) {
       // FME does not deduplicate: an explicit range is remembered, so a failed run resumes and a finished
       // one, or one overlapping hours already delivered, is not sent twice by accident.
@@ -130,7 +132,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       lagHours: config.exportEvents.lagHours,
       windowHours: config.exportEvents.windowHours,
       now: Date.now(),
-      nextHour: skip ? (skipTo as number) : restart ? undefined : checkpoint?.nextHour,
+      nextHour: skip ? (skipTo as number) : flags.sinceLastRun ? cursorNext : checkpoint?.nextHour,
       inProgress: skip ? undefined : checkpoint?.inProgressWindow,
       sending,
     });
@@ -206,7 +208,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
         const snap = checkpoint.snapshot;
         const again = flags.sinceLastRun ? 'the next --since-last-run' : 'running the same --start/--end again';
         // A cursor placed by a first --start (TrackCheckpoint.begin) has a last hour before its start: not a delivered one.
-        const lastDelivered = deliveredSpans(snap).length > 0 ? snap.lastDeliveredHour : null;
+        const lastDelivered = checkpoint.delivered ? snap.lastDeliveredHour : null;
         const where = snap.inProgress
           ? `inside window ${snap.inProgress.start}..${snap.inProgress.end} (its delivered batches are recorded)`
           : lastDelivered
@@ -229,14 +231,21 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
  * `--skip-to`, checked: what the cursor would pass over (planSkip), never past the hour after the newest
  * settled one, since later hours can still be exported. `--start` may only say where a cursor with no state yet began.
  */
-function planCursorSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skipTo: number, start: number | undefined, startAt: number | undefined, restart: boolean): SkipPlan | undefined {
+function planCursorSkip(
+  ctx: CommandContext,
+  checkpoint: TrackCheckpoint,
+  skipTo: number,
+  start: number | undefined,
+  startAt: number | undefined,
+  nextHour: number | undefined,
+): SkipPlan | undefined {
   const latest = newestSettledHour(Date.now(), ctx.config.exportEvents.lagHours) + HOUR_MS;
   if (skipTo > latest) {
     throw new UsageError(
       `--skip-to ${formatHour(skipTo)} is past ${formatHour(latest)}, the hour after the newest settled one: it would skip hours that can still be exported. Give ${formatHour(latest)} or earlier.`,
     );
   }
-  const cursor = { nextHour: restart ? undefined : checkpoint.nextHour, inProgress: checkpoint.inProgressWindow, delivered: deliveredSpans(checkpoint.snapshot).length > 0 };
+  const cursor = { nextHour, inProgress: checkpoint.inProgressWindow, delivered: checkpoint.delivered };
   // A cursor that delivered nothing yet takes a new --start (restart); one that did, only the hour it continues at.
   if (start !== undefined && (cursor.inProgress || (cursor.nextHour !== undefined && start !== cursor.nextHour))) {
     throw new UsageError('--start only says where the very first --since-last-run began, and the state already has a cursor: drop --start.');

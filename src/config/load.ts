@@ -202,8 +202,13 @@ function unreadable(err: unknown, dir: string): ConfigError {
     }
   }
   // Not the library's message: it quotes the file, and its secrets, before they are known to the redactor.
-  const why = e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : e.code ?? 'not valid JSON';
+  const why = unreadableBecause(e.code, 'not valid JSON');
   return fileError(filePath, `could not be read (${why}): fix it, or give --config <path>.`);
+}
+
+/** Why a file could not be read, in words: its error code, or `otherwise` without one. */
+function unreadableBecause(code: string | undefined, otherwise: string): string {
+  return code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (code ?? otherwise);
 }
 
 /** The `--config` file's text; undefined if there is no such file. */
@@ -214,7 +219,7 @@ async function readText(filePath: string): Promise<string | undefined> {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
     if (code === 'EISDIR') throw fileError(filePath, 'is a folder, not a file: give --config the path of the JSON config file.');
-    const why = code === 'EACCES' || code === 'EPERM' ? 'permission denied' : (code ?? 'unknown error');
+    const why = unreadableBecause(code, 'unknown error');
     throw fileError(filePath, `could not be read (${why}). Make it readable by the user that runs amp-fme.`);
   }
 }

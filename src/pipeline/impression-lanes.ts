@@ -43,7 +43,7 @@ const MAX_HELD_BYTES = 32 * 1024 * 1024;
 interface Held {
   lane: Lane;
   items: Item[];
-  /** When the items of each id may go (performance.now(), which a clock change does not move): the latest delay among them (all of an id go together). */
+  /** When the items of each id may go (performance.now(), which a clock change does not move); all of an id go together. */
   idDue: Map<string, number>;
   /** Throttle delays each id has had (the most among its events): a neighbour's rounds are not an id's own. */
   idRound: Map<string, number>;
@@ -263,8 +263,8 @@ export class ImpressionLanes {
     this.heldBytes += bytes;
     for (const it of items) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
     // HTTP V2, one waiting group per lane: two groups of one id, each paced on its own, would go over its pace
-    // together. Each id keeps its own due (a 429's 30 s, a pace's 1 s; the later one for all its items): when the
-    // timer fires, the ids due go, capped per id again, and the others wait on (`fire`).
+    // together. Each id keeps its own due, for all its items (a 429 puts it later; see the loop): when the timer
+    // fires, the ids due go, capped per id again, and the others wait on (`fire`).
     const joinable = this.o.ingestion?.pacesPerId === true ? lane.pending : undefined;
     let settle!: () => void;
     const h: Held = joinable ?? { lane, items: [], idDue: new Map(), idRound: new Map(), bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };

@@ -311,10 +311,10 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     await flushAll(line);
   } catch (err) {
     // What the retry did before it stopped, for the summary the CLI prints with the error.
-    summary.durationMs = Date.now() - started;
     throw withSummary(err, summary);
+  } finally {
+    summary.durationMs = Date.now() - started;
   }
-  summary.durationMs = Date.now() - started;
   if (!opts.signal?.aborted) {
     const done = file.endsWith('.retried') ? file : `${file}.retried`;
     if (done !== file) renameSync(file, done);

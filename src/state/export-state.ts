@@ -118,8 +118,7 @@ export function otherStates(stateDir: string, scope: string): OtherState[] {
     const file = join(stateDir, name);
     try {
       const state = readExportState(file, theirs);
-      const spans = [...[state.cursor, ...state.ranges].flatMap((t) => deliveredSpans(t)), ...earlierSpans(state)];
-      const delivered = spans.map(([a, b]) => `${formatHour(a)}..${formatHour(b)}`);
+      const delivered = labelledSpans(state).map(({ span: [a, b] }) => `${formatHour(a)}..${formatHour(b)}`);
       if (delivered.length > 0) out.push({ file, lastDeliveredHour: state.cursor.lastDeliveredHour, delivered });
     } catch {
       out.push({ file, lastDeliveredHour: undefined, delivered: [] });
@@ -236,6 +235,17 @@ function mergeHourSpans(spans: [number, number][], more: [number, number][]): [n
   return out;
 }
 
+/** Every hour span a state file's tracks delivered, with the track it belongs to: the cursor, each range, older ranges. */
+function labelledSpans(state: ExportState): { label: string; span: [number, number] }[] {
+  const out: { label: string; span: [number, number] }[] = [];
+  for (const span of deliveredSpans(state.cursor)) out.push({ label: '--since-last-run', span });
+  for (const r of state.ranges) {
+    for (const span of deliveredSpans(r)) out.push({ label: `the range ${r.start}..${r.end}`, span });
+  }
+  for (const span of earlierSpans(state)) out.push({ label: `explicit ranges older than the last ${MAX_RANGES}`, span });
+  return out;
+}
+
 /**
  * Whether a track has done nothing yet: no hour delivered or skipped, no window in progress. At most a first
  * `--start` placed it (`begin`), and another `--start` may place it again.
@@ -326,13 +336,7 @@ export class ExportStateStore {
 
   /** Every track with its delivered span, for overlap warnings. */
   deliveredSpans(): { label: string; span: [number, number] }[] {
-    const out: { label: string; span: [number, number] }[] = [];
-    for (const span of deliveredSpans(this.state.cursor)) out.push({ label: '--since-last-run', span });
-    for (const r of this.state.ranges) {
-      for (const span of deliveredSpans(r)) out.push({ label: `the range ${r.start}..${r.end}`, span });
-    }
-    for (const span of earlierSpans(this.state)) out.push({ label: `explicit ranges older than the last ${MAX_RANGES}`, span });
-    return out;
+    return labelledSpans(this.state);
   }
 
   /** Writes are serialised; changes that arrive during a write are folded into the next one. */
@@ -359,6 +363,11 @@ export class TrackCheckpoint implements ExportCheckpoint {
 
   get snapshot(): Readonly<Track> {
     return this.track();
+  }
+
+  /** Whether the track has delivered any hour (a cursor only placed by a first --start has not). */
+  get delivered(): boolean {
+    return deliveredSpans(this.track()).length > 0;
   }
 
   /** First hour not yet delivered, or undefined before the first window. */

@@ -9,7 +9,7 @@ import { parseStateHour } from '../../src/state/export-state.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { zipToBuffer } from '../../src/sandbox/zip-writer.js';
 import { tempDir } from '../helpers/temp-dir.js';
-import { FAST_HTTP, KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
+import { FAST_HTTP, KEYS, logLines, runCli, startWorld, type CliResult, type World } from '../helpers/world.js';
 
 let world: World | undefined;
 afterEach(async () => {
@@ -55,6 +55,17 @@ async function expectNextRunCompletesExactlyOnce(w: World, wanted: Record<string
 }
 
 const CONFIG = { exportEvents: { properties: ['uuid'], windowHours: 6, lagHours: 3 } };
+
+/** A first `--since-last-run --start` whose FME requests all fail: exit 1, nothing delivered. FME answers again afterwards. */
+async function failedFirstRun(w: World, start: number): Promise<CliResult> {
+  w.writeConfig({ ...CONFIG, http: { ...FAST_HTTP, retries: 0 } });
+  w.fme.faults.push({ status: 500 }, 10_000);
+  const r = await runCli(['export-events', '--since-last-run', '--start', formatHour(start)], w.dir);
+  expect(r.code).toBe(1);
+  expect(w.fme.count).toBe(0);
+  w.fme.faults.clear();
+  return r;
+}
 
 /** Resolves once the run has logged `text` on stderr (true), or when it ends without having logged it (false). */
 function logged(run: ReturnType<typeof runCli>, text: string): Promise<boolean> {
@@ -167,11 +178,7 @@ describe('unattended runs (spawned)', () => {
   it('a first --since-last-run --start that fails before its first batch is acknowledged still leaves the cursor, so the next run goes on without --start', async () => {
     world = await startWorld();
     const wanted = seedHours(world, ago(10), 2, 20);
-    world.writeConfig({ ...CONFIG, http: { ...FAST_HTTP, retries: 0 } });
-    world.fme.faults.push({ status: 500 }, 10_000);
-    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
-    expect(first.code).toBe(1);
-    expect(world.fme.count).toBe(0);
+    const first = await failedFirstRun(world, ago(10));
     const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { firstHour: string; lastDeliveredHour: string } };
     expect(state.cursor).toMatchObject({ firstHour: formatHour(ago(10)), lastDeliveredHour: formatHour(ago(11)) });
     // The hour before the start is where the cursor stands, not an hour it delivered.
@@ -183,10 +190,7 @@ describe('unattended runs (spawned)', () => {
     world = await startWorld();
     seedHours(world, ago(10), 1, 20);
     const later = seedHours(world, ago(9), 1, 20);
-    world.writeConfig({ ...CONFIG, http: { ...FAST_HTTP, retries: 0 } });
-    world.fme.faults.push({ status: 500 }, 10_000);
-    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir)).code).toBe(1);
-    world.fme.faults.clear();
+    await failedFirstRun(world, ago(10));
     const again = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(9)), '--json'], world.dir);
     expect(again.code).toBe(0);
     expect(JSON.parse(again.stdout)).toMatchObject({ start: formatHour(ago(9)) });
@@ -199,10 +203,7 @@ describe('unattended runs (spawned)', () => {
     const h12 = seedHours(world, ago(12), 1, 10);
     seedHours(world, ago(11), 1, 10);
     const h10 = seedHours(world, ago(10), 1, 10);
-    world.writeConfig({ ...CONFIG, http: { ...FAST_HTTP, retries: 0 } });
-    world.fme.faults.push({ status: 500 }, 10_000);
-    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12))], world.dir)).code).toBe(1);
-    world.fme.faults.clear();
+    await failedFirstRun(world, ago(12));
     // Placed again at h-11, which is skipped; h-10 is delivered.
     const moved = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(11)), '--skip-to', formatHour(ago(10)), '--end', formatHour(ago(10))], world.dir);
     expect(moved.code).toBe(0);

@@ -24,7 +24,7 @@ export function pushConfig(apiKey: string, ingestionBaseUrl: string, throttleMs:
 }
 
 /** Options for one event-mode Batch run of `runPushImpressions` in `cwd`; `over` changes any of them. */
-export function pushRunOptions(
+function pushRunOptions(
   base: { config: Config; files: string[]; logger: Logger; deadLetters: DeadLetterWriter; cwd: string; now: number },
   over: Partial<PushImpressionsOptions> = {},
 ): PushImpressionsOptions {

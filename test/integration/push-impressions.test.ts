@@ -1,50 +1,32 @@
-import { readFileSync, writeFileSync, existsSync, copyFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/types.js';
-import { createMemoryLogger } from '../../src/log/logger.js';
-import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
-import { runPushImpressions, type PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
-import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
-import { startServer, type RunningServer } from '../../src/sandbox/server.js';
-import { pushConfig, pushRunOptions } from '../helpers/push.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import type { PushImpressionsOptions } from '../../src/pipeline/push-impressions.js';
+import { ingestionTestBed, pushConfig, startPush } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-123456';
 const FIXTURES = new URL('../fixtures/impressions/', import.meta.url).pathname;
 /** The fixtures' impressions happened in November 2023; "now" shortly after keeps them inside the 7-day window. */
 const FIXTURE_NOW = 1700000000000 + 3600_000;
 
-const emulator = createAmplitudeIngestionEmulator({ apiKey: API_KEY });
-let server: RunningServer;
+const bed = ingestionTestBed('push', { apiKey: API_KEY });
+const { emulator } = bed;
 let dir: string;
 
-beforeAll(async () => {
-  server = await startServer([emulator.route]);
-  dir = tempDir('push');
+beforeAll(() => {
+  dir = bed.dir;
   for (const f of ['webhook.json', 'listener-js.ndjson', 'listener-java.ndjson', 'bulk.json', 'grouped.ndjson', 'mixed-bad.ndjson']) copyFileSync(join(FIXTURES, f), join(dir, f));
 });
-afterAll(async () => server.close());
-afterEach(() => emulator.reset());
 
 function config(mut?: (c: Config) => void): Config {
-  return pushConfig(API_KEY, server.url, 30, mut);
+  return pushConfig(API_KEY, bed.url, 30, mut);
 }
 
-let runNo = 0;
 function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
-  const deadLetters = new DeadLetterWriter(join(dir, `dl-${++runNo}.ndjson`), 'push-impressions');
-  const logger = createMemoryLogger();
-  const opts = pushRunOptions({ config: config(), files, logger, deadLetters, cwd: dir, now: FIXTURE_NOW }, over);
-  const done = runPushImpressions(opts).then(async (summary) => {
-    await deadLetters.close();
-    return summary;
-  });
-  const letters = (): { reason: string; detail?: string; status?: number; source?: Record<string, unknown>; retriable: boolean; payload: unknown }[] =>
-    existsSync(deadLetters.path) ? readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l)) : [];
-  return { done, letters, logger, deadLetters };
+  return startPush(bed, files, FIXTURE_NOW, { config: config(), ...over });
 }
 
 describe('push-impressions: shapes and formats', () => {
