@@ -14,6 +14,8 @@ export interface BatchPool<O extends BatchOutput> {
   decode(batch: RecordBatch): Promise<O>;
   /** Gives a decoded batch's buffers back, once nothing reads them any more. */
   recycle(output: O): void;
+  /** Resolves once every worker is ready (see TaskPool.started). */
+  started(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -77,6 +79,7 @@ export function createBatchPool<O extends BatchOutput>(o: BatchPoolOptions<O>, s
     recycle(output) {
       for (const [kind, buf] of outputBuffers(output)) scratch.give(kind, buf);
     },
+    started: () => tasks.started(),
     close: () => tasks.close(),
   };
 }

@@ -1,9 +1,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
-import type { TaskResponse } from './task-pool.js';
+import type { TaskResponse, WorkerReady } from './task-pool.js';
 
 /**
  * The worker side of a TaskPool: runs each task posted by the main thread, in arrival order, and posts the
- * output back with `transfer(output)` moved rather than copied. `setup` runs once with the pool's workerData.
+ * output back with `transfer(output)` moved rather than copied. `setup` runs once with the pool's workerData;
+ * then the worker says it is ready (WorkerReady), and only then does the pool give it tasks.
  */
 export function serveTasks<S, I, O>(setup: (data: unknown) => S, task: (state: S, input: I) => O, transfer: (output: O) => ArrayBuffer[]): void {
   const port = parentPort;
@@ -15,6 +16,8 @@ export function serveTasks<S, I, O>(setup: (data: unknown) => S, task: (state: S
   } catch (error) {
     state = { error };
   }
+  const ready: WorkerReady = { ready: true };
+  port.postMessage(ready);
   port.on('message', ({ id, input }: { id: number; input: I }) => {
     let res: TaskResponse<O>;
     try {

@@ -7,15 +7,23 @@ import { AmpFmeError } from '../errors.js';
  * CPU-heavy steps (parsing and mapping records) on worker threads, so that they use the machine's other
  * cores while the main thread reads, batches and sends. Each `run` returns its own promise; callers await
  * them in the order they made them, which keeps the input order whichever worker finishes first. When
- * every worker already has QUEUE tasks, or there are no workers, the calling thread runs the task itself:
- * it would otherwise only wait.
+ * every worker already has QUEUE tasks, or none has started yet, or there are no workers, the calling
+ * thread runs the task itself: it would otherwise only wait. (A worker takes a few hundred ms to start, and
+ * its results are applied in input order: tasks queued to it meanwhile would hold up the whole run.)
  */
 export interface TaskPool<I, O> {
   /** Worker threads in use (0: the calling thread runs every task). */
   readonly threads: number;
   /** Runs one task. Buffers in `transfer` move to the worker: the caller must not touch them afterwards. */
   run(input: I, transfer: ArrayBuffer[]): Promise<O>;
+  /** Resolves once every worker is ready (or has failed): tests wait for it to know that tasks go to the workers. */
+  started(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What a worker posts once it has started and set up (see serveTasks): it gets no task before. */
+export interface WorkerReady {
+  ready: true;
 }
 
 /** What a worker posts back for one task (see serveTasks). */
@@ -68,6 +76,7 @@ export function createTaskPool<I, O>(o: TaskPoolOptions<I, O>): TaskPool<I, O> {
     return {
       threads: 0,
       run: (input) => runInline(o, input),
+      started: () => Promise.resolve(),
       close: () => Promise.resolve(),
     };
   }
@@ -86,6 +95,10 @@ class WorkerTaskPool<I, O> implements TaskPool<I, O> {
   readonly threads: number;
   private readonly workers: Worker[] = [];
   private readonly pending: Map<number, Pending<O>>[] = [];
+  /** Per worker: whether it has said it is ready (WorkerReady). */
+  private readonly ready: boolean[] = [];
+  private readonly allStarted: Promise<void>;
+  private markStarted: () => void = () => undefined;
   private nextId = 0;
   /** Set once a worker failed: every later task fails with it. */
   private failure: Error | undefined;
@@ -93,10 +106,17 @@ class WorkerTaskPool<I, O> implements TaskPool<I, O> {
 
   constructor(private readonly o: TaskPoolOptions<I, O>) {
     this.threads = o.threads;
+    this.allStarted = new Promise((resolve) => (this.markStarted = resolve));
     for (let w = 0; w < o.threads; w++) {
       const worker = new Worker(o.workerUrl, { workerData: o.workerData, resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB } });
       const pending = new Map<number, Pending<O>>();
-      worker.on('message', (res: TaskResponse<O>) => {
+      const index = w;
+      worker.on('message', (res: TaskResponse<O> | WorkerReady) => {
+        if ('ready' in res) {
+          this.ready[index] = true;
+          if (this.ready.every(Boolean)) this.markStarted();
+          return;
+        }
         const p = pending.get(res.id);
         if (!p) return;
         pending.delete(res.id);
@@ -115,6 +135,7 @@ class WorkerTaskPool<I, O> implements TaskPool<I, O> {
         this.failure ??= err;
         for (const p of pending.values()) p.reject(err);
         pending.clear();
+        this.markStarted();
       };
       worker.on('error', (err) => fail(err.message, err));
       worker.on('exit', (code) => {
@@ -122,20 +143,28 @@ class WorkerTaskPool<I, O> implements TaskPool<I, O> {
       });
       this.workers.push(worker);
       this.pending.push(pending);
+      this.ready.push(false);
     }
   }
 
   run(input: I, transfer: ArrayBuffer[]): Promise<O> {
     if (this.failure) return Promise.reject(this.failure);
-    let w = 0;
-    for (let i = 1; i < this.pending.length; i++) if ((this.pending[i] as Map<number, Pending<O>>).size < (this.pending[w] as Map<number, Pending<O>>).size) w = i;
-    const pending = this.pending[w] as Map<number, Pending<O>>;
-    if (pending.size >= QUEUE) return runInline(this.o, input);
+    // The ready worker with the fewest tasks; none with room: the calling thread.
+    let w = -1;
+    for (let i = 0; i < this.pending.length; i++) {
+      if (this.ready[i] && (w === -1 || (this.pending[i] as Map<number, Pending<O>>).size < (this.pending[w] as Map<number, Pending<O>>).size)) w = i;
+    }
+    const pending = this.pending[w];
+    if (!pending || pending.size >= QUEUE) return runInline(this.o, input);
     const id = this.nextId++;
     return new Promise<O>((resolve, reject) => {
       pending.set(id, { resolve, reject });
       (this.workers[w] as Worker).postMessage({ id, input }, transfer);
     });
+  }
+
+  started(): Promise<void> {
+    return this.allStarted;
   }
 
   async close(): Promise<void> {

@@ -78,6 +78,8 @@ describe('decode pool', () => {
     const scratch = new ScratchBuffers(8);
     pool = createDecodePool(settings, 3, scratch, WORKER);
     expect(pool.threads).toBe(3);
+    // Until then the calling thread would decode every batch itself.
+    await pool.started();
     // All in flight at once: three workers finish in any order, the promises keep the input order.
     const pending = batches(scratch).map((b) => (pool as DecodePool).decode(b));
     const got: unknown[] = [];
@@ -96,10 +98,13 @@ describe('decode pool', () => {
   it('fails the run with a known error, naming the setting, when a worker dies', async () => {
     const dir = tempDir('dying-worker');
     const script = join(dir, 'dies.mjs');
-    writeFileSync(script, "import { parentPort } from 'node:worker_threads';\nparentPort.on('message', () => process.exit(7));\n");
+    // It starts as a worker does (says it is ready), then dies on its first batch.
+    writeFileSync(script, "import { parentPort } from 'node:worker_threads';\nparentPort.postMessage({ ready: true });\nparentPort.on('message', () => process.exit(7));\n");
     const scratch = new ScratchBuffers(4);
     pool = createDecodePool(settings, 1, scratch, pathToFileURL(script));
     const [first, second] = batches(scratch);
+    // Until the worker is ready, the calling thread decodes.
+    await pool.started();
     const err = await pool.decode(first as RecordBatch).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AmpFmeError);
     expect((err as AmpFmeError).code).toBe('WORKER_FAILED');
@@ -108,11 +113,22 @@ describe('decode pool', () => {
     await expect(pool.decode(second as RecordBatch)).rejects.toThrow(/WORKER_FAILED|exit code 7/);
   });
 
+  it('fails the run the same way when a worker dies while starting', async () => {
+    const script = join(tempDir('dying-worker'), 'dies-at-start.mjs');
+    writeFileSync(script, 'process.exit(9);\n');
+    const scratch = new ScratchBuffers(4);
+    pool = createDecodePool(settings, 1, scratch, pathToFileURL(script));
+    await pool.started();
+    const [first] = batches(scratch);
+    await expect(pool.decode(first as RecordBatch)).rejects.toThrow(/decoding impressions stopped \(exit code 9\)/);
+  });
+
   it('turns a failure inside a worker into a rejected decode that names it', async () => {
     const scratch = new ScratchBuffers(4);
     const broken = { ...settings, mapping: undefined } as unknown as DecodeSettings;
     pool = createDecodePool(broken, 1, scratch, WORKER);
     const [first] = batches(scratch);
+    await pool.started();
     await expect(pool.decode(first as RecordBatch)).rejects.toThrow(/decoding impressions failed/);
   });
 });

@@ -82,6 +82,8 @@ describe('export rows pool', () => {
     const scratch = new ScratchBuffers(8);
     pool = createRowsPool(config, 2, scratch, WORKER);
     expect(pool.threads).toBe(2);
+    // Until then the calling thread would map every batch itself.
+    await pool.started();
     const got = await decodeAll(pool, scratch);
     expect(got.views).toEqual(expected.views);
     expect(got.stats).toEqual(expected.stats);
