@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { ConfigError, UsageError, type ConfigProblem } from '../errors.js';
 import { registerSecret } from '../http/redact.js';
@@ -115,19 +115,13 @@ async function searchFolder(dir: string): Promise<FoundConfig | undefined> {
   const refuse: Loader = (filePath) => {
     throw fileError(filePath, `is not JSON, and the config file is JSON: amp-fme reads no other format and runs no code.`);
   };
-  let explorer: ReturnType<typeof cosmiconfig>;
-  try {
-    explorer = cosmiconfig('amp-fme', {
-      searchPlaces: CONFIG_SEARCH_PLACES,
-      searchStrategy: 'none',
-      cache: false,
-      ignoreEmptySearchPlaces: false,
-      loaders: { '.json': jsonLoader, noExt: jsonLoader, '.js': refuse, '.cjs': refuse, '.mjs': refuse, '.ts': refuse, '.yaml': refuse, '.yml': refuse },
-    });
-  } catch (err) {
-    // cosmiconfig first reads its own settings from this process's folder (package.json, .config/config.*).
-    throw unreadable(err, process.cwd());
-  }
+  const explorer = explorerWithoutMetaConfig({
+    searchPlaces: CONFIG_SEARCH_PLACES,
+    searchStrategy: 'none',
+    cache: false,
+    ignoreEmptySearchPlaces: false,
+    loaders: { '.json': jsonLoader, noExt: jsonLoader, '.js': refuse, '.cjs': refuse, '.mjs': refuse, '.ts': refuse, '.yaml': refuse, '.yml': refuse },
+  });
   let found: Awaited<ReturnType<typeof explorer.search>>;
   try {
     found = await explorer.search(dir);
@@ -138,6 +132,26 @@ async function searchFolder(dir: string): Promise<FoundConfig | undefined> {
   if (found.isEmpty) throw fileError(found.filepath, IS_EMPTY);
   // jsonLoader has checked it with configIn.
   return { raw: found.config as Record<string, unknown>, filePath: found.filepath };
+}
+
+/** amp-fme's own package folder: it holds no cosmiconfig settings (no "cosmiconfig" key in its package.json, no .config folder). */
+const PACKAGE_DIR = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * A cosmiconfig explorer that takes these options and no others. When made, cosmiconfig reads settings of its own
+ * from the process's current folder (a "cosmiconfig" key in package.json, or .config/config.{json,yaml,js,ts,...},
+ * which it would run): they would move the search to other files, make a .config/config.json the config, or stop
+ * every run in a folder where another tool keeps a .config/config.js. So it is made from amp-fme's own folder,
+ * which holds none. Made synchronously: no other code runs while the process is in that folder.
+ */
+function explorerWithoutMetaConfig(options: Parameters<typeof cosmiconfig>[1]): ReturnType<typeof cosmiconfig> {
+  const cwd = process.cwd();
+  process.chdir(PACKAGE_DIR);
+  try {
+    return cosmiconfig('amp-fme', options);
+  } finally {
+    process.chdir(cwd);
+  }
 }
 
 /** cosmiconfig's loader of every config file: JSON only, checked by `configIn`. An empty package.json is not ours to judge. */
@@ -190,20 +204,10 @@ function withoutBom(text: string): string {
 /** A failure of cosmiconfig's search as a ConfigError naming the file it was reading (ours pass through). */
 function unreadable(err: unknown, dir: string): ConfigError {
   if (err instanceof ConfigError) return err;
-  const e = err as NodeJS.ErrnoException & { filepath?: unknown };
-  const filePath = typeof e.filepath === 'string' ? e.filepath : typeof e.path === 'string' ? e.path : /in (\/[^\n]*?):?\n/.exec(e.message ?? '')?.[1];
-  if (filePath === undefined) return fileError(dir, `could not be searched for a config file (${e.code ?? e.message}): give --config <path>.`);
-  if (e.code === undefined) {
-    // Not valid JSON (cosmiconfig's own reading of its settings): say where, as for our files.
-    try {
-      jsonLoader(filePath, readFileSync(filePath, 'utf8'));
-    } catch (mine) {
-      if (mine instanceof ConfigError) return mine;
-    }
-  }
-  // Not the library's message: it quotes the file, and its secrets, before they are known to the redactor.
-  const why = unreadableBecause(e.code, 'not valid JSON');
-  return fileError(filePath, `could not be read (${why}): fix it, or give --config <path>.`);
+  const e = err as NodeJS.ErrnoException;
+  // Not the library's message: it may quote the file, and its secrets, before they are known to the redactor.
+  if (typeof e.path !== 'string') return fileError(dir, `could not be searched for a config file (${e.code ?? 'unknown error'}): give --config <path>.`);
+  return fileError(e.path, `could not be read (${unreadableBecause(e.code, 'unknown error')}): fix it, or give --config <path>.`);
 }
 
 /** Why a file could not be read, in words: its error code, or `otherwise` without one. */

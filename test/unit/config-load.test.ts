@@ -70,6 +70,43 @@ describe('loadConfig: a broken package.json in the current folder', () => {
   });
 });
 
+describe("loadConfig: cosmiconfig's own settings in the current folder", () => {
+  // cosmiconfig reads settings of its own (a "cosmiconfig" key in package.json, .config/config.*) from the
+  // process's folder; the config search is the four places the README names and nothing else.
+  it('are not read: a .config/config.js is not run, and the config comes from amp-fme.config.json', async () => {
+    const dir = tempDir('cfgload');
+    mkdirSync(join(dir, '.config'));
+    const marker = join(dir, 'ran');
+    writeFileSync(join(dir, '.config', 'config.js'), jsThatLeaves(marker));
+    writeFileSync(join(dir, 'amp-fme.config.json'), GOOD);
+    const loaded = await inFolder(dir, () => loadConfig({ cwd: dir, env: {} }));
+    expect(loaded.filePath).toBe(join(dir, 'amp-fme.config.json'));
+    expect(loaded.config.exportEvents.windowHours).toBe(6);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('do not move the search: .config/config.json and package.json\'s "cosmiconfig" key are ignored', async () => {
+    const defaults = (await inFolder(tempDir('cfgload'), () => loadConfig({ cwd: tempDir('cfgload'), env: {} }))).config.exportEvents.windowHours;
+    const other = JSON.stringify({ exportEvents: { windowHours: defaults + 2 } });
+    const meta = { searchPlaces: ['elsewhere.json'], 'amp-fme': { exportEvents: { windowHours: defaults + 3 } } };
+
+    const dotConfig = tempDir('cfgload');
+    mkdirSync(join(dotConfig, '.config'));
+    writeFileSync(join(dotConfig, '.config', 'config.json'), JSON.stringify(meta));
+    writeFileSync(join(dotConfig, 'elsewhere.json'), other);
+    const fromDotConfig = await inFolder(dotConfig, () => loadConfig({ cwd: dotConfig, env: {} }));
+    expect(fromDotConfig.filePath).toBeUndefined();
+    expect(fromDotConfig.config.exportEvents.windowHours).toBe(defaults);
+
+    const pkg = tempDir('cfgload');
+    writeFileSync(join(pkg, 'package.json'), JSON.stringify({ name: 'x', cosmiconfig: { searchPlaces: ['elsewhere.json'] } }));
+    writeFileSync(join(pkg, 'elsewhere.json'), other);
+    const fromPackage = await inFolder(pkg, () => loadConfig({ cwd: pkg, env: {} }));
+    expect(fromPackage.filePath).toBeUndefined();
+    expect(fromPackage.config.exportEvents.windowHours).toBe(defaults);
+  });
+});
+
 describe('loadConfig: invalid JSON', () => {
   const broken = '{\n  "amplitude": {\n    "region": "eu"\n    "apiKey": "sekrit-123"\n  }\n}\n';
 
