@@ -1,4 +1,5 @@
 /** Small helpers for human-readable summaries. */
+
 /**
  * A count with thousands separators (`1,234,567`), as `toLocaleString('en-US')` writes it, without that call's
  * set-up of ICU number formatting: 20-30 ms on its first call, which every run's summary paid.
