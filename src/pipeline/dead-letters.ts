@@ -1,7 +1,8 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { redact } from '../http/redact.js';
 import { withPath } from '../io/file-errors.js';
+import { writeAllSync } from '../io/write-all.js';
 
 /** Where a dead letter came from: the input file and line, an export window and zip entry, a batch... */
 export type SourcePosition = Record<string, string | number>;
@@ -101,7 +102,7 @@ export class DeadLetterWriter {
       this.fd = openSync(this.path, 'a');
     }
     try {
-      writeSync(this.fd, this.pending.join(''));
+      writeAllSync(this.fd, this.pending.join(''));
     } catch (err) {
       throw withPath(err, this.path);
     }

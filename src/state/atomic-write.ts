@@ -1,6 +1,7 @@
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { withPath } from '../io/file-errors.js';
+import { writeAllSync } from '../io/write-all.js';
 
 /**
  * Writes a file so that a crash, `kill -9` or power cut leaves either the old or the new content, never a
@@ -11,7 +12,7 @@ export function writeFileAtomic(path: string, content: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
   const fd = openSync(tmp, 'w', 0o600);
   try {
-    writeSync(fd, content);
+    writeAllSync(fd, content);
     fsyncSync(fd);
   } catch (err) {
     closeSync(fd);

@@ -1,8 +1,9 @@
-import { closeSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, statSync, unlinkSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockedError } from '../errors.js';
 import { withPath } from '../io/file-errors.js';
+import { writeAllSync } from '../io/write-all.js';
 import { processExists } from '../io/processes.js';
 
 /** What a lock file says about its holder. */
@@ -60,7 +61,7 @@ function createExclusive(path: string, content: string): boolean {
     throw err;
   }
   try {
-    writeSync(fd, content);
+    writeAllSync(fd, content);
   } catch (err) {
     // A full disk: no empty lock file left behind for the next run to wait on.
     closeSync(fd);
