@@ -115,7 +115,8 @@ export class CommandContext {
       deadLetters,
       deadLettersRetriable: dl?.retriableCount ?? 0,
       deadLettersByReason: dl?.counts() ?? {},
-      deadLetterFile: deadLetters > 0 ? dl?.path : undefined,
+      // Only a file that holds something: a failed write may have left none.
+      deadLetterFile: dl !== undefined && dl.inFile > 0 ? dl.path : undefined,
     };
   }
 
@@ -149,8 +150,20 @@ export async function runCommand(command: string, flags: CommonFlags, body: (ctx
     ctx?.stopProgress();
     if (ctx) {
       const dl = ctx.deadLetters;
-      await dl.close().catch(() => undefined);
-      if (dl.count > 0) ctx.logger.warn(`${dl.count} record(s) of this run are in the dead-letter file ${dl.path}`, { deadLetters: dl.count, deadLetterFile: dl.path });
+      const unwritten = await dl.close().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      if (dl.count > dl.inFile) {
+        // Progress is recorded only past dead letters on disk (DeadLetterWriter.sync): the next run reads these records again.
+        const before = dl.inFile > 0 ? `; the ${dl.inFile} before them are in it` : '';
+        ctx.logger.warn(
+          `${dl.count - dl.inFile} record(s) of this run could not be written to the dead-letter file ${dl.path} (${messageFor(unwritten)})${before}. No progress past them was recorded: running again reads them again.`,
+          { deadLetters: dl.count, deadLettersInFile: dl.inFile },
+        );
+      } else if (dl.count > 0) {
+        ctx.logger.warn(`${dl.count} record(s) of this run are in the dead-letter file ${dl.path}`, { deadLetters: dl.count, deadLetterFile: dl.path });
+      }
     }
     const code = exitCodeFor(err);
     const message = messageFor(err);

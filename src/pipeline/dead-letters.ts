@@ -43,6 +43,8 @@ export class DeadLetterWriter {
   private unsynced = false;
   private readonly byReason = new Map<string, number>();
   private total = 0;
+  /** Records written to the file (the others are pending, or their write failed). */
+  private written = 0;
   private retriableTotal = 0;
   private readonly command: string;
 
@@ -64,6 +66,11 @@ export class DeadLetterWriter {
 
   get count(): number {
     return this.total;
+  }
+
+  /** Records in the file: `count` once `sync` or `close` has succeeded, fewer if a write failed. */
+  get inFile(): number {
+    return this.written;
   }
 
   /** Records written with `retriable: true`: those `amp-fme retry` may re-send. */
@@ -106,6 +113,7 @@ export class DeadLetterWriter {
     } catch (err) {
       throw withPath(err, this.path);
     }
+    this.written += this.pending.length;
     this.pending = [];
     this.pendingSize = 0;
     this.unsynced = true;

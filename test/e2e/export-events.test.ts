@@ -174,6 +174,23 @@ describe('amp-fme (spawned)', () => {
     expect(letter).toMatchObject({ reason: 'invalid_json', payload: 'not json at all', source: { line: 2 } });
   });
 
+  it('says which dead letters could not be written, and names no file, when the dead-letter folder cannot be made', async () => {
+    const hour = h('20240301T05');
+    const lines = ['not json', '{"uuid":"a","event_type":"A","user_id":"user-1","event_time":"2024-03-01 05:00:00","server_upload_time":"2024-03-01 05:00:00"}'];
+    world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? lines : []), entriesPerHour: 1 } });
+    world.writeConfig();
+    // A file where the dead-letter folder should be.
+    mkdirSync(join(world.dir, '.amp-fme'), { recursive: true });
+    writeFileSync(join(world.dir, '.amp-fme', 'dead-letters'), 'not a folder');
+    const r = await runCli(['export-events', '--start', '20240301T05', '--end', '20240301T05', '--json'], world.dir);
+    expect(r.code).toBe(1);
+    const summary = JSON.parse(r.stdout) as { deadLetters: number; deadLetterFile?: string };
+    expect(summary.deadLetters).toBe(1);
+    expect(summary.deadLetterFile).toBeUndefined();
+    expect(r.stderr).toMatch(/1 record\(s\) of this run could not be written to the dead-letter file .*dead-letters\/export-events-.*\.ndjson \(.*\)\. No progress past them was recorded: running again reads them again/);
+    expect(r.stderr).not.toMatch(/are in the dead-letter file/);
+  });
+
   it('--dry-run reads and maps, sends nothing and writes no state', async () => {
     world = await startWorld();
     seedDays(world, '2024-03-01', 1, 5);
