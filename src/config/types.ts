@@ -124,6 +124,11 @@ export function exportBaseUrl(c: AmplitudeConfig): string {
   return (c.exportBaseUrl ?? AMPLITUDE_HOSTS[c.region].export).replace(/\/+$/, '');
 }
 
+/** The FME events API base as the client uses it (no trailing slash): `…/api` and `…/api/` are one endpoint. */
+export function fmeEventsBaseUrl(c: FmeConfig): string {
+  return c.eventsBaseUrl.replace(/\/+$/, '');
+}
+
 export function ingestionBaseUrl(c: AmplitudeConfig): string {
   return (c.ingestionBaseUrl ?? AMPLITUDE_HOSTS[c.region].ingestion).replace(/\/+$/, '');
 }

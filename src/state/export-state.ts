@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
-import { exportBaseUrl, type Config } from '../config/types.js';
+import { exportBaseUrl, fmeEventsBaseUrl, type Config } from '../config/types.js';
 import { AmpFmeError } from '../errors.js';
 import { withPath } from '../io/file-errors.js';
 import type { ExportCheckpoint } from '../pipeline/export-checkpoint.js';
@@ -82,7 +82,7 @@ export class StateError extends AmpFmeError {
 export function stateScope(config: Config): string {
   const h = createHash('sha256');
   h.update(`amplitude:${exportBaseUrl(config.amplitude)}:${config.amplitude.apiKey ?? ''}\n`);
-  h.update(`fme:${config.fme.eventsBaseUrl}:${config.fme.sdkKey ?? ''}\n`);
+  h.update(`fme:${fmeEventsBaseUrl(config.fme)}:${config.fme.sdkKey ?? ''}\n`);
   return h.digest('hex').slice(0, 16);
 }
 

@@ -18,6 +18,20 @@ function fresh(): { dir: string; path: string; scope: string } {
   return { dir, path: statePaths(dir, scope).state, scope };
 }
 
+describe('stateScope', () => {
+  it('is the same whether or not a base URL ends in a slash (one endpoint, one state), and differs per key', () => {
+    const scopeOf = (fmeBase: string, exportBase: string, sdkKey = 'fme-sdk-key-456'): string => {
+      const { config } = validateConfig({ fme: { eventsBaseUrl: fmeBase }, amplitude: { exportBaseUrl: exportBase } });
+      config.amplitude.apiKey = 'amplitude-api-key-123';
+      config.fme.sdkKey = sdkKey;
+      return stateScope(config);
+    };
+    const plain = scopeOf('https://events.example.com/api', 'https://export.example.com');
+    expect(scopeOf('https://events.example.com/api/', 'https://export.example.com/')).toBe(plain);
+    expect(scopeOf('https://events.example.com/api', 'https://export.example.com', 'another-fme-sdk-key')).not.toBe(plain);
+  });
+});
+
 describe('ExportStateStore', () => {
   it('records progress marks inside a window, then moves the cursor past it', async () => {
     const { path, scope } = fresh();
