@@ -124,12 +124,13 @@ export function isValidTrafficType(s: unknown): s is string {
   return typeof s === 'string' && s.length > 0 && s.trim() === s && s.toLowerCase() === s;
 }
 
-export type KeyProblem = 'missing' | 'too_long' | 'not_a_string';
+export type KeyProblem = 'missing' | 'too_long' | 'not_a_string' | 'inexact_number';
 
 /**
  * Turns an identity value into an FME key, or says why it cannot be one. Strings are trimmed, as the SDKs
  * trim the key of getTreatment (so an impression's key never has surrounding spaces), and must then be
- * non-empty (specs/fme.md); finite numbers become their decimal text. A key over 250 characters is refused,
+ * non-empty (specs/fme.md); whole numbers become their decimal text, but not one past 2^53 (or a fraction):
+ * JSON.parse has rounded it, maybe to another user's id (`inexact_number`). A key over 250 characters is refused,
  * not truncated: a cut key never matches getTreatment. null/undefined are `missing`: never the string "null".
  */
 export type KeyResult = { key: string; problem?: undefined } | { key?: undefined; problem: KeyProblem };
@@ -140,7 +141,7 @@ export function toFmeKey(v: unknown): KeyResult {
     if (key.length === 0) return { problem: 'missing' };
     return key.length > MAX_KEY_LENGTH ? { problem: 'too_long' } : { key };
   }
-  if (typeof v === 'number') return Number.isFinite(v) ? { key: String(v) } : { problem: 'not_a_string' };
+  if (typeof v === 'number') return Number.isSafeInteger(v) ? { key: String(v) } : { problem: Number.isFinite(v) ? 'inexact_number' : 'not_a_string' };
   if (v === null || v === undefined) return { problem: 'missing' };
   return { problem: 'not_a_string' };
 }

@@ -14,11 +14,19 @@ function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Keys are strings in every SDK; a number is accepted as its decimal text (some dumps carry numeric keys). */
+/** Keys are strings in every SDK; a whole number is accepted as its decimal text (some dumps carry numeric keys). */
 function asId(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  if (typeof v === 'number' && Number.isSafeInteger(v)) return String(v);
   return undefined;
+}
+
+/**
+ * Whether an id is a number that JSON.parse may not have read exactly: past 2^53 it is rounded to a neighbour
+ * (two users' ids could become one), and `1.50` or `1e3` would come back as other text.
+ */
+function inexactId(v: unknown): boolean {
+  return typeof v === 'number' && !Number.isSafeInteger(v);
 }
 
 function asText(v: unknown): string | undefined {
@@ -77,6 +85,13 @@ function checkTime(time: number | undefined): string | undefined {
 
 function build(f: Fields, shape: ImpressionShape, payload: unknown, item: number | undefined, sink: ShapeSink): void {
   const names = FIELD_NAMES[shape];
+  const inexact = inexactId(f.key) ? names.key : inexactId(f.bucketingKey) ? 'bucketingKey' : undefined;
+  if (inexact !== undefined) {
+    const value = String(inexact === names.key ? f.key : f.bucketingKey);
+    const why = `${inexact} is a number JSON cannot carry exactly (${value}): ids past 2^53 are rounded when read, so two users could become one. Write ids as strings`;
+    sink.invalid('invalid_field', `${shape} impression: ${why}`, payload, item);
+    return;
+  }
   const key = asId(f.key);
   const flag = asText(f.flag);
   const treatment = asText(f.treatment);

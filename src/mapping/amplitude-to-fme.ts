@@ -12,11 +12,11 @@
  *    parentheses are literal, and a pattern equal to the name always matches. Filtered rows are skipped
  *    (`excluded_event_type`).
  * 3. Identities: one FME event per `identities` rule whose field (`from`, a dot path) holds a usable key.
- *    Strings are sent untrimmed but must not be blank; finite numbers become text; null, missing, empty and
+ *    Strings are sent trimmed (as getTreatment trims keys) and must not be blank; whole numbers up to 2^53 become text; null, missing, empty and
  *    blank values are never sent (never as the string "null"); a real string "null" is sent as it is (FME
  *    has no placeholder rule). Per rule not sent, `stats.identities["<problem>_<from>"]` counts it
  *    (`missing_user_id`, `too_long_user_id` (over 250 characters: a cut key would never match
- *    getTreatment), `not_a_string_user_id`). A row that yields no event at all is skipped once as
+ *    getTreatment), `not_a_string_user_id`, `inexact_number_user_id` (a number JSON.parse rounded)). A row that yields no event at all is skipped once as
  *    `no_identity` when every identity was just missing, or is invalid (`invalid_key`, dead-lettered)
  *    when at least one identity was present but unusable.
  * 4. `timestamp`: `event_time`, else `client_event_time`, else `server_upload_time` (UTC, to epoch ms);
@@ -217,7 +217,7 @@ export function compileMapper(cfg: MapperConfig): Mapper {
         from: rule.from,
         get,
         jsonPart: `,"trafficTypeName":${JSON.stringify(trafficType)},"key":`,
-        counters: { missing: `missing_${rule.from}`, too_long: `too_long_${rule.from}`, not_a_string: `not_a_string_${rule.from}` },
+        counters: { missing: `missing_${rule.from}`, too_long: `too_long_${rule.from}`, not_a_string: `not_a_string_${rule.from}`, inexact_number: `inexact_number_${rule.from}` },
       });
     }
   });

@@ -92,6 +92,10 @@ describe('traffic type and key', () => {
     expect(toFmeKey(' u-1 \n')).toEqual({ key: 'u-1' });
     expect(toFmeKey('null')).toEqual({ key: 'null' });
     expect(toFmeKey(12345)).toEqual({ key: '12345' });
+    // JSON.parse rounds 12345678901234567890 to 12345678901234567000: sent, it would be another user.
+    expect(toFmeKey(JSON.parse('12345678901234567890'))).toEqual({ problem: 'inexact_number' });
+    expect(toFmeKey(1.5)).toEqual({ problem: 'inexact_number' });
+    expect(toFmeKey(Number.MAX_SAFE_INTEGER)).toEqual({ key: '9007199254740991' });
     expect(toFmeKey(null)).toEqual({ problem: 'missing' });
     expect(toFmeKey(undefined)).toEqual({ problem: 'missing' });
     expect(toFmeKey('')).toEqual({ problem: 'missing' });

@@ -105,4 +105,21 @@ describe('impression shapes (specs/fme.md)', () => {
   it('accepts numeric keys and numeric-string times', () => {
     expect(read({ key: 123456, split: 'f', treatment: 'on', time: '1700000000000' }).imps[0]?.imp).toEqual({ key: '123456', flag: 'f', treatment: 'on', time: 1700000000000 });
   });
+
+  it('refuses numeric ids JSON cannot carry exactly, rather than send a rounded one (another user)', () => {
+    // As read from a dump: both keys parse to 9007199254740992, and 12345678901234567890 to 12345678901234567000.
+    const records = JSON.parse(
+      '[{"key":12345678901234567890,"split":"f","treatment":"on","time":1700000000000},' +
+        '{"key":9007199254740993,"split":"f","treatment":"on","time":1700000000000},' +
+        '{"impression":{"keyName":"user-1","bucketingKey":1.50,"feature":"f","treatment":"on","time":1700000000000}},' +
+        '{"key":9007199254740991,"split":"f","treatment":"on","time":1700000000000}]',
+    ) as unknown[];
+    const got = records.map(read);
+    expect(got.slice(0, 3).map((g) => g.imps)).toEqual([[], [], []]);
+    expect(got[0]?.bad[0]).toMatchObject({ reason: 'invalid_field', detail: expect.stringMatching(/^webhook impression: key is a number JSON cannot carry exactly \(12345678901234567000\).*Write ids as strings$/) as unknown });
+    expect(got[1]?.bad[0]?.detail).toMatch(/key is a number JSON cannot carry exactly \(9007199254740992\)/);
+    expect(got[2]?.bad[0]?.detail).toMatch(/^listener impression: bucketingKey is a number JSON cannot carry exactly \(1\.5\)/);
+    // The largest exact one is still taken.
+    expect(got[3]?.imps[0]?.imp.key).toBe('9007199254740991');
+  });
 });
