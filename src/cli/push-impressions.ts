@@ -28,7 +28,6 @@ export function summaryLines(s: PushImpressionsSummary, deadLetters: number, dea
   if (s.run === 'send') lines.push(`  ${what.padEnd(20)} ${n(s.mode === 'identify' ? s.identificationsSent : s.eventsSent)} sent in ${n(s.requests)} batches`);
   else if (s.run === 'output') lines.push(`  ${what.padEnd(20)} ${n(s.written)} written`);
   else lines.push(`  ${what.padEnd(20)} ${n(s.mapped)} mapped (dry run: nothing sent)`);
-  if (s.olderThanDedupeWindow > 0) lines.push(`  older than 7 days    ${n(s.olderThanDedupeWindow)} (outside Amplitude's insert_id dedupe window)`);
   lines.push(
     `  dead letters         ${n(deadLetters)}${deadLetters > 0 ? ` (${byReason(deadLettersByReason)})` : ''}`,
     `  duration             ${duration(s.durationMs)} (${n(s.impressionsPerSecond)} impressions/s)`,

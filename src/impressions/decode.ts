@@ -20,8 +20,6 @@ export interface DecodeSettings {
   minIdLength: number | undefined;
   /** `--coalesce first`: hand back each impression's coalescing key (the run-wide set is the caller's). */
   coalesce: boolean;
-  /** Impressions older than this (epoch ms) fall outside Amplitude's insert_id dedupe window. */
-  dedupeCutoff: number;
   /** Sending lanes: each event gets the lane of its user (`laneOf`). */
   lanes: number;
 }
@@ -76,9 +74,6 @@ export interface DecodedBatch {
   /** Oldest and newest impression time read (Infinity and 0 when none). */
   oldest: number;
   newest: number;
-  /** Event mode: impressions older than `dedupeCutoff`, and the first of them. */
-  olderThanWindow: number;
-  firstOld: { time: number; source: DecodedSource } | undefined;
   rejects: DecodeReject[];
   /** Impressions accepted, in input order. */
   count: number;
@@ -111,8 +106,6 @@ function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: OutputScrat
     byShape: Object.fromEntries(IMPRESSION_SHAPES.map((k) => [k, 0])) as Record<ImpressionShape, number>,
     oldest: Number.POSITIVE_INFINITY,
     newest: 0,
-    olderThanWindow: 0,
-    firstOld: undefined,
     rejects: [],
     count: 0,
     bytes: new Uint8Array(0),
@@ -136,10 +129,6 @@ function decodeBatch(batch: RecordBatch, s: DecodeSettings, scratch: OutputScrat
   const accept = (imp: Impression, item: number | undefined): void => {
     if (imp.time < out.oldest) out.oldest = imp.time;
     if (imp.time > out.newest) out.newest = imp.time;
-    if (s.mode === 'event' && imp.time < s.dedupeCutoff) {
-      out.olderThanWindow++;
-      out.firstOld ??= { time: imp.time, source: sourceOf(item) };
-    }
     const problem = checkId(imp.key, s.minIdLength);
     if (problem) {
       const detail = s.mode === 'identify' && problem.reason === 'id_too_short' ? `key is ${imp.key.length} characters; the Identify API takes ids of 5 or more` : problem.detail;

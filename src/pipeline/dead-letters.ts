@@ -44,7 +44,7 @@ export class DeadLetterWriter {
   private readonly byReason = new Map<string, number>();
   private total = 0;
   /** Records written to the file (the others are pending, or their write failed). */
-  private written = 0;
+  private recordsInFile = 0;
   private retriableTotal = 0;
   private readonly command: string;
 
@@ -70,7 +70,7 @@ export class DeadLetterWriter {
 
   /** Records in the file: `count` once `sync` or `close` has succeeded, fewer if a write failed. */
   get inFile(): number {
-    return this.written;
+    return this.recordsInFile;
   }
 
   /** Records written with `retriable: true`: those `amp-fme retry` may re-send. */
@@ -113,7 +113,7 @@ export class DeadLetterWriter {
     } catch (err) {
       throw withPath(err, this.path);
     }
-    this.written += this.pending.length;
+    this.recordsInFile += this.pending.length;
     this.pending = [];
     this.pendingSize = 0;
     this.unsynced = true;

@@ -25,9 +25,6 @@ import { ImpressionLanes, type LaneIdentification } from './impression-lanes.js'
 
 const NEWLINE = Buffer.from('\n');
 
-/** Amplitude deduplicates `insert_id` within 7 days (specs/amplitude.md). */
-const DEDUPE_WINDOW_MS = 7 * 24 * 3600 * 1000;
-
 export interface PushImpressionsOptions {
   config: Config;
   /** Files, globs, or `-` for stdin (see impressions/input.ts). */
@@ -53,7 +50,6 @@ export interface PushImpressionsOptions {
   http?: Got;
   /** For tests: the largest record read (RecordSplitter's limit, 64 MB). */
   maxRecordBytes?: number;
-  now?: () => number;
 }
 
 export interface PushProgress {
@@ -86,8 +82,6 @@ export interface PushImpressionsSummary {
   requests: number;
   oldestImpression: string | undefined;
   newestImpression: string | undefined;
-  /** Impressions older than Amplitude's 7-day dedupe window: a replay of these could duplicate. */
-  olderThanDedupeWindow: number;
   deadLetters: number;
   deadLettersByReason: Record<string, number>;
   durationMs: number;
@@ -107,7 +101,6 @@ function retryPolicy(c: Config): RetryPolicy {
  */
 export async function runPushImpressions(opts: PushImpressionsOptions): Promise<PushImpressionsSummary> {
   const started = Date.now();
-  const now = opts.now ?? Date.now;
   const { config, logger, deadLetters } = opts;
   const pc = config.pushImpressions;
   const run: PushImpressionsSummary['run'] = opts.dryRun ? 'dry-run' : opts.output ? 'output' : 'send';
@@ -133,7 +126,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     requests: 0,
     oldestImpression: undefined,
     newestImpression: undefined,
-    olderThanDedupeWindow: 0,
     deadLetters: 0,
     deadLettersByReason: {},
     durationMs: 0,
@@ -166,7 +158,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     mapping: { eventType: pc.eventType, identity: opts.identity, propertyNames: pc.propertyNames, library: `amp-fme/${VERSION}` },
     minIdLength: opts.mode === 'event' ? config.amplitude.minIdLength : undefined,
     coalesce: seen !== undefined,
-    dedupeCutoff: now() - DEDUPE_WINDOW_MS,
     lanes: laneCount,
   };
   const pool = createDecodePool(settings, threads, scratch);
@@ -282,7 +273,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
 
   // --- Impressions -------------------------------------------------------------------------------------------
   const fold = opts.mode === 'identify' ? new IdentifyFold() : undefined;
-  let warnedOld = false;
 
   /** Applies one decoded batch, in input order: counts, dead letters, then its impressions. */
   const apply = (d: DecodedBatch): void => {
@@ -291,14 +281,6 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     for (const shape of IMPRESSION_SHAPES) summary.byShape[shape] += d.byShape[shape];
     if (d.oldest < oldest) oldest = d.oldest;
     if (d.newest > newest) newest = d.newest;
-    summary.olderThanDedupeWindow += d.olderThanWindow;
-    if (d.firstOld && !warnedOld) {
-      warnedOld = true;
-      logger.warn(
-        `impressions from ${new Date(d.firstOld.time).toISOString()} are older than Amplitude's 7-day insert_id dedupe window: sending them again later could duplicate them`,
-        d.firstOld.source,
-      );
-    }
     for (const r of d.rejects) deadLetters.write({ reason: r.reason, detail: r.detail, source: r.source, retriable: false, payload: r.payload });
     enqueueDecoded(d);
   };

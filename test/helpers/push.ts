@@ -25,7 +25,7 @@ export function pushConfig(apiKey: string, ingestionBaseUrl: string, throttleMs:
 
 /** Options for one event-mode Batch run of `runPushImpressions` in `cwd`; `over` changes any of them. */
 function pushRunOptions(
-  base: { config: Config; files: string[]; logger: Logger; deadLetters: DeadLetterWriter; cwd: string; now: number },
+  base: { config: Config; files: string[]; logger: Logger; deadLetters: DeadLetterWriter; cwd: string },
   over: Partial<PushImpressionsOptions> = {},
 ): PushImpressionsOptions {
   return {
@@ -39,7 +39,6 @@ function pushRunOptions(
     logger: base.logger,
     deadLetters: base.deadLetters,
     cwd: base.cwd,
-    now: () => base.now,
     ...over,
   };
 }
@@ -93,10 +92,10 @@ let pushRunNo = 0;
  * Starts one push-impressions run of `files` in `bed.dir` (event mode, Batch, unless `over` says otherwise),
  * with a dead-letter file of its own, closed when the run ends; `letters()` reads that file back.
  */
-export function startPush(bed: { readonly dir: string }, files: string[], now: number, over: Partial<PushImpressionsOptions> & { config: Config }) {
+export function startPush(bed: { readonly dir: string }, files: string[], over: Partial<PushImpressionsOptions> & { config: Config }) {
   const deadLetters = new DeadLetterWriter(join(bed.dir, `dl-${++pushRunNo}.ndjson`), 'push-impressions');
   const logger = createMemoryLogger();
-  const done = runPushImpressions(pushRunOptions({ config: over.config, files, logger, deadLetters, cwd: bed.dir, now }, over)).finally(() => deadLetters.close());
+  const done = runPushImpressions(pushRunOptions({ config: over.config, files, logger, deadLetters, cwd: bed.dir }, over)).finally(() => deadLetters.close());
   const letters = (): PushDeadLetter[] =>
     existsSync(deadLetters.path) ? readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as PushDeadLetter) : [];
   return { done, letters, logger, deadLetters };

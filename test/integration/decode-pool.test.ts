@@ -19,7 +19,6 @@ const settings: DecodeSettings = {
   mapping: { eventType: 'get_treatment', identity: 'user_id', propertyNames: defaultConfig().pushImpressions.propertyNames, library: 'amp-fme/test' },
   minIdLength: undefined,
   coalesce: true,
-  dedupeCutoff: 1_600_000_000_000,
   lanes: 4,
 };
 
@@ -89,10 +88,9 @@ describe('decode pool', () => {
       pool.recycle(d);
     }
     expect(got).toEqual(expected);
-    const all = got as { impressions: number; rejects: { reason: string }[]; olderThanWindow: number }[];
+    const all = got as { impressions: number; rejects: { reason: string }[] }[];
     expect(all.reduce((n, d) => n + d.impressions, 0)).toBeGreaterThan(3000);
     expect(new Set(all.flatMap((d) => d.rejects.map((r) => r.reason)))).toEqual(new Set(['invalid_json', 'placeholder_id']));
-    expect(all.reduce((n, d) => n + d.olderThanWindow, 0)).toBeGreaterThan(0);
   });
 
   it('fails the run with a known error, naming the setting, when a worker dies', async () => {

@@ -7,7 +7,6 @@ import type { PushImpressionsOptions } from '../../src/pipeline/push-impressions
 import { ingestionTestBed, pushConfig, startPush } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-errors-1';
-const NOW = 1700000000000 + 3600_000;
 const bed = ingestionTestBed('push-err', { apiKey: API_KEY });
 const { emulator } = bed;
 
@@ -27,7 +26,7 @@ function config(mut?: (c: Config) => void): Config {
 }
 
 function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
-  return startPush(bed, files, NOW, { config: config(), ...over });
+  return startPush(bed, files, { config: config(), ...over });
 }
 
 describe('400: set aside exactly the listed events, resend the rest', () => {

@@ -10,7 +10,6 @@ import { ingestionTestBed, pushConfig, startPush } from '../helpers/push.js';
  * (push-impressions-rate-limits.test.ts runs the emulator's clock faster; these cases depend on when answers come.)
  */
 const API_KEY = 'amp-test-api-key-pacing-1';
-const NOW = 1700000000000 + 3600_000;
 const bed = ingestionTestBed('push-pacing', { apiKey: API_KEY, rateLimits: true });
 const { emulator } = bed;
 
@@ -36,7 +35,7 @@ function run(file: string, batchSize: number) {
     c.pushImpressions.concurrency = 1;
     c.pushImpressions.batchSize = batchSize;
   });
-  return startPush(bed, [file], NOW, { config, api: 'httpapi' });
+  return startPush(bed, [file], { config, api: 'httpapi' });
 }
 
 /** Answered as usual (stored), optionally after a delay. */

@@ -17,7 +17,6 @@ import { tempDir } from '../helpers/temp-dir.js';
  */
 const SPEED = 20;
 const API_KEY = 'amp-test-api-key-rates-1';
-const NOW = 1700000000000 + 3600_000;
 const bed = ingestionTestBed('push-rates', { apiKey: API_KEY, rateLimits: true, now: () => Date.now() * SPEED });
 const { emulator } = bed;
 
@@ -39,7 +38,7 @@ function config(throttleMs: number, mut?: (c: Config) => void): Config {
 }
 
 function run(files: string[], over: Partial<PushImpressionsOptions> = {}) {
-  return startPush(bed, files, NOW, { config: config(60), api: 'httpapi', ...over });
+  return startPush(bed, files, { config: config(60), api: 'httpapi', ...over });
 }
 
 /** The stored events of `user`, as the times of their impressions (0, 1, 2, ... in dump order). */
