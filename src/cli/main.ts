@@ -29,10 +29,28 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * How a usage error commander found is written: as the run's other errors would be, `--log-format` if given,
+ * else text on a terminal and a JSON log line otherwise (cron logs stay one JSON object per line). The
+ * config file is not read for it: the flags could not be parsed.
+ */
+function usageErrorFormat(argv: string[]): 'text' | 'json' {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    const value = a === '--log-format' ? argv[i + 1] : a.startsWith('--log-format=') ? a.slice('--log-format='.length) : undefined;
+    if (value === 'text' || value === 'json') return value;
+  }
+  return process.stderr.isTTY ? 'text' : 'json';
+}
+
 async function main(): Promise<void> {
   const program = buildProgram();
-  program.exitOverride();
-  for (const cmd of program.commands) cmd.exitOverride();
+  // What commander writes to stderr (an error and its hint, or help shown for a missing command) is held, then written below.
+  let stderrText = '';
+  for (const cmd of [program, ...program.commands]) {
+    cmd.exitOverride();
+    cmd.configureOutput({ writeErr: (text) => (stderrText += text) });
+  }
   try {
     await program.parseAsync(process.argv);
   } catch (err) {
@@ -40,6 +58,8 @@ async function main(): Promise<void> {
       // Help and version are not errors; anything else commander rejects is a usage error.
       const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
       process.exitCode = ok ? EXIT.OK : EXIT.USAGE;
+      if (ok || usageErrorFormat(process.argv) === 'text') process.stderr.write(stderrText);
+      else process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: stderrText.replace(/^error: /, '').trim(), exitCode: EXIT.USAGE })}\n`);
     } else {
       // Commands report their own errors (runCommand); this is for one that escaped them, redacted like the rest.
       process.stderr.write(`amp-fme: ${messageFor(err)}\n`);

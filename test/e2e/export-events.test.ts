@@ -84,6 +84,13 @@ describe('amp-fme (spawned)', () => {
     expect(bad.stderr).toContain('YYYYMMDDTHH');
     const unknown = await runCli(['export-events', '--strat', '2024-03-01'], world.dir);
     expect(unknown.code).toBe(2);
+    // Not a terminal (as under cron): the flag error is a JSON log line like every other error; text when asked.
+    expect(unknown.stderr.trim().split('\n').map((l) => JSON.parse(l) as unknown)).toEqual([
+      { time: expect.any(String) as unknown, level: 'error', message: "unknown option '--strat'\n(Did you mean --start?)\n(run with --help for usage)", exitCode: 2 },
+    ]);
+    const unknownText = await runCli(['export-events', '--strat', '2024-03-01', '--log-format', 'text'], world.dir);
+    expect(unknownText.code).toBe(2);
+    expect(unknownText.stderr).toBe("error: unknown option '--strat'\n(Did you mean --start?)\n(run with --help for usage)\n");
     const noKey = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--log-format', 'text'], world.dir, { FME_SDK_KEY: '' });
     expect(noKey.code).toBe(2);
     expect(noKey.stderr).toContain('FME_SDK_KEY');
