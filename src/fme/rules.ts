@@ -129,7 +129,7 @@ export type KeyProblem = 'missing' | 'too_long' | 'not_a_string' | 'inexact_numb
 /**
  * Turns an identity value into an FME key, or says why it cannot be one. Strings are trimmed, as the SDKs
  * trim the key of getTreatment (so an impression's key never has surrounding spaces), and must then be
- * non-empty (specs/fme.md); whole numbers become their decimal text, but not one past 2^53 (or a fraction):
+ * non-empty (specs/fme.md); whole numbers become their decimal text, but not one of 2^53 or more (or a fraction):
  * JSON.parse has rounded it, maybe to another user's id (`inexact_number`). A key over 250 characters is refused,
  * not truncated: a cut key never matches getTreatment. null/undefined are `missing`: never the string "null".
  */

@@ -22,8 +22,9 @@ function asId(v: unknown): string | undefined {
 }
 
 /**
- * Whether an id is a number that JSON.parse may not have read exactly: past 2^53 it is rounded to a neighbour
- * (two users' ids could become one), and `1.50` or `1e3` would come back as other text.
+ * Whether an id is a number that JSON.parse may not have read exactly: from 2^53 on it is rounded to a
+ * neighbour (two users' ids could become one), and a fraction such as `1.50` would come back as other text.
+ * (Whole numbers written another way, `1e3` or `1.0`, are taken as their value's digits.)
  */
 function inexactId(v: unknown): boolean {
   return typeof v === 'number' && !Number.isSafeInteger(v);

@@ -12,7 +12,7 @@
  *    parentheses are literal, and a pattern equal to the name always matches. Filtered rows are skipped
  *    (`excluded_event_type`).
  * 3. Identities: one FME event per `identities` rule whose field (`from`, a dot path) holds a usable key.
- *    Strings are sent trimmed (as getTreatment trims keys) and must not be blank; whole numbers up to 2^53 become text; null, missing, empty and
+ *    Strings are sent trimmed (as getTreatment trims keys) and must not be blank; whole numbers below 2^53 become text; null, missing, empty and
  *    blank values are never sent (never as the string "null"); a real string "null" is sent as it is (FME
  *    has no placeholder rule). Per rule not sent, `stats.identities["<problem>_<from>"]` counts it
  *    (`missing_user_id`, `too_long_user_id` (over 250 characters: a cut key would never match

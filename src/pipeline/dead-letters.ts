@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { redact } from '../http/redact.js';
 import { withPath } from '../io/file-errors.js';
@@ -108,9 +108,17 @@ export class DeadLetterWriter {
       mkdirSync(dirname(this.path), { recursive: true });
       this.fd = openSync(this.path, 'a');
     }
+    const before = fstatSync(this.fd).size;
     try {
       writeAllSync(this.fd, this.pending.join(''));
     } catch (err) {
+      // Part may be written (a disk filling up): cut the file back, so that it holds whole records only and a
+      // later attempt (close) writes these records once, not after a cut copy of them.
+      try {
+        ftruncateSync(this.fd, before);
+      } catch {
+        // The write's own error says what is wrong.
+      }
       throw withPath(err, this.path);
     }
     this.recordsInFile += this.pending.length;

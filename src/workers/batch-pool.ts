@@ -14,7 +14,7 @@ export interface BatchPool<O extends BatchOutput> {
   decode(batch: RecordBatch): Promise<O>;
   /** Gives a decoded batch's buffers back, once nothing reads them any more. */
   recycle(output: O): void;
-  /** Resolves once every worker is ready (see TaskPool.started). */
+  /** Resolves once every worker is ready, or one has failed (see TaskPool.started). */
   started(): Promise<void>;
   close(): Promise<void>;
 }

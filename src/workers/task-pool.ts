@@ -16,7 +16,7 @@ export interface TaskPool<I, O> {
   readonly threads: number;
   /** Runs one task. Buffers in `transfer` move to the worker: the caller must not touch them afterwards. */
   run(input: I, transfer: ArrayBuffer[]): Promise<O>;
-  /** Resolves once every worker is ready (or has failed): tests wait for it to know that tasks go to the workers. */
+  /** Resolves once every worker is ready, or as soon as one fails (every task fails then): tests wait for it to know that tasks go to the workers. */
   started(): Promise<void>;
   close(): Promise<void>;
 }
