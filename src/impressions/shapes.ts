@@ -89,7 +89,7 @@ function build(f: Fields, shape: ImpressionShape, payload: unknown, item: number
   const inexact = inexactId(f.key) ? names.key : inexactId(f.bucketingKey) ? 'bucketingKey' : undefined;
   if (inexact !== undefined) {
     const value = String(inexact === names.key ? f.key : f.bucketingKey);
-    const why = `${inexact} is a number JSON cannot carry exactly (${value}): ids past 2^53 are rounded when read, so two users could become one. Write ids as strings`;
+    const why = `${inexact} is a number JSON cannot carry exactly (${value}): ids of 2^53 and more are rounded when read, so two users could become one. Write ids as strings`;
     sink.invalid('invalid_field', `${shape} impression: ${why}`, payload, item);
     return;
   }

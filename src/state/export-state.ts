@@ -80,10 +80,23 @@ export class StateError extends AmpFmeError {
  * (events host + SDK key). Hashed, so the file never holds a secret.
  */
 export function stateScope(config: Config): string {
+  return scopeHash(config, fmeEventsBaseUrl(config.fme));
+}
+
+function scopeHash(config: Config, fmeUrl: string): string {
   const h = createHash('sha256');
   h.update(`amplitude:${exportBaseUrl(config.amplitude)}:${config.amplitude.apiKey ?? ''}\n`);
-  h.update(`fme:${fmeEventsBaseUrl(config.fme)}:${config.fme.sdkKey ?? ''}\n`);
+  h.update(`fme:${fmeUrl}:${config.fme.sdkKey ?? ''}\n`);
   return h.digest('hex').slice(0, 16);
+}
+
+/**
+ * The state file earlier amp-fme versions kept for this config, when its name differs: they hashed
+ * fme.eventsBaseUrl as written, so a URL ending in '/' had a scope of its own. Undefined when the name is the same.
+ */
+export function earlierStatePath(stateDir: string, config: Config): string | undefined {
+  const raw = config.fme.eventsBaseUrl;
+  return raw === fmeEventsBaseUrl(config.fme) ? undefined : statePaths(stateDir, scopeHash(config, raw)).state;
 }
 
 export function statePaths(stateDir: string, scope: string): { state: string; lock: string } {

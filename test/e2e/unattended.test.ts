@@ -1,4 +1,5 @@
-import { readFileSync, writeFileSync, existsSync, readdirSync, utimesSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, readdirSync, renameSync, utimesSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -432,6 +433,31 @@ describe('unattended runs (spawned)', () => {
     expect(forced.code).toBe(0);
     expect(world.fme.count).toBe(sent * 2);
   });
+  it("keeps refusing a delivered range after an upgrade when fme.eventsBaseUrl ends in '/': the earlier version's state file is taken over", async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 2, 5);
+    const slashed = `${world.server.url}/api/`;
+    world.writeConfig({ ...CONFIG, fme: { eventsBaseUrl: slashed } });
+    const args = ['export-events', '--start', formatHour(ago(30)), '--end', formatHour(ago(29)), '--log-format', 'text'];
+    expect((await runCli(args, world.dir)).code).toBe(0);
+    const sent = world.fme.count;
+    // As an earlier version named it: its scope hashed the URL as written, slash and all.
+    const stateDir = join(world.dir, '.amp-fme');
+    const [current] = readdirSync(stateDir).filter((f) => /^export-events-[0-9a-f]{16}\.json$/.test(f));
+    const earlierScope = createHash('sha256')
+      .update(`amplitude:${world.server.url}:${KEYS.amplitudeApiKey}\nfme:${slashed}:${KEYS.fmeSdkKey}\n`)
+      .digest('hex')
+      .slice(0, 16);
+    renameSync(join(stateDir, current as string), join(stateDir, `export-events-${earlierScope}.json`));
+
+    const again = await runCli(args, world.dir);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('already delivered');
+    expect(world.fme.count).toBe(sent);
+    // The file has its current name now (a refused run still took it over, under the lock).
+    expect(readdirSync(stateDir).filter((f) => f.endsWith('.json'))).toEqual([current]);
+  });
+
   it('an hour Amplitude cannot export stops the run; --skip-to goes on past it, and the hour can be sent later on its own', async () => {
     const huge = [ago(8)];
     world = await startWorld({ exportOptions: { hugeHours: huge } });
