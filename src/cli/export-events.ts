@@ -4,7 +4,7 @@ import { Command, Option } from 'commander';
 import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
-import { newestSettledHour, overlaps, planExport, planSkip, type SkipPlan } from '../pipeline/export-plan.js';
+import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
 import { earlierStatePath, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
@@ -126,25 +126,34 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       checkpoint = store.range(start, end, flags.force === true);
     }
     // The plan sees the cursor as --skip-to leaves it; the skip is recorded once the plan and the guard accept the run.
-    const plan = planExport({
-      sinceLastRun: flags.sinceLastRun === true,
-      start: skip ? undefined : start,
-      end,
-      startAt,
-      lagHours: config.exportEvents.lagHours,
-      windowHours: config.exportEvents.windowHours,
-      now: Date.now(),
-      nextHour: skip ? (skipTo as number) : flags.sinceLastRun ? cursorNext : checkpoint?.nextHour,
-      inProgress: skip ? undefined : checkpoint?.inProgressWindow,
-      sending,
-    });
+    const planFrom = (nextHour: number | undefined, lowerEnd?: number): Plan =>
+      planExport({
+        sinceLastRun: flags.sinceLastRun === true,
+        // After passOverRanges the cursor continues past where --start placed it: --start no longer applies.
+        start: skip || (flags.sinceLastRun && nextHour !== cursorNext) ? undefined : start,
+        end: lowerEnd ?? end,
+        startAt,
+        lagHours: config.exportEvents.lagHours,
+        windowHours: config.exportEvents.windowHours,
+        now: Date.now(),
+        nextHour,
+        inProgress: skip ? undefined : checkpoint?.inProgressWindow,
+        sending,
+      });
+    let plan = planFrom(skip ? (skipTo as number) : flags.sinceLastRun ? cursorNext : checkpoint?.nextHour);
     let skipped: string | undefined;
     // A first --start (or a new one, while the cursor has done nothing) records where the cursor starts before anything
     // else: a --skip-to then skips from there, and a run that stops before its first batch is acknowledged (or has
-    // no hour ready yet) leaves the next run, from cron without --start, a place to go on from.
+    // no hour ready yet) leaves the next run, from cron without --start, a place to go on from. Once only.
+    let placed = false;
     const placeCursor = async (): Promise<void> => {
-      if (restart && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
+      if (!placed && restart && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
+      placed = true;
     };
+    if (flags.sinceLastRun && sending && !skip && store && checkpoint && plan.kind === 'run' && !plan.resumed) {
+      await placeCursor();
+      plan = await passOverRanges(ctx, store, checkpoint, plan, planFrom);
+    }
     if (plan.kind === 'nothing') {
       await placeCursor();
       if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
@@ -227,6 +236,56 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     interrupts.dispose();
     lock?.release();
   }
+}
+
+/**
+ * `--since-last-run` over hours an explicit range delivered: FME does not deduplicate, so the cursor passes over
+ * them (recorded as skipped, naming the range) and goes on after them. Hours that a range delivered further on
+ * end this run's windows before them; the next run passes over them. A range interrupted part-way through a
+ * window the cursor has reached stops the run: finish that range first. Returns the plan that is left.
+ */
+async function passOverRanges(
+  ctx: CommandContext,
+  store: ExportStateStore,
+  checkpoint: TrackCheckpoint,
+  first: Plan,
+  planFrom: (nextHour: number | undefined, lowerEnd?: number) => Plan,
+): Promise<Plan> {
+  let plan = first;
+  while (plan.kind === 'run') {
+    const { start, end } = plan;
+    const theirs = store
+      .deliveredSpans()
+      .filter((s) => s.label !== '--since-last-run' && s.span[0] <= end && s.span[1] >= start)
+      .sort((a, b) => a.span[0] - b.span[0]);
+    const next = theirs[0];
+    if (next === undefined) return plan;
+    if (next.span[0] > start) {
+      const before = next.span[0] - HOUR_MS;
+      ctx.logger.info(`--since-last-run goes up to ${formatHour(before)} this time: ${formatHour(next.span[0])}..${formatHour(next.span[1])} was delivered by ${next.label}, and the next run passes over it`);
+      return planFrom(start, before);
+    }
+    // Delivered hours at the cursor, and those right after them, are passed over together.
+    let to = next.span[1];
+    const by = new Set<string>();
+    for (const s of theirs) {
+      if (s.span[0] > to + HOUR_MS) break;
+      if (s.partly) {
+        const range = s.label.replace(/^the range /, '');
+        const [a, b] = range.split('..');
+        throw new UsageError(
+          `${s.label} was interrupted part-way through ${formatHour(s.span[0])}..${formatHour(s.span[1])}, which --since-last-run has reached: it can neither send those hours (FME would count the delivered part twice) nor pass over them (the rest would never be sent). Finish that range first: amp-fme export-events --start ${a} --end ${b}. Then --since-last-run passes over it.`,
+        );
+      }
+      to = Math.max(to, s.span[1]);
+      by.add(s.label);
+    }
+    const labels = [...by].join(', ');
+    await checkpoint.skip({ from: start, to }, labels);
+    ctx.logger.info(`--since-last-run passes over ${formatHour(start)}..${formatHour(to)}: delivered by ${labels}`, { passedOver: `${formatHour(start)}..${formatHour(to)}`, deliveredBy: labels });
+    plan = planFrom(to + HOUR_MS);
+  }
+  return plan;
 }
 
 /**

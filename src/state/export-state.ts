@@ -45,6 +45,11 @@ export interface SkippedHours {
    * double-send guard its hours still count as delivered (sending them again needs `--force`).
    */
   partlyDelivered?: true;
+  /**
+   * Hours another track (named: `the range ...`) had delivered when the cursor reached them: passed over, not
+   * sent again (FME does not deduplicate). Still delivered, by that track.
+   */
+  deliveredBy?: string;
 }
 
 /** A track for an explicit `--start/--end` run, remembered so a failed run resumes and a finished one is not re-sent by accident. */
@@ -182,7 +187,14 @@ function checkTrack(t: unknown, path: string, where: string): void {
         if (x === null || typeof x !== 'object') return false;
         const a = parseStateHour(x.start);
         const b = parseStateHour(x.end);
-        return a !== undefined && b !== undefined && a <= b && typeof x.at === 'string' && (x.partlyDelivered === undefined || x.partlyDelivered === true);
+        return (
+          a !== undefined &&
+          b !== undefined &&
+          a <= b &&
+          typeof x.at === 'string' &&
+          (x.partlyDelivered === undefined || x.partlyDelivered === true) &&
+          (x.deliveredBy === undefined || typeof x.deliveredBy === 'string')
+        );
       });
     if (!ok) throw corrupt(path, `${where}.skipped is malformed`);
   }
@@ -249,12 +261,24 @@ function mergeHourSpans(spans: [number, number][], more: [number, number][]): [n
 }
 
 /** Every hour span a state file's tracks delivered, with the track it belongs to: the cursor, each range, older ranges. */
-function labelledSpans(state: ExportState): { label: string; span: [number, number] }[] {
-  const out: { label: string; span: [number, number] }[] = [];
-  for (const span of deliveredSpans(state.cursor)) out.push({ label: '--since-last-run', span });
-  for (const r of state.ranges) {
-    for (const span of deliveredSpans(r)) out.push({ label: `the range ${r.start}..${r.end}`, span });
-  }
+/** Hours a track delivered (deliveredSpans), labelled, with `partly` on a window an interrupted run was part-way through. */
+export interface LabelledSpan {
+  label: string;
+  span: [number, number];
+  partly?: true;
+}
+
+function labelledSpans(state: ExportState): LabelledSpan[] {
+  const out: LabelledSpan[] = [];
+  const add = (t: Track, label: string): void => {
+    const partly = partlyDeliveredWindow(t);
+    for (const span of deliveredSpans(t)) {
+      const isPartly = partly !== undefined && span[0] === partly[0] && span[1] === partly[1];
+      out.push({ label, span, ...(isPartly ? { partly: true as const } : {}) });
+    }
+  };
+  add(state.cursor, '--since-last-run');
+  for (const r of state.ranges) add(r, `the range ${r.start}..${r.end}`);
   for (const span of earlierSpans(state)) out.push({ label: `explicit ranges older than the last ${MAX_RANGES}`, span });
   return out;
 }
@@ -276,8 +300,8 @@ export function onlyPlaced(t: Track): boolean {
  * another range over those hours would send that part again.
  */
 export function deliveredSpans(t: Track): [number, number][] {
-  const ip = t.inProgress;
-  const partly: [number, number][] = ip && ip.acked.length > 0 ? [[parseStateHour(ip.start) as number, parseStateHour(ip.end) as number]] : [];
+  const window = partlyDeliveredWindow(t);
+  const partly: [number, number][] = window ? [window] : [];
   const a = parseStateHour(t.firstHour);
   const b = parseStateHour(t.lastDeliveredHour);
   if (a === undefined || b === undefined || a > b) return partly;
@@ -295,6 +319,12 @@ export function deliveredSpans(t: Track): [number, number][] {
     });
   }
   return [...spans, ...partly];
+}
+
+/** The window an interrupted run of this track was part-way through, if it delivered any of it. */
+function partlyDeliveredWindow(t: Track): [number, number] | undefined {
+  const ip = t.inProgress;
+  return ip && ip.acked.length > 0 ? [parseStateHour(ip.start) as number, parseStateHour(ip.end) as number] : undefined;
 }
 
 /**
@@ -348,7 +378,7 @@ export class ExportStateStore {
   }
 
   /** Every track with its delivered span, for overlap warnings. */
-  deliveredSpans(): { label: string; span: [number, number] }[] {
+  deliveredSpans(): LabelledSpan[] {
     return labelledSpans(this.state);
   }
 
@@ -415,8 +445,9 @@ export class TrackCheckpoint implements ExportCheckpoint {
    * Moves the cursor past the hours of `plan` without exporting them (`--skip-to`; the checks are planSkip's):
    * the next run starts after them, and they are remembered as skipped, not delivered. Every skip is kept
    * (each is a person's decision, and rare): a dropped record would make its hours look delivered.
+   * `deliveredBy`: the hours are passed over because that track delivered them (export-events' passOverRanges).
    */
-  async skip(plan: SkipPlan): Promise<void> {
+  async skip(plan: SkipPlan, deliveredBy?: string): Promise<void> {
     const t = this.track();
     const at = new Date().toISOString();
     const records: SkippedHours[] = [];
@@ -426,7 +457,7 @@ export class TrackCheckpoint implements ExportCheckpoint {
       records.push({ start: formatHour(partly.start), end: formatHour(partly.end), at, partlyDelivered: true });
       from = partly.end + HOUR_MS;
     }
-    if (from <= plan.to) records.push({ start: formatHour(from), end: formatHour(plan.to), at });
+    if (from <= plan.to) records.push({ start: formatHour(from), end: formatHour(plan.to), at, ...(deliveredBy !== undefined ? { deliveredBy } : {}) });
     t.skipped = [...(t.skipped ?? []), ...records];
     t.firstHour ??= formatHour(plan.from);
     t.lastDeliveredHour = formatHour(plan.to);

@@ -458,6 +458,55 @@ describe('unattended runs (spawned)', () => {
     expect(readdirSync(stateDir).filter((f) => f.endsWith('.json'))).toEqual([current]);
   });
 
+  it('passes over hours an explicit range delivered ahead of the cursor: each event once, and cron is never stopped', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(30), 11, 5); // ago(30) .. ago(20)
+    world.writeConfig(CONFIG);
+    const since = async (...extra: string[]): Promise<CliResult> => runCli(['export-events', '--since-last-run', ...extra, '--end', formatHour(ago(20)), '--log-format', 'json'], world!.dir);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(27))], world.dir)).code).toBe(0);
+    // Sent by hand, ahead of the cursor: ago(24) .. ago(23).
+    expect((await runCli(['export-events', '--start', formatHour(ago(24)), '--end', formatHour(ago(23))], world.dir)).code).toBe(0);
+
+    const first = await since();
+    expect(first.code, first.stderr).toBe(0);
+    expect(logLines(first.stderr).some((l) => l.message.startsWith(`--since-last-run goes up to ${formatHour(ago(25))} this time`))).toBe(true);
+    const second = await since();
+    expect(second.code, second.stderr).toBe(0);
+    expect(logLines(second.stderr).some((l) => l.message === `--since-last-run passes over ${formatHour(ago(24))}..${formatHour(ago(23))}: delivered by the range ${formatHour(ago(24))}..${formatHour(ago(23))}`)).toBe(true);
+
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { lastDeliveredHour: string; skipped: { start: string; end: string; deliveredBy?: string }[] } };
+    expect(state.cursor.lastDeliveredHour).toBe(formatHour(ago(20)));
+    expect(state.cursor.skipped).toEqual([
+      { start: formatHour(ago(24)), end: formatHour(ago(23)), at: expect.any(String) as unknown, deliveredBy: `the range ${formatHour(ago(24))}..${formatHour(ago(23))}` },
+    ]);
+    // The hours stay delivered: sending them again on their own is still refused.
+    const again = await runCli(['export-events', '--start', formatHour(ago(24)), '--end', formatHour(ago(23)), '--log-format', 'text'], world.dir);
+    expect(again.code).toBe(2);
+  });
+
+  it('stops, saying how to go on, when the cursor reaches a range an interrupted run was part-way through', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 5, 5);
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(29))], world.dir)).code).toBe(0);
+    // A range whose run stopped inside its window: some of its batches were acknowledged.
+    const file = stateFile(world);
+    const state = JSON.parse(readFileSync(file, 'utf8')) as { ranges: unknown[] };
+    const hour = formatHour(ago(28));
+    state.ranges.push({ start: hour, end: hour, firstHour: null, lastDeliveredHour: null, inProgress: { start: hour, end: hour, acked: [[0, 1]] }, updatedAt: new Date().toISOString() });
+    writeFileSync(file, JSON.stringify(state));
+    const sentBefore = world.fme.count;
+
+    const r = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(26)), '--log-format', 'text'], world.dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`the range ${hour}..${hour} was interrupted part-way through ${hour}..${hour}`);
+    expect(r.stderr).toContain(`amp-fme export-events --start ${hour} --end ${hour}`);
+    expect(world.fme.count).toBe(sentBefore);
+  });
+
   it('an hour Amplitude cannot export stops the run; --skip-to goes on past it, and the hour can be sent later on its own', async () => {
     const huge = [ago(8)];
     world = await startWorld({ exportOptions: { hugeHours: huge } });

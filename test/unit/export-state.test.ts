@@ -93,10 +93,11 @@ describe('ExportStateStore', () => {
     const cursor = store.cursor();
     await cursor.completeWindow({ start: h('20240301T00'), end: h('20240301T23') });
     await cursor.acknowledge({ start: h('20240302T00'), end: h('20240302T23') }, 0, 9);
+    // Marked as partly delivered: --since-last-run can neither send nor pass over such a window of a range.
     expect(new ExportStateStore(path, scope).deliveredSpans()).toEqual([
       { label: '--since-last-run', span: [h('20240301T00'), h('20240301T23')] },
-      { label: '--since-last-run', span: [h('20240302T00'), h('20240302T23')] },
-      { label: 'the range 20240305T00..20240305T23', span: [h('20240305T00'), h('20240305T23')] },
+      { label: '--since-last-run', span: [h('20240302T00'), h('20240302T23')], partly: true },
+      { label: 'the range 20240305T00..20240305T23', span: [h('20240305T00'), h('20240305T23')], partly: true },
     ]);
   });
 
