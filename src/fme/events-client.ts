@@ -79,8 +79,9 @@ export class FmeEventsClient {
    * - `onRefused` gets each event refused on its own (or in a part refused once the budget is spent, or with
    *   another status);
    * - if a request fails for good (retries used up, a fatal answer) or the run is stopped part-way, the events
-   *   not sent yet go to `onUnsent` and the error is returned, not thrown: some halves are in FME already, so
-   *   the caller records the batch as handled (delivered, refused or unsent) before it stops.
+   *   not sent yet go to `onUnsent` and the error is returned, not thrown: when some halves are in FME already,
+   *   the caller records the batch as handled (delivered, refused or unsent) before it stops; when none was
+   *   delivered or refused, it may leave the batch for the next run.
    */
   async deliverSplitting(
     jsons: string[],

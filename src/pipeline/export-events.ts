@@ -216,7 +216,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
             });
           };
           let refused = 0;
-          let notSent = 0;
+          const unsent: [number, unknown][] = [];
           const split = await fme.deliverSplitting(
             jsons,
             outcome,
@@ -224,12 +224,21 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
               refused++;
               letter(i, 'fme_rejected', `FME answered ${o.status}: ${o.body}`, o.status);
             },
-            // Part of the batch is in FME: the rest is recorded as a dead letter, so that no run sends the batch again.
-            (i, err) => {
-              notSent++;
-              letter(i, 'fme_not_sent', `its batch was refused and being sent in parts when the run stopped: ${(err as Error).message}`);
-            },
+            (i, err) => unsent.push([i, err]),
           );
+          if (split.error !== undefined && split.delivered === 0 && refused === 0) {
+            // None of it reached FME (which stores nothing of a refused request), and nothing was dead-lettered: it stays
+            // unrecorded for the next run, like a batch not sent yet.
+            logger.warn(`FME refused a batch of ${batch.count} events (HTTP ${outcome.status}) and the run stopped before any part of it was delivered: the next run sends it again`, {
+              status: outcome.status,
+              window: describeWindow(window),
+            });
+            fatal ??= split.error;
+            return;
+          }
+          // Part of the batch is in FME: the rest is recorded as a dead letter, so that no run sends the batch again.
+          for (const [i, err] of unsent) letter(i, 'fme_not_sent', `its batch was refused and being sent in parts when the run stopped: ${(err as Error).message}`);
+          const notSent = unsent.length;
           s.fmeEventsSent += split.delivered;
           const rest = notSent > 0 ? `; ${notSent} were not sent when the run stopped (also dead letters, to retry)` : ', the rest were delivered';
           logger.warn(`FME refused ${refused} of a batch of ${batch.count} events (HTTP ${outcome.status}); they are in the dead-letter file${rest}`, {

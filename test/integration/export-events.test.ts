@@ -338,6 +338,31 @@ describe('export-events pipeline against the emulators', () => {
       expect(world.fme.count).toBe(5);
     });
 
+    it('a refused batch stopped before any part of it was delivered or refused stays for the next run, which sends it once', async () => {
+      // Refused whole; the stop comes as its first half is refused too, before anything of it is delivered.
+      const faults = new WatchedFaults();
+      world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows.slice(0, 10) : []), entriesPerHour: 1 }, fmeOptions: { faults } });
+      const stop = new AbortController();
+      faults.onRequest = (n) => {
+        if (n === 2) stop.abort('SIGTERM received');
+      };
+      world.fme.faults.push({ status: 400, body: '{"message":"bad event"}' }, 2);
+      const config = configFor(world, { exportEvents: { batchSize: 10, concurrency: 1 } });
+      const checkpoint = memory();
+      const dl = deadLetterWriter();
+      const logger = createMemoryLogger();
+      await expect(runExportEvents({ config, start: hour, end: hour, dryRun: false, logger, deadLetters: dl, checkpoint, signal: stop.signal })).rejects.toThrow(/stopped/);
+      await dl.close();
+      expect(world.fme.count).toBe(0);
+      expect(dl.count).toBe(0);
+      expect(checkpoint.acked()).toEqual([]);
+      expect(logger.lines.some((l) => /the next run sends it again/.test(l.message))).toBe(true);
+      faults.onRequest = undefined;
+      world.fme.faults.clear();
+      await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters: deadLetterWriter(), checkpoint });
+      expect(uuidsOf(world).sort()).toEqual(rows.slice(0, 10).map((_, i) => `s-${i}`).sort());
+    });
+
     it('progress that cannot be recorded stops the sending, so no more is sent than will be sent again', async () => {
       world = await startWorld({ exportOptions: { source: (hourMs) => (hourMs === hour ? rows : []), entriesPerHour: 1 } });
       let calls = 0;
