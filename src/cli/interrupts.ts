@@ -45,7 +45,7 @@ export function watchInterrupts(opts: { logger: Logger; maxRuntimeMs?: number | 
   let reason: string | undefined;
   let drainTimer: NodeJS.Timeout | undefined;
   const force = (why: string): void => {
-    opts.logger.error(`${why}; exiting now. Batches that were in flight were not recorded and will be sent again by the next run.`);
+    opts.logger.error(`${why}; exiting now, without a summary. Batches that were in flight were not recorded and will be sent again by the next run.`, { exitCode: 1 });
     opts.onForce?.();
     process.exit(1);
   };

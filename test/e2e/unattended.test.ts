@@ -340,7 +340,7 @@ describe('unattended runs (spawned)', () => {
       const r = await run;
       expect(r.code).toBe(1);
       const errors = logLines(r.stderr).filter((l) => l.level === 'error').map((l) => l.message);
-      expect(errors).toEqual(['SIGINT received again while stopping; exiting now. Batches that were in flight were not recorded and will be sent again by the next run.']);
+      expect(errors).toEqual(['SIGINT received again while stopping; exiting now, without a summary. Batches that were in flight were not recorded and will be sent again by the next run.']);
       // Nothing was sent after the first signal: the quick batches, and at most one held batch per lane.
       expect(world.fme.requests.length).toBeLessThanOrEqual(quick + concurrency);
       expect(lockFiles(world)).toEqual([]);
