@@ -1,7 +1,8 @@
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { redact } from '../http/redact.js';
 import { withPath } from '../io/file-errors.js';
+import { makeDirs } from '../io/make-dirs.js';
 import { writeAllSync } from '../io/write-all.js';
 
 /** Where a dead letter came from: the input file and line, an export window and zip entry, a batch... */
@@ -105,7 +106,7 @@ export class DeadLetterWriter {
   private writeOut(): void {
     if (this.pending.length === 0) return;
     if (this.fd === undefined) {
-      mkdirSync(dirname(this.path), { recursive: true });
+      makeDirs(dirname(this.path));
       this.fd = openSync(this.path, 'a');
     }
     const before = fstatSync(this.fd).size;

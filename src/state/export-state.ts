@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, fmeEventsBaseUrl, type Config } from '../config/types.js';
 import { AmpFmeError } from '../errors.js';
 import { withPath } from '../io/file-errors.js';
+import { makeDirs } from '../io/make-dirs.js';
 import type { ExportCheckpoint } from '../pipeline/export-checkpoint.js';
 import type { SkipPlan } from '../pipeline/export-plan.js';
 import { addRange, type Ranges } from '../pipeline/positions.js';
@@ -389,7 +390,7 @@ export class ExportStateStore {
     const next = this.writing.catch(() => undefined).then(() => {
       if (!this.dirty) return;
       this.dirty = false;
-      mkdirSync(dirname(this.path), { recursive: true });
+      makeDirs(dirname(this.path));
       writeFileAtomic(this.path, `${JSON.stringify(this.state, null, 2)}\n`);
     });
     this.writing = next;

@@ -1,8 +1,9 @@
-import { closeSync, openSync, readFileSync, rmSync, statSync, unlinkSync, mkdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockedError } from '../errors.js';
 import { withPath } from '../io/file-errors.js';
+import { makeDirs } from '../io/make-dirs.js';
 import { writeAllSync } from '../io/write-all.js';
 import { processExists } from '../io/processes.js';
 
@@ -83,7 +84,7 @@ const GUARD_STALE_MS = 30_000;
  * at once, under a guard file so two runs cannot both take it over.
  */
 export function acquireLock(path: string, command: string): HeldLock {
-  mkdirSync(dirname(path), { recursive: true });
+  makeDirs(dirname(path));
   const mine: LockInfo = { pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), command };
   const start = procStart(process.pid);
   if (start !== undefined) mine.procStart = start;
