@@ -1,4 +1,4 @@
-import { existsSync, renameSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Command, Option } from 'commander';
 import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
@@ -6,7 +6,7 @@ import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { earlierStatePath, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, type TrackCheckpoint } from '../state/export-state.js';
+import { earlierState, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -100,8 +100,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   if (sending) lock = acquireLock(paths.lock, `export-events ${process.argv.slice(3).join(' ')}`.trim());
   const interrupts = watchInterrupts({ logger, maxRuntimeMs, onForce: () => lock?.release() });
   try {
-    const stateFile = stateFileOf(ctx, paths.state, sending);
-    const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile, scope) : undefined;
+    const stateFile = stateFileOf(ctx, paths.state, scope, sending);
+    const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile.path, stateFile.scope) : undefined;
     let checkpoint: TrackCheckpoint | undefined;
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
     let skip: SkipPlan | undefined;
@@ -289,17 +289,17 @@ async function passOverRanges(
 }
 
 /**
- * The state file to use. One kept under the name an earlier version gave these settings (earlierStatePath) is
- * renamed to the current name by a sending run (which holds the lock), and read where it is by one that is not:
- * without it, every range it recorded would be sent again.
+ * The state file to use, and the scope written in it. One kept under the name and scope an earlier version gave
+ * these settings (earlierState) is taken over by a sending run (which holds the lock), and read where it is by
+ * one that is not: without it, every range it recorded would be sent again.
  */
-function stateFileOf(ctx: CommandContext, path: string, sending: boolean): string {
-  const earlier = earlierStatePath(ctx.loaded.stateDir, ctx.config);
-  if (earlier === undefined || existsSync(path) || !existsSync(earlier)) return path;
+function stateFileOf(ctx: CommandContext, path: string, scope: string, sending: boolean): { path: string; scope: string } {
+  const earlier = earlierState(ctx.loaded.stateDir, ctx.config);
+  if (earlier === undefined || existsSync(path) || !existsSync(earlier.path)) return { path, scope };
   if (!sending) return earlier;
-  renameSync(earlier, path);
-  ctx.logger.info(`state file ${basename(earlier)} renamed to ${basename(path)}: fme.eventsBaseUrl ends in '/', which no longer gives it a state of its own`);
-  return path;
+  takeOverState(earlier, path, scope);
+  ctx.logger.info(`state file ${basename(earlier.path)} is now ${basename(path)}: fme.eventsBaseUrl ends in '/', which no longer gives it a state of its own`);
+  return { path, scope };
 }
 
 /**

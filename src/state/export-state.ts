@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, fmeEventsBaseUrl, type Config } from '../config/types.js';
@@ -97,12 +97,26 @@ function scopeHash(config: Config, fmeUrl: string): string {
 }
 
 /**
- * The state file earlier amp-fme versions kept for this config, when its name differs: they hashed
- * fme.eventsBaseUrl as written, so a URL ending in '/' had a scope of its own. Undefined when the name is the same.
+ * The state file earlier amp-fme versions kept for this config, and the scope written in it, when they differ
+ * from today's: they hashed fme.eventsBaseUrl as written, so a URL ending in '/' had a scope of its own.
  */
-export function earlierStatePath(stateDir: string, config: Config): string | undefined {
+export function earlierState(stateDir: string, config: Config): { path: string; scope: string } | undefined {
   const raw = config.fme.eventsBaseUrl;
-  return raw === fmeEventsBaseUrl(config.fme) ? undefined : statePaths(stateDir, scopeHash(config, raw)).state;
+  if (raw === fmeEventsBaseUrl(config.fme)) return undefined;
+  const scope = scopeHash(config, raw);
+  return { path: statePaths(stateDir, scope).state, scope };
+}
+
+/**
+ * Moves an earlier version's state file (earlierState) to today's name and scope: written whole under the new
+ * name (atomically), then the old one removed. Checked as any state file is read. Call it holding the lock.
+ */
+export function takeOverState(earlier: { path: string; scope: string }, path: string, scope: string): void {
+  const state = readExportState(earlier.path, earlier.scope);
+  state.scope = scope;
+  makeDirs(dirname(path));
+  writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`);
+  rmSync(earlier.path, { force: true });
 }
 
 export function statePaths(stateDir: string, scope: string): { state: string; lock: string } {

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync, existsSync, readdirSync, renameSync, utimesSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
@@ -448,14 +448,22 @@ describe('unattended runs (spawned)', () => {
       .update(`amplitude:${world.server.url}:${KEYS.amplitudeApiKey}\nfme:${slashed}:${KEYS.fmeSdkKey}\n`)
       .digest('hex')
       .slice(0, 16);
-    renameSync(join(stateDir, current as string), join(stateDir, `export-events-${earlierScope}.json`));
+    const written = JSON.parse(readFileSync(join(stateDir, current as string), 'utf8')) as { scope: string };
+    const currentScope = written.scope;
+    writeFileSync(join(stateDir, `export-events-${earlierScope}.json`), JSON.stringify({ ...written, scope: earlierScope }));
+    rmSync(join(stateDir, current as string));
 
     const again = await runCli(args, world.dir);
-    expect(again.code).toBe(2);
+    expect(again.code, again.stderr).toBe(2);
     expect(again.stderr).toContain('already delivered');
     expect(world.fme.count).toBe(sent);
-    // The file has its current name now (a refused run still took it over, under the lock).
+    // The file has its current name and scope now (a refused run still took it over, under the lock), and runs on.
     expect(readdirSync(stateDir).filter((f) => f.endsWith('.json'))).toEqual([current]);
+    expect((JSON.parse(readFileSync(join(stateDir, current as string), 'utf8')) as { scope: string }).scope).toBe(currentScope);
+    // A cron run over the same hours reads that state too: it passes over what the range delivered.
+    const cron = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(29)), '--log-format', 'text'], world.dir);
+    expect(cron.code, cron.stderr).toBe(0);
+    expect(world.fme.count).toBe(sent);
   });
 
   it('passes over hours an explicit range delivered ahead of the cursor: each event once, and cron is never stopped', async () => {
