@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Command, Option } from 'commander';
-import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
+import { describeWindow, formatHour, HOUR_MS, parseHourArg, type HourWindow } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { earlierState, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
+import { EARLIER_RANGES, earlierState, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -150,7 +150,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       if (!placed && restart && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
       placed = true;
     };
-    if (flags.sinceLastRun && sending && !skip && store && checkpoint && plan.kind === 'run' && !plan.resumed) {
+    if (flags.sinceLastRun && sending && !skip && store && checkpoint && plan.kind === 'run') {
       await placeCursor();
       plan = await passOverRanges(ctx, store, checkpoint, plan, planFrom);
     }
@@ -254,10 +254,18 @@ async function passOverRanges(
   let plan = first;
   while (plan.kind === 'run') {
     const { start, end } = plan;
-    const theirs = store
-      .deliveredSpans()
-      .filter((s) => s.label !== '--since-last-run' && s.span[0] <= end && s.span[1] >= start)
-      .sort((a, b) => a.span[0] - b.span[0]);
+    const spans = store.deliveredSpans();
+    const theirs = spans.filter((s) => s.label !== '--since-last-run' && s.span[0] <= end && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
+    // A window an interrupted run of the cursor was part-way through is finished first (it cannot be split): only
+    // hours after it are looked at, and ranges over the window itself are left to the double-send guard.
+    if (plan.resumed) {
+      const window = plan.windows[0] as HourWindow;
+      const after = theirs.filter((s) => s.span[1] > window.end);
+      if (after.length === 0 || theirs.some((s) => s.span[0] <= window.end)) return plan;
+      const from = Math.max((after[0] as LabelledSpan).span[0], window.end + HOUR_MS);
+      ctx.logger.info(`--since-last-run goes up to ${formatHour(from - HOUR_MS)} this time: from ${formatHour(from)} on, hours were delivered by ${(after[0] as LabelledSpan).label}, and a later run passes over them`);
+      return planFrom(start, from - HOUR_MS);
+    }
     const next = theirs[0];
     if (next === undefined) return plan;
     if (next.span[0] > start) {
@@ -270,13 +278,8 @@ async function passOverRanges(
     const by = new Set<string>();
     for (const s of theirs) {
       if (s.span[0] > to + HOUR_MS) break;
-      if (s.partly) {
-        const range = s.label.replace(/^the range /, '');
-        const [a, b] = range.split('..');
-        throw new UsageError(
-          `${s.label} was interrupted part-way through ${formatHour(s.span[0])}..${formatHour(s.span[1])}, which --since-last-run has reached: it can neither send those hours (FME would count the delivered part twice) nor pass over them (the rest would never be sent). Finish that range first: amp-fme export-events --start ${a} --end ${b}. Then --since-last-run passes over it.`,
-        );
-      }
+      // Partly delivered hours that another track delivered in full are delivered.
+      if (s.partly && !spans.some((o) => !o.partly && o.label !== s.label && o.span[0] <= s.span[0] && o.span[1] >= s.span[1])) throw partlyDelivered(s);
       to = Math.max(to, s.span[1]);
       by.add(s.label);
     }
@@ -286,6 +289,21 @@ async function passOverRanges(
     plan = planFrom(to + HOUR_MS);
   }
   return plan;
+}
+
+/** Why --since-last-run can neither send nor pass over a window a range was part-way through, and what to do. */
+function partlyDelivered(s: LabelledSpan): UsageError {
+  const hours = `${formatHour(s.span[0])}..${formatHour(s.span[1])}`;
+  const neither = 'which --since-last-run has reached: it can neither send those hours (FME would count the delivered part twice) nor pass over them (the rest would never be sent).';
+  if (s.label === EARLIER_RANGES) {
+    return new UsageError(
+      `an explicit range, since folded into the ${EARLIER_RANGES}, was interrupted part-way through ${hours}, ${neither} Which of its events reached FME is no longer recorded: ` +
+        `send the window again with amp-fme export-events --start ${formatHour(s.span[0])} --end ${formatHour(s.span[1])} --force (FME counts its delivered part twice), ` +
+        `or pass over it with --since-last-run --skip-to ${formatHour(s.span[1] + HOUR_MS)} (its undelivered part is never sent).`,
+    );
+  }
+  const [a, b] = s.label.replace(/^the range /, '').split('..');
+  return new UsageError(`${s.label} was interrupted part-way through ${hours}, ${neither} Finish that range first: amp-fme export-events --start ${a} --end ${b}. Then --since-last-run passes over it.`);
 }
 
 /**

@@ -73,6 +73,11 @@ export interface ExportState {
    * first. Absent until a state has had that many ranges.
    */
   earlierRanges?: [string, string][];
+  /**
+   * Windows of folded ranges that an interrupted run was part-way through: their hours are in `earlierRanges`, but
+   * which of their events reached FME is no longer known, so `--since-last-run` must not pass over them as delivered.
+   */
+  earlierPartly?: [string, string][];
 }
 
 export class StateError extends AmpFmeError {
@@ -244,19 +249,23 @@ export function readExportState(path: string, scope: string): ExportState {
     checkTrack(r, path, `ranges[${i}]`);
     if (parseStateHour(r.start) === undefined || parseStateHour(r.end) === undefined) throw corrupt(path, `ranges[${i}] has no start/end`);
   });
-  const earlier = s.earlierRanges;
-  if (earlier !== undefined) {
+  for (const key of ['earlierRanges', 'earlierPartly'] as const) {
+    const spans = s[key];
+    if (spans === undefined) continue;
     const ok =
-      Array.isArray(earlier) &&
-      earlier.every((x: unknown) => {
+      Array.isArray(spans) &&
+      spans.every((x: unknown) => {
         if (!Array.isArray(x) || x.length !== 2) return false;
         const [a, b] = [parseStateHour(x[0] as string), parseStateHour(x[1] as string)];
         return a !== undefined && b !== undefined && a <= b;
       });
-    if (!ok) throw corrupt(path, 'earlierRanges is malformed');
+    if (!ok) throw corrupt(path, `${key} is malformed`);
   }
   return s as ExportState;
 }
+
+/** The label of the hours of `earlierRanges` (and `earlierPartly`) in messages. */
+export const EARLIER_RANGES = `explicit ranges older than the last ${MAX_RANGES}`;
 
 /** The hours of `earlierRanges` as [first, last] epoch ms spans. */
 function earlierSpans(state: ExportState): [number, number][] {
@@ -294,7 +303,8 @@ function labelledSpans(state: ExportState): LabelledSpan[] {
   };
   add(state.cursor, '--since-last-run');
   for (const r of state.ranges) add(r, `the range ${r.start}..${r.end}`);
-  for (const span of earlierSpans(state)) out.push({ label: `explicit ranges older than the last ${MAX_RANGES}`, span });
+  for (const span of earlierSpans(state)) out.push({ label: EARLIER_RANGES, span });
+  for (const [a, b] of state.earlierPartly ?? []) out.push({ label: EARLIER_RANGES, span: [parseStateHour(a) as number, parseStateHour(b) as number], partly: true });
   return out;
 }
 
@@ -382,12 +392,18 @@ export class ExportStateStore {
     }
     const all = [track, ...this.state.ranges.filter((r) => !(r.start === s && r.end === e))];
     this.state.ranges = all.slice(0, MAX_RANGES);
-    const folded = all.slice(MAX_RANGES).flatMap((r) => deliveredSpans(r));
+    const foldedRanges = all.slice(MAX_RANGES);
+    const folded = foldedRanges.flatMap((r) => deliveredSpans(r));
     if (folded.length > 0) {
       // A folded range that was part-way through loses its progress marks: its hours count as delivered, so
-      // running it again is refused (narrow it, or --force) rather than sent twice.
+      // running it again is refused (narrow it, or --force) rather than sent twice; its window is remembered
+      // as partly delivered, so that --since-last-run does not pass over it as delivered either.
       const merged = mergeHourSpans(earlierSpans(this.state), folded);
       this.state.earlierRanges = merged.map(([a, b]) => [formatHour(a), formatHour(b)]);
+      for (const r of foldedRanges) {
+        const partly = partlyDeliveredWindow(r);
+        if (partly) this.state.earlierPartly = [...(this.state.earlierPartly ?? []), [formatHour(partly[0]), formatHour(partly[1])]];
+      }
     }
     return new TrackCheckpoint(this, () => this.findRange(start, end) as RangeTrack);
   }

@@ -495,6 +495,49 @@ describe('unattended runs (spawned)', () => {
     expect(again.code).toBe(2);
   });
 
+  it('finishes its own interrupted window first, then stops before a range delivered after it; the next run passes over the range', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(30), 11, 5); // ago(30) .. ago(20)
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(30))], world.dir)).code).toBe(0);
+    expect((await runCli(['export-events', '--start', formatHour(ago(26)), '--end', formatHour(ago(26))], world.dir)).code).toBe(0);
+    // The cursor's next window was interrupted before its first batch was acknowledged.
+    const file = stateFile(world);
+    const state = JSON.parse(readFileSync(file, 'utf8')) as { cursor: { inProgress: unknown } };
+    state.cursor.inProgress = { start: formatHour(ago(29)), end: formatHour(ago(28)), acked: [] };
+    writeFileSync(file, JSON.stringify(state));
+
+    const first = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(20)), '--log-format', 'json'], world.dir);
+    expect(first.code, first.stderr).toBe(0);
+    expect(logLines(first.stderr).some((l) => l.message.startsWith(`--since-last-run goes up to ${formatHour(ago(27))} this time`))).toBe(true);
+    const second = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(20)), '--log-format', 'json'], world.dir);
+    expect(second.code, second.stderr).toBe(0);
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
+
+  it('stops at a window of a range folded into the older ones while part-way through, since what it delivered is no longer known', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 4, 5);
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(29))], world.dir)).code).toBe(0);
+    // As a fold leaves it: the window's hours among the older ranges' delivered hours, and marked partly delivered.
+    const file = stateFile(world);
+    const state = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    const hour = formatHour(ago(28));
+    state.earlierRanges = [[hour, hour]];
+    state.earlierPartly = [[hour, hour]];
+    writeFileSync(file, JSON.stringify(state));
+    const sentBefore = world.fme.count;
+
+    const r = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(27)), '--log-format', 'text'], world.dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`since folded into the explicit ranges older than the last 50, was interrupted part-way through ${hour}..${hour}`);
+    expect(r.stderr).toContain(`--since-last-run --skip-to ${formatHour(ago(27))}`);
+    expect(world.fme.count).toBe(sentBefore);
+  });
+
   it('stops, saying how to go on, when the cursor reaches a range an interrupted run was part-way through', async () => {
     world = await startWorld();
     seedHours(world, ago(30), 5, 5);

@@ -152,11 +152,14 @@ describe('ExportStateStore', () => {
     expect(again.snapshot.ranges.length).toBe(MAX_RANGES);
     expect(again.findRange(day(0).start, day(0).end)).toBeUndefined();
     const label = `explicit ranges older than the last ${MAX_RANGES}`;
-    // Consecutive days merge into one span; the partial range's day in progress counts as delivered too.
+    // Consecutive days merge into one span; the partial range's day in progress counts as delivered too, and is
+    // remembered as partly delivered (so --since-last-run does not pass over it as delivered).
     expect(again.deliveredSpans().filter((s) => s.label === label)).toEqual([
       { label, span: [day(0).start, day(MAX_RANGES + 4).end] },
       { label, span: [day(100).start, day(101).end] },
+      { label, span: [day(101).start, day(101).end], partly: true },
     ]);
+    expect(again.snapshot.earlierPartly).toEqual([['20240411T00', '20240411T23']]);
     expect(overlaps(day(3).start, day(3).end, again.deliveredSpans())).toEqual([`20240104T00..20240104T23 (delivered by ${label})`]);
     expect(readFileSync(path, 'utf8').length).toBeLessThan(20_000);
   });
