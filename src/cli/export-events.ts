@@ -299,7 +299,7 @@ function partlyDelivered(s: LabelledSpan): UsageError {
     return new UsageError(
       `an explicit range, since folded into the ${EARLIER_RANGES}, was interrupted part-way through ${hours}, ${neither} Which of its events reached FME is no longer recorded: ` +
         `send the window again with amp-fme export-events --start ${formatHour(s.span[0])} --end ${formatHour(s.span[1])} --force (FME counts its delivered part twice), ` +
-        `or pass over it with --since-last-run --skip-to ${formatHour(s.span[1] + HOUR_MS)} (its undelivered part is never sent).`,
+        `or pass over it with amp-fme export-events --since-last-run --skip-to ${formatHour(s.span[1] + HOUR_MS)} --end ${formatHour(s.span[1])} (its undelivered part is never sent; the --end keeps that run to the skip, and later runs go on from there).`,
     );
   }
   const [a, b] = s.label.replace(/^the range /, '').split('..');

@@ -267,6 +267,17 @@ export function readExportState(path: string, scope: string): ExportState {
 /** The label of the hours of `earlierRanges` (and `earlierPartly`) in messages. */
 export const EARLIER_RANGES = `explicit ranges older than the last ${MAX_RANGES}`;
 
+/** The windows of `earlierPartly` as [first, last] epoch ms spans. */
+function earlierPartlySpans(state: ExportState): [number, number][] {
+  return (state.earlierPartly ?? []).map(([a, b]) => [parseStateHour(a) as number, parseStateHour(b) as number]);
+}
+
+/** A track's delivered hours less the window it was part-way through: the hours all of whose events it delivered. */
+function fullyDeliveredSpans(t: Track): [number, number][] {
+  const partly = partlyDeliveredWindow(t);
+  return deliveredSpans(t).filter(([a, b]) => !(partly && a === partly[0] && b === partly[1]));
+}
+
 /** The hours of `earlierRanges` as [first, last] epoch ms spans. */
 function earlierSpans(state: ExportState): [number, number][] {
   return (state.earlierRanges ?? []).map(([a, b]) => [parseStateHour(a) as number, parseStateHour(b) as number]);
@@ -304,7 +315,7 @@ function labelledSpans(state: ExportState): LabelledSpan[] {
   add(state.cursor, '--since-last-run');
   for (const r of state.ranges) add(r, `the range ${r.start}..${r.end}`);
   for (const span of earlierSpans(state)) out.push({ label: EARLIER_RANGES, span });
-  for (const [a, b] of state.earlierPartly ?? []) out.push({ label: EARLIER_RANGES, span: [parseStateHour(a) as number, parseStateHour(b) as number], partly: true });
+  for (const span of earlierPartlySpans(state)) out.push({ label: EARLIER_RANGES, span, partly: true });
   return out;
 }
 
@@ -400,12 +411,28 @@ export class ExportStateStore {
       // as partly delivered, so that --since-last-run does not pass over it as delivered either.
       const merged = mergeHourSpans(earlierSpans(this.state), folded);
       this.state.earlierRanges = merged.map(([a, b]) => [formatHour(a), formatHour(b)]);
-      for (const r of foldedRanges) {
-        const partly = partlyDeliveredWindow(r);
-        if (partly) this.state.earlierPartly = [...(this.state.earlierPartly ?? []), [formatHour(partly[0]), formatHour(partly[1])]];
-      }
+      this.foldPartly(all, foldedRanges);
     }
     return new TrackCheckpoint(this, () => this.findRange(start, end) as RangeTrack);
+  }
+
+  /**
+   * Keeps `earlierPartly` true as ranges fold: the windows the folded ranges were part-way through join it, and a
+   * window another track delivered in full (a range run again over it with --force, the cursor) leaves it. That
+   * has to be decided now: once folded, a range's hours are merged with the others' and can no longer be told apart.
+   */
+  private foldPartly(all: RangeTrack[], foldedRanges: RangeTrack[]): void {
+    const partly: { window: [number, number]; of: Track | undefined }[] = [
+      ...earlierPartlySpans(this.state).map((window) => ({ window, of: undefined })),
+      ...foldedRanges.flatMap((r) => {
+        const window = partlyDeliveredWindow(r);
+        return window ? [{ window, of: r as Track }] : [];
+      }),
+    ];
+    const full = [this.state.cursor, ...all].map((t) => ({ t, spans: fullyDeliveredSpans(t) }));
+    const open = partly.filter(({ window: [a, b], of }) => !full.some(({ t, spans }) => t !== of && spans.some(([x, y]) => x <= a && y >= b)));
+    if (open.length > 0) this.state.earlierPartly = open.map(({ window: [a, b] }) => [formatHour(a), formatHour(b)]);
+    else delete this.state.earlierPartly;
   }
 
   /** Every track with its delivered span, for overlap warnings. */

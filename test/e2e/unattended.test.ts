@@ -517,11 +517,15 @@ describe('unattended runs (spawned)', () => {
     expect([...counts.values()].every((c) => c === 1)).toBe(true);
   });
 
-  it('stops at a window of a range folded into the older ones while part-way through, since what it delivered is no longer known', async () => {
+  it('stops at a window of a range folded into the older ones while part-way through, since what it delivered is no longer known; the --skip-to it advises works', async () => {
     world = await startWorld();
-    seedHours(world, ago(30), 4, 5);
+    const before = seedHours(world, ago(30), 2, 5);
+    const window = seedHours(world, ago(28), 1, 5);
+    const after = seedHours(world, ago(27), 5, 5); // ago(27) .. ago(23)
     world.writeConfig(CONFIG);
     expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(29))], world.dir)).code).toBe(0);
+    // A range delivered further on, as a backfill leaves them.
+    expect((await runCli(['export-events', '--start', formatHour(ago(25)), '--end', formatHour(ago(25))], world.dir)).code).toBe(0);
     // As a fold leaves it: the window's hours among the older ranges' delivered hours, and marked partly delivered.
     const file = stateFile(world);
     const state = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
@@ -531,11 +535,25 @@ describe('unattended runs (spawned)', () => {
     writeFileSync(file, JSON.stringify(state));
     const sentBefore = world.fme.count;
 
-    const r = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(27)), '--log-format', 'text'], world.dir);
+    const r = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(23)), '--log-format', 'text'], world.dir);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`since folded into the explicit ranges older than the last 50, was interrupted part-way through ${hour}..${hour}`);
-    expect(r.stderr).toContain(`--since-last-run --skip-to ${formatHour(ago(27))}`);
     expect(world.fme.count).toBe(sentBefore);
+    // The advised skip, word for word, then cron: it goes on after the window and passes over the range.
+    const advised = /amp-fme (export-events --since-last-run --skip-to \S+ --end \S+)/.exec(r.stderr)?.[1]?.split(' ');
+    expect(advised).toEqual(['export-events', '--since-last-run', '--skip-to', formatHour(ago(27)), '--end', formatHour(ago(28))]);
+    const skip = await runCli([...(advised as string[]), '--log-format', 'text'], world.dir);
+    expect(skip.code, skip.stderr).toBe(0);
+    // Two cron runs: the first goes up to the range, the next passes over it.
+    for (let i = 0; i < 2; i++) {
+      const cron = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(23)), '--log-format', 'text'], world.dir);
+      expect(cron.code, cron.stderr).toBe(0);
+    }
+    // Every event once, but those of the skipped window (that is what a skip means).
+    const counts = uuidCounts(world);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expect(counts.size).toBe(before.length + after.length);
+    expect(window.some((row) => counts.has(String(row.uuid)))).toBe(false);
   });
 
   it('stops, saying how to go on, when the cursor reaches a range an interrupted run was part-way through', async () => {

@@ -138,6 +138,24 @@ describe('ExportStateStore', () => {
     expect(again.deliveredSpans()).toEqual([{ label: 'the range 20240301T00..20240302T23', span: [h('20240301T00'), h('20240301T23')] }]);
   });
 
+  it('drops a folded partly delivered window from earlierPartly once another range that delivered it in full folds too', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const day = (i: number): { start: number; end: number } => ({ start: h('20240101T00') + i * 24 * HOUR_MS, end: h('20240101T23') + i * 24 * HOUR_MS });
+    const fill = async (from: number): Promise<void> => {
+      for (let i = from; i < from + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, false).completeWindow(day(i));
+    };
+    // Interrupted inside day 5, then folded: which of its events reached FME is no longer known.
+    await store.range(day(5).start, day(5).end, false).acknowledge(day(5), 0, 9);
+    await fill(100);
+    expect(store.snapshot.earlierPartly).toEqual([['20240106T00', '20240106T23']]);
+    // Day 5 sent again in full (--force), and that range folded in turn: the window is delivered, by it.
+    await store.range(day(5).start, day(5).end, true).completeWindow(day(5));
+    await fill(200);
+    expect(new ExportStateStore(path, scope).snapshot.earlierPartly).toBeUndefined();
+    expect(new ExportStateStore(path, scope).deliveredSpans().some((s) => s.partly)).toBe(false);
+  });
+
   it('folds ranges past the newest MAX_RANGES into merged hours, so the guard still knows what they delivered', async () => {
     const { path, scope } = fresh();
     const store = new ExportStateStore(path, scope);
