@@ -8,6 +8,7 @@ import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type Skip
 import { acquireLock, type HeldLock } from '../state/lock.js';
 import { EARLIER_RANGES, earlierState, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
+import { currentFolder } from '../io/current-folder.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
 import { parseDuration, watchInterrupts } from './interrupts.js';
@@ -91,7 +92,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
 
   if (flags.sinceLastRun && ctx.loaded.filePath === undefined) {
     // Under cron the working folder is often not the config's: a cursor kept next to nothing, on defaults.
-    logger.warn(`no config file found in ${process.cwd()}: running on defaults, with the state in ${ctx.loaded.stateDir}. From cron, give --config <file> (or cd to its folder).`);
+    logger.warn(`no config file found in ${currentFolder()}: running on defaults, with the state in ${ctx.loaded.stateDir}. From cron, give --config <file> (or cd to its folder).`);
   }
   // Only a sending run touches FME, so only it takes the lock and moves the state.
   const scope = stateScope(config);

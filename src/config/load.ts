@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, extname, resolve } from 'node:path';
+import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { ConfigError, UsageError, type ConfigProblem } from '../errors.js';
 import { registerSecret } from '../http/redact.js';
+import { currentFolder } from '../io/current-folder.js';
 import type { Config } from './types.js';
 import { validateConfig } from './validate.js';
 
@@ -61,9 +62,10 @@ const KEY_CHARACTERS = /^[\x21-\x7e]*$/;
  * (never a silent fall back to the defaults, which point at the production hosts).
  */
 export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfig> {
-  const cwd = options.cwd ?? process.cwd();
+  // The current folder only when it is needed: an absolute --config works even if it no longer exists.
+  const cwd = (): string => options.cwd ?? currentFolder();
   const env = options.env ?? process.env;
-  const found = options.configPath !== undefined ? await readGivenFile(options.configPath, cwd) : await searchFolder(cwd);
+  const found = options.configPath !== undefined ? await readGivenFile(options.configPath, cwd) : await searchFolder(cwd());
   const raw = found?.raw;
   const filePath = found?.filePath;
 
@@ -81,7 +83,7 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
   }
   if (problems.length > 0) throw new ConfigError(problems, filePath);
 
-  const baseDir = filePath ? dirname(filePath) : cwd;
+  const baseDir = filePath ? dirname(filePath) : cwd();
   return { config, filePath, baseDir, stateDir: resolve(baseDir, config.state.dir) };
 }
 
@@ -91,11 +93,11 @@ interface FoundConfig {
 }
 
 /** `--config <path>`: that file and no other (package.json of the current folder is not even read). */
-async function readGivenFile(configPath: string, cwd: string): Promise<FoundConfig> {
+async function readGivenFile(configPath: string, cwd: () => string): Promise<FoundConfig> {
   if (configPath.trim() === '') {
     throw new UsageError(`--config needs the path of a JSON config file, got an empty value. ${START_ONE}`);
   }
-  const filePath = resolve(cwd, configPath);
+  const filePath = isAbsolute(configPath) ? resolve(configPath) : resolve(cwd(), configPath);
   const ext = extname(filePath);
   const format = NOT_JSON[ext.toLowerCase()];
   if (format !== undefined) {

@@ -4,6 +4,7 @@ import { join, relative, resolve } from 'node:path';
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { chunksOf } from '../io/chunks.js';
+import { currentFolder } from '../io/current-folder.js';
 import picomatch from 'picomatch';
 import { BadDataError, UsageError } from '../errors.js';
 
@@ -25,7 +26,7 @@ const GLOB_CHARS = /[*?[\]{}]/;
  * directory; Node 20 has no fs.glob) and `-` for stdin. Each file once, in argument order, globs sorted.
  * Fails with a UsageError before anything is read when a path does not exist or a glob matches nothing.
  */
-export async function resolveInputs(args: string[], cwd = process.cwd(), stdin: () => Readable = () => process.stdin): Promise<InputSource[]> {
+export async function resolveInputs(args: string[], cwd = currentFolder(), stdin: () => Readable = () => process.stdin): Promise<InputSource[]> {
   const out: InputSource[] = [];
   const seen = new Set<string>();
   let stdinUsed = false;
@@ -104,7 +105,7 @@ function formatProblem(head: Buffer): string | undefined {
  * Refuses an `--output` file that is one of the inputs: opening it for writing would empty the dump before
  * a line of it is read.
  */
-export function checkOutputNotInput(output: string, inputs: InputSource[], cwd = process.cwd()): void {
+export function checkOutputNotInput(output: string, inputs: InputSource[], cwd = currentFolder()): void {
   const abs = resolve(cwd, output);
   if (!existsSync(abs)) return;
   const real = realpathSync(abs);

@@ -108,6 +108,20 @@ describe('amp-fme (spawned)', () => {
     expect(readFileSync(out, 'utf8')).toBe('earlier output\n');
   });
 
+  it('says the current folder is gone when it was deleted, and runs on an absolute --config all the same', async () => {
+    world = await startWorld();
+    const config = world.writeConfig();
+    const gone = join(world.dir, 'gone');
+    mkdirSync(gone);
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--dry-run', '--log-format', 'text'], gone, {}, { removeCwd: true });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('the current folder no longer exists (it was deleted or moved)');
+    expect(r.stderr).not.toMatch(/uv_cwd|\n\s+at /);
+    mkdirSync(gone);
+    const withConfig = await runCli(['export-events', '--config', config, '--start', '2024-03-01', '--end', '2024-03-01', '--dry-run', '--log-format', 'text'], gone, {}, { removeCwd: true });
+    expect(withConfig.code, withConfig.stderr).toBe(0);
+  });
+
   it('stops with exit 1 on Amplitude 403, naming credentials and region', async () => {
     world = await startWorld();
     world.writeConfig();

@@ -65,18 +65,18 @@ export interface CliResult {
 /**
  * Runs `node bin/amp-fme.js ...args` in `cwd` with the test keys in the environment (override with `env`).
  * `fileSizeLimit` runs it under `ulimit -f` (in the shell's blocks): writes past that fail with EFBIG, as on a
- * full disk, without filling one.
+ * full disk, without filling one. `removeCwd` removes `cwd` (an empty folder) just before, as if it was deleted
+ * from under the shell.
  */
 export function runCli(
   args: string[],
   cwd: string,
   env: Record<string, string | undefined> = {},
-  opts: { fileSizeLimit?: number } = {},
+  opts: { fileSizeLimit?: number; removeCwd?: boolean } = {},
 ): Promise<CliResult> & { child: ReturnType<typeof spawn> } {
+  const before = [opts.fileSizeLimit !== undefined ? `ulimit -f ${opts.fileSizeLimit}` : '', opts.removeCwd ? 'rmdir "$PWD"' : ''].filter(Boolean);
   const [command, argv] =
-    opts.fileSizeLimit === undefined
-      ? [process.execPath, [BIN, ...args]]
-      : ['/bin/sh', ['-c', `ulimit -f ${opts.fileSizeLimit} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
+    before.length === 0 ? [process.execPath, [BIN, ...args]] : ['/bin/sh', ['-c', `${before.join(' && ')} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
   const child = spawn(command, argv, {
     cwd,
     env: {
