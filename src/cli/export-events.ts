@@ -151,13 +151,14 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       if (!placed && restart && sending && start !== undefined && checkpoint) await checkpoint.begin(start);
       placed = true;
     };
-    if (flags.sinceLastRun && sending && !skip && store && checkpoint && plan.kind === 'run') {
+    if (flags.sinceLastRun && sending && store && checkpoint && plan.kind === 'run') {
       await placeCursor();
-      plan = await passOverRanges(ctx, store, checkpoint, plan, planFrom);
+      // After a --skip-to (recorded only once the run is accepted), the run stops before what ranges delivered; the next run passes over it.
+      plan = skip ? stopBeforeRanges(ctx, store, plan, planFrom) : await passOverRanges(ctx, store, checkpoint, plan, planFrom);
     }
     if (plan.kind === 'nothing') {
       await placeCursor();
-      if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
+      if (skip && checkpoint && store) skipped = await recordSkip(ctx, store, checkpoint, skip);
       logger.info(plan.message);
       ctx.summary({ command: 'export-events', nothingToDo: true, reason: plan.message, ...(skipped ? { skippedHours: skipped } : {}) });
       return EXIT.OK;
@@ -171,7 +172,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       if (clash.length > 0) logger.warn(`--force: sending hours that were already delivered again (${clash.join('; ')}); FME will count them twice`);
     }
     await placeCursor();
-    if (skip && checkpoint) skipped = await recordSkip(ctx, checkpoint, skip);
+    if (skip && checkpoint && store) skipped = await recordSkip(ctx, store, checkpoint, skip);
     if (!sending) checkpoint = undefined; // dry runs and --output read the state but never move it
     if (plan.warning !== undefined) logger.warn(plan.warning);
     if (plan.resumed) logger.info(`resuming an interrupted run of this range at ${formatHour(plan.start)}`);
@@ -274,19 +275,25 @@ async function passOverRanges(
       ctx.logger.info(`--since-last-run goes up to ${formatHour(before)} this time: ${formatHour(next.span[0])}..${formatHour(next.span[1])} was delivered by ${next.label}, and the next run passes over it`);
       return planFrom(start, before);
     }
-    // Delivered hours at the cursor, and those right after them, are passed over together.
+    // Delivered hours at the cursor, and those right after them (past this run's end too), are passed over together,
+    // up to the first window a range delivered only in part (partly delivered hours that another track delivered in
+    // full are delivered): the cursor stops there.
+    const chain = spans.filter((s) => s.label !== '--since-last-run' && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
     let to = next.span[1];
-    const by = new Set<string>();
-    for (const s of theirs) {
+    let block: LabelledSpan | undefined;
+    for (const s of chain) {
       if (s.span[0] > to + HOUR_MS) break;
-      // Partly delivered hours that another track delivered in full are delivered.
-      if (s.partly && !spans.some((o) => !o.partly && o.label !== s.label && o.span[0] <= s.span[0] && o.span[1] >= s.span[1])) throw partlyDelivered(s);
+      const open = s.partly && !spans.some((o) => !o.partly && o.label !== s.label && o.span[0] <= s.span[0] && o.span[1] >= s.span[1]);
+      if (open && (block === undefined || s.span[0] < block.span[0])) block = s;
       to = Math.max(to, s.span[1]);
-      by.add(s.label);
     }
-    const labels = [...by].join(', ');
-    await checkpoint.skip({ from: start, to }, labels);
-    ctx.logger.info(`--since-last-run passes over ${formatHour(start)}..${formatHour(to)}: delivered by ${labels}`, { passedOver: `${formatHour(start)}..${formatHour(to)}`, deliveredBy: labels });
+    const upTo = block ? block.span[0] - HOUR_MS : to;
+    if (upTo >= start) {
+      const labels = [...new Set(chain.filter((s) => s.span[0] <= upTo).map((s) => s.label))].join(', ');
+      await checkpoint.skip({ from: start, to: upTo }, labels);
+      ctx.logger.info(`--since-last-run passes over ${formatHour(start)}..${formatHour(upTo)}: delivered by ${labels}`, { passedOver: `${formatHour(start)}..${formatHour(upTo)}`, deliveredBy: labels });
+    }
+    if (block) throw partlyDelivered(block);
     plan = planFrom(to + HOUR_MS);
   }
   return plan;
@@ -370,16 +377,37 @@ function refuseAfterKeyChange(stateDir: string, scope: string, startAt: number |
 }
 
 /** Records a checked skip and says so, loudly. Returns the hours as `20240301T05..20240301T07`. */
-async function recordSkip(ctx: CommandContext, checkpoint: TrackCheckpoint, skip: SkipPlan): Promise<string> {
+async function recordSkip(ctx: CommandContext, store: ExportStateStore, checkpoint: TrackCheckpoint, skip: SkipPlan): Promise<string> {
+  // What explicit ranges delivered among them, in full or in part: exported again another way, FME would count it twice.
+  const theirs = overlaps(skip.from, skip.to, store.deliveredSpans().filter((s) => s.label !== '--since-last-run'));
   await checkpoint.skip(skip);
   const hours = describeWindow({ start: skip.from, end: skip.to });
   const partly = skip.partlyDelivered
     ? ` It includes ${describeWindow(skip.partlyDelivered)}, which an interrupted run had partly delivered: its undelivered events are passed over too, and its hours still count as delivered (sending them again needs --force).`
     : '';
+  const delivered = theirs.length > 0 ? ` Of them, these were delivered, in full or in part, by explicit ranges: ${theirs.join('; ')}; do not export those again, or FME counts them twice.` : '';
   ctx.logger.warn(
     `--skip-to: skipped ${hours}; those hours will not be exported by --since-last-run. Export them another way (Amplitude's S3 export), ` +
-      `or later with an explicit --start/--end range, which the state allows for them.${partly}`,
+      `or later with an explicit --start/--end range, which the state allows for hours no run delivered.${partly}${delivered}`,
     { skippedHours: hours },
   );
   return hours;
+}
+
+/**
+ * A `--skip-to` run over hours explicit ranges delivered: it stops before them (or, when they begin where it
+ * continues, only records the skip), and the next run passes over them. Passing over them in this run would have
+ * to record those hours before the skip that precedes them.
+ */
+function stopBeforeRanges(ctx: CommandContext, store: ExportStateStore, plan: Extract<Plan, { kind: 'run' }>, planFrom: (nextHour: number | undefined, lowerEnd?: number) => Plan): Plan {
+  const first = store
+    .deliveredSpans()
+    .filter((s) => s.label !== '--since-last-run' && s.span[0] <= plan.end && s.span[1] >= plan.start)
+    .sort((a, b) => a.span[0] - b.span[0])[0];
+  if (first === undefined) return plan;
+  if (first.span[0] <= plan.start) {
+    return { kind: 'nothing', message: `--skip-to: --since-last-run continues at ${formatHour(plan.start)}, where ${first.label} delivered hours: the next run passes over them` };
+  }
+  ctx.logger.info(`--since-last-run goes up to ${formatHour(first.span[0] - HOUR_MS)} this time: ${formatHour(first.span[0])}..${formatHour(first.span[1])} was delivered by ${first.label}, and the next run passes over it`);
+  return planFrom(plan.start, first.span[0] - HOUR_MS);
 }

@@ -556,6 +556,52 @@ describe('unattended runs (spawned)', () => {
     expect(window.some((row) => counts.has(String(row.uuid)))).toBe(false);
   });
 
+  it('passes over what older ranges delivered up to a window one of them was part-way through, even past --end, and stops there', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 7, 5); // ago(30) .. ago(24)
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(29))], world.dir)).code).toBe(0);
+    // As folds leave it: ago(28)..ago(26) delivered by older ranges, ago(26) only in part.
+    const file = stateFile(world);
+    const state = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    state.earlierRanges = [[formatHour(ago(28)), formatHour(ago(26))]];
+    state.earlierPartly = [[formatHour(ago(26)), formatHour(ago(26))]];
+    writeFileSync(file, JSON.stringify(state));
+    const sentBefore = world.fme.count;
+
+    // --end before the partly window: the older ranges' span reaches into it all the same.
+    const r = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(27)), '--log-format', 'json'], world.dir);
+    expect(r.code).toBe(2);
+    expect(logLines(r.stderr).some((l) => l.message.startsWith(`--since-last-run passes over ${formatHour(ago(28))}..${formatHour(ago(27))}: delivered by`))).toBe(true);
+    expect(r.stderr).toContain(`was interrupted part-way through ${formatHour(ago(26))}..${formatHour(ago(26))}`);
+    expect(world.fme.count).toBe(sentBefore);
+    const after = JSON.parse(readFileSync(file, 'utf8')) as { cursor: { lastDeliveredHour: string } };
+    expect(after.cursor.lastDeliveredHour).toBe(formatHour(ago(27)));
+    // The advised skip is exactly the window, and says it was delivered in part by ranges.
+    const skip = await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(25)), '--end', formatHour(ago(26)), '--log-format', 'json'], world.dir);
+    expect(skip.code, skip.stderr).toBe(0);
+    expect(logLines(skip.stderr).some((l) => l.message.startsWith(`--skip-to: skipped ${formatHour(ago(26))}`) && l.message.includes('delivered, in full or in part, by explicit ranges'))).toBe(true);
+  });
+
+  it('a --skip-to run stops before hours a range delivered after it, and the next run passes over them', async () => {
+    world = await startWorld();
+    const first = seedHours(world, ago(30), 1, 5);
+    seedHours(world, ago(29), 1, 5); // skipped
+    const rest = seedHours(world, ago(28), 5, 5); // ago(28) .. ago(24)
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(30))], world.dir)).code).toBe(0);
+    expect((await runCli(['export-events', '--start', formatHour(ago(26)), '--end', formatHour(ago(26))], world.dir)).code).toBe(0);
+
+    const skip = await runCli(['export-events', '--since-last-run', '--skip-to', formatHour(ago(28)), '--end', formatHour(ago(24)), '--log-format', 'json'], world.dir);
+    expect(skip.code, skip.stderr).toBe(0);
+    expect(logLines(skip.stderr).some((l) => l.message.startsWith(`--since-last-run goes up to ${formatHour(ago(27))} this time`))).toBe(true);
+    const cron = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(24)), '--log-format', 'json'], world.dir);
+    expect(cron.code, cron.stderr).toBe(0);
+    const counts = uuidCounts(world);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expect(counts.size).toBe(first.length + rest.length);
+  });
+
   it('stops, saying how to go on, when the cursor reaches a range an interrupted run was part-way through', async () => {
     world = await startWorld();
     seedHours(world, ago(30), 5, 5);
