@@ -385,7 +385,10 @@ async function recordSkip(ctx: CommandContext, store: ExportStateStore, checkpoi
   const partly = skip.partlyDelivered
     ? ` It includes ${describeWindow(skip.partlyDelivered)}, which an interrupted run had partly delivered: its undelivered events are passed over too, and its hours still count as delivered (sending them again needs --force).`
     : '';
-  const delivered = theirs.length > 0 ? ` Of them, these were delivered, in full or in part, by explicit ranges: ${theirs.join('; ')}; do not export those again, or FME counts them twice.` : '';
+  const delivered =
+    theirs.length > 0
+      ? ` Of them, these were delivered, in full or in part, by explicit ranges: ${theirs.join('; ')}. Exported again another way, what those ranges delivered would be counted twice; a range interrupted part-way through sends only the rest when it is run again with its own --start/--end.`
+      : '';
   ctx.logger.warn(
     `--skip-to: skipped ${hours}; those hours will not be exported by --since-last-run. Export them another way (Amplitude's S3 export), ` +
       `or later with an explicit --start/--end range, which the state allows for hours no run delivered.${partly}${delivered}`,
