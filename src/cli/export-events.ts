@@ -1,14 +1,15 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Command, Option } from 'commander';
-import { describeWindow, formatHour, HOUR_MS, parseHourArg, type HourWindow } from '../amplitude/hours.js';
+import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
+import { currentFolder } from '../io/current-folder.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
+import { passOverRanges, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { EARLIER_RANGES, earlierState, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
+import { earlierState, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
-import { currentFolder } from '../io/current-folder.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
 import { parseDuration, watchInterrupts } from './interrupts.js';
@@ -154,7 +155,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     if (flags.sinceLastRun && sending && store && checkpoint && plan.kind === 'run') {
       await placeCursor();
       // After a --skip-to (recorded only once the run is accepted), the run stops before what ranges delivered; the next run passes over it.
-      plan = skip ? stopBeforeRanges(ctx, store, plan, planFrom) : await passOverRanges(ctx, store, checkpoint, plan, planFrom);
+      plan = skip ? stopBeforeRanges(logger, store, plan, planFrom) : await passOverRanges(logger, store, checkpoint, plan, planFrom);
     }
     if (plan.kind === 'nothing') {
       await placeCursor();
@@ -241,80 +242,6 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
 }
 
 /**
- * `--since-last-run` over hours an explicit range delivered: FME does not deduplicate, so the cursor passes over
- * them (recorded as skipped, naming the range) and goes on after them. Hours that a range delivered further on
- * end this run's windows before them; the next run passes over them. A range interrupted part-way through a
- * window the cursor has reached stops the run: finish that range first. Returns the plan that is left.
- */
-async function passOverRanges(
-  ctx: CommandContext,
-  store: ExportStateStore,
-  checkpoint: TrackCheckpoint,
-  first: Plan,
-  planFrom: (nextHour: number | undefined, lowerEnd?: number) => Plan,
-): Promise<Plan> {
-  let plan = first;
-  while (plan.kind === 'run') {
-    const { start, end } = plan;
-    const spans = store.deliveredSpans();
-    const theirs = spans.filter((s) => s.label !== '--since-last-run' && s.span[0] <= end && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
-    // A window an interrupted run of the cursor was part-way through is finished first (it cannot be split): only
-    // hours after it are looked at, and ranges over the window itself are left to the double-send guard.
-    if (plan.resumed) {
-      const window = plan.windows[0] as HourWindow;
-      const after = theirs.filter((s) => s.span[1] > window.end);
-      if (after.length === 0 || theirs.some((s) => s.span[0] <= window.end)) return plan;
-      const from = Math.max((after[0] as LabelledSpan).span[0], window.end + HOUR_MS);
-      ctx.logger.info(`--since-last-run goes up to ${formatHour(from - HOUR_MS)} this time: from ${formatHour(from)} on, hours were delivered by ${(after[0] as LabelledSpan).label}, and a later run passes over them`);
-      return planFrom(start, from - HOUR_MS);
-    }
-    const next = theirs[0];
-    if (next === undefined) return plan;
-    if (next.span[0] > start) {
-      const before = next.span[0] - HOUR_MS;
-      ctx.logger.info(`--since-last-run goes up to ${formatHour(before)} this time: ${formatHour(next.span[0])}..${formatHour(next.span[1])} was delivered by ${next.label}, and the next run passes over it`);
-      return planFrom(start, before);
-    }
-    // Delivered hours at the cursor, and those right after them (past this run's end too), are passed over together,
-    // up to the first window a range delivered only in part (partly delivered hours that another track delivered in
-    // full are delivered): the cursor stops there.
-    const chain = spans.filter((s) => s.label !== '--since-last-run' && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
-    let to = next.span[1];
-    let block: LabelledSpan | undefined;
-    for (const s of chain) {
-      if (s.span[0] > to + HOUR_MS) break;
-      const open = s.partly && !spans.some((o) => !o.partly && o.label !== s.label && o.span[0] <= s.span[0] && o.span[1] >= s.span[1]);
-      if (open && (block === undefined || s.span[0] < block.span[0])) block = s;
-      to = Math.max(to, s.span[1]);
-    }
-    const upTo = block ? block.span[0] - HOUR_MS : to;
-    if (upTo >= start) {
-      const labels = [...new Set(chain.filter((s) => s.span[0] <= upTo).map((s) => s.label))].join(', ');
-      await checkpoint.skip({ from: start, to: upTo }, labels);
-      ctx.logger.info(`--since-last-run passes over ${formatHour(start)}..${formatHour(upTo)}: delivered by ${labels}`, { passedOver: `${formatHour(start)}..${formatHour(upTo)}`, deliveredBy: labels });
-    }
-    if (block) throw partlyDelivered(block);
-    plan = planFrom(to + HOUR_MS);
-  }
-  return plan;
-}
-
-/** Why --since-last-run can neither send nor pass over a window a range was part-way through, and what to do. */
-function partlyDelivered(s: LabelledSpan): UsageError {
-  const hours = `${formatHour(s.span[0])}..${formatHour(s.span[1])}`;
-  const neither = 'which --since-last-run has reached: it can neither send those hours (FME would count the delivered part twice) nor pass over them (the rest would never be sent).';
-  if (s.label === EARLIER_RANGES) {
-    return new UsageError(
-      `an explicit range, since folded into the ${EARLIER_RANGES}, was interrupted part-way through ${hours}, ${neither} Which of its events reached FME is no longer recorded: ` +
-        `send the window again with amp-fme export-events --start ${formatHour(s.span[0])} --end ${formatHour(s.span[1])} --force (FME counts its delivered part twice), ` +
-        `or pass over it with amp-fme export-events --since-last-run --skip-to ${formatHour(s.span[1] + HOUR_MS)} --end ${formatHour(s.span[1])} (its undelivered part is never sent; the --end keeps that run to the skip, and later runs go on from there).`,
-    );
-  }
-  const [a, b] = s.label.replace(/^the range /, '').split('..');
-  return new UsageError(`${s.label} was interrupted part-way through ${hours}, ${neither} Finish that range first: amp-fme export-events --start ${a} --end ${b}. Then --since-last-run passes over it.`);
-}
-
-/**
  * The state file to use, and the scope written in it. One kept under the name and scope an earlier version gave
  * these settings (earlierState) is taken over by a sending run (which holds the lock), and read where it is by
  * one that is not: without it, every range it recorded would be sent again.
@@ -395,22 +322,4 @@ async function recordSkip(ctx: CommandContext, store: ExportStateStore, checkpoi
     { skippedHours: hours },
   );
   return hours;
-}
-
-/**
- * A `--skip-to` run over hours explicit ranges delivered: it stops before them (or, when they begin where it
- * continues, only records the skip), and the next run passes over them. Passing over them in this run would have
- * to record those hours before the skip that precedes them.
- */
-function stopBeforeRanges(ctx: CommandContext, store: ExportStateStore, plan: Extract<Plan, { kind: 'run' }>, planFrom: (nextHour: number | undefined, lowerEnd?: number) => Plan): Plan {
-  const first = store
-    .deliveredSpans()
-    .filter((s) => s.label !== '--since-last-run' && s.span[0] <= plan.end && s.span[1] >= plan.start)
-    .sort((a, b) => a.span[0] - b.span[0])[0];
-  if (first === undefined) return plan;
-  if (first.span[0] <= plan.start) {
-    return { kind: 'nothing', message: `--skip-to: --since-last-run continues at ${formatHour(plan.start)}, where ${first.label} delivered hours: the next run passes over them` };
-  }
-  ctx.logger.info(`--since-last-run goes up to ${formatHour(first.span[0] - HOUR_MS)} this time: ${formatHour(first.span[0])}..${formatHour(first.span[1])} was delivered by ${first.label}, and the next run passes over it`);
-  return planFrom(plan.start, first.span[0] - HOUR_MS);
 }
