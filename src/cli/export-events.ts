@@ -168,7 +168,9 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       const own = flags.sinceLastRun ? '--since-last-run' : `the range ${formatHour(start as number)}..${formatHour(end as number)}`;
       const clash = overlaps(plan.start, plan.end, store.deliveredSpans().filter((s) => s.label !== own));
       if (clash.length > 0 && !flags.force) {
-        throw new UsageError(`part of ${formatHour(plan.start)}..${formatHour(plan.end)} was already delivered: ${clash.join('; ')}. FME does not deduplicate: narrow the range, or add --force to send those hours again.`);
+        // A range that resumes would start over with --force, sending what it delivered before again too.
+        const resuming = !flags.sinceLastRun && plan.resumed ? ` This range was interrupted after delivering part of it: --force would start it over and send that part again as well.` : '';
+        throw new UsageError(`part of ${formatHour(plan.start)}..${formatHour(plan.end)} was already delivered: ${clash.join('; ')}. FME does not deduplicate: narrow the range, or add --force to send those hours again.${resuming}`);
       }
       if (clash.length > 0) logger.warn(`--force: sending hours that were already delivered again (${clash.join('; ')}); FME will count them twice`);
     }

@@ -602,6 +602,22 @@ describe('unattended runs (spawned)', () => {
     expect(counts.size).toBe(first.length + rest.length);
   });
 
+  it('refusing to resume a range over hours another range delivered, says that --force would also send its delivered part again', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 4, 5);
+    world.writeConfig(CONFIG);
+    const [a, b] = [formatHour(ago(30)), formatHour(ago(27))];
+    // Range a..b interrupted inside its first window, then the hour b sent as a range of its own.
+    expect((await runCli(['export-events', '--start', b, '--end', b], world.dir)).code).toBe(0);
+    const file = stateFile(world);
+    const state = JSON.parse(readFileSync(file, 'utf8')) as { ranges: unknown[] };
+    state.ranges.push({ start: a, end: b, firstHour: null, lastDeliveredHour: null, inProgress: { start: a, end: formatHour(ago(28)), acked: [[0, 1]] }, updatedAt: new Date().toISOString() });
+    writeFileSync(file, JSON.stringify(state));
+    const r = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'text'], world.dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('This range was interrupted after delivering part of it: --force would start it over and send that part again as well.');
+  });
+
   it('stops, saying how to go on, when the cursor reaches a range an interrupted run was part-way through', async () => {
     world = await startWorld();
     seedHours(world, ago(30), 5, 5);
