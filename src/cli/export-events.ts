@@ -5,7 +5,7 @@ import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/
 import { UsageError } from '../errors.js';
 import { currentFolder } from '../io/current-folder.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
-import { passOverRanges, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
+import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
 import { earlierState, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
@@ -156,6 +156,9 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       await placeCursor();
       // After a --skip-to (recorded only once the run is accepted), the run stops before what ranges delivered; the next run passes over it.
       plan = skip ? stopBeforeRanges(logger, store, plan, planFrom) : await passOverRanges(logger, store, checkpoint, plan, planFrom);
+    } else if (!flags.sinceLastRun && sending && !flags.force && store && checkpoint && plan.kind === 'run' && (checkpoint.nextHour !== undefined || checkpoint.inProgressWindow)) {
+      // A range resuming meets hours other ranges delivered since it was interrupted as the cursor does.
+      plan = await passOverRanges(logger, store, checkpoint, plan, planFrom, resumingRange(formatHour(start as number), formatHour(end as number)));
     }
     if (plan.kind === 'nothing') {
       await placeCursor();

@@ -14,6 +14,26 @@ import type { Plan } from './export-plan.js';
 export type Replan = (nextHour: number | undefined, lowerEnd?: number) => Plan;
 
 /**
+ * The track that meets the hours: the `--since-last-run` cursor, or an explicit range resuming (one that was
+ * interrupted; a new range over delivered hours is refused by the double-send guard instead).
+ */
+export interface PassingTrack {
+  /** Its label among the state's delivered spans (LabelledSpan.label). */
+  label: string;
+  /** How messages name it, and what goes on past hours it stopped before. */
+  name: string;
+  next: string;
+  cursor: boolean;
+}
+
+export const CURSOR: PassingTrack = { label: '--since-last-run', name: '--since-last-run', next: 'the next run passes over', cursor: true };
+
+/** A range `start..end` (state hours) resuming. */
+export function resumingRange(start: string, end: string): PassingTrack {
+  return { label: `the range ${start}..${end}`, name: `the range ${start}..${end}`, next: `running it again (--start ${start} --end ${end}) passes over`, cursor: false };
+}
+
+/**
  * `--since-last-run` over hours an explicit range delivered: FME does not deduplicate, so the cursor passes over
  * them (recorded as skipped, naming the range) and goes on after them. Hours that a range delivered further on
  * end this run's windows before them; the next run passes over them. At a window a range delivered only in part
@@ -26,33 +46,34 @@ export async function passOverRanges(
   checkpoint: TrackCheckpoint,
   first: Plan,
   planFrom: Replan,
+  who: PassingTrack = CURSOR,
 ): Promise<Plan> {
   let plan = first;
   while (plan.kind === 'run') {
     const { start, end } = plan;
     const spans = store.deliveredSpans();
-    const theirs = spans.filter((s) => s.label !== '--since-last-run' && s.span[0] <= end && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
-    // A window an interrupted run of the cursor was part-way through is finished first (it cannot be split): only
+    const theirs = spans.filter((s) => s.label !== who.label && s.span[0] <= end && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
+    // A window an interrupted run of the track was part-way through is finished first (it cannot be split): only
     // hours after it are looked at, and ranges over the window itself are left to the double-send guard.
-    if (plan.resumed) {
-      const window = plan.windows[0] as HourWindow;
+    const window: HourWindow | undefined = checkpoint.inProgressWindow;
+    if (window) {
       const after = theirs.filter((s) => s.span[1] > window.end);
       if (after.length === 0 || theirs.some((s) => s.span[0] <= window.end)) return plan;
       const from = Math.max((after[0] as LabelledSpan).span[0], window.end + HOUR_MS);
-      logger.info(`--since-last-run goes up to ${formatHour(from - HOUR_MS)} this time: from ${formatHour(from)} on, hours were delivered by ${(after[0] as LabelledSpan).label}, and a later run passes over them`);
+      logger.info(`${who.name} goes up to ${formatHour(from - HOUR_MS)} this time: from ${formatHour(from)} on, hours were delivered by ${(after[0] as LabelledSpan).label}, and ${who.next} them`);
       return planFrom(start, from - HOUR_MS);
     }
     const next = theirs[0];
     if (next === undefined) return plan;
     if (next.span[0] > start) {
       const before = next.span[0] - HOUR_MS;
-      logger.info(`--since-last-run goes up to ${formatHour(before)} this time: ${formatHour(next.span[0])}..${formatHour(next.span[1])} was delivered by ${next.label}, and the next run passes over it`);
+      logger.info(`${who.name} goes up to ${formatHour(before)} this time: ${formatHour(next.span[0])}..${formatHour(next.span[1])} was delivered by ${next.label}, and ${who.next} it`);
       return planFrom(start, before);
     }
     // Delivered hours at the cursor, and those right after them (past this run's end too), are passed over together,
     // up to the first window a range delivered only in part (partly delivered hours that another track delivered in
     // full are delivered): the cursor stops there.
-    const chain = spans.filter((s) => s.label !== '--since-last-run' && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
+    const chain = spans.filter((s) => s.label !== who.label && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
     let to = next.span[1];
     let block: LabelledSpan | undefined;
     for (const s of chain) {
@@ -61,14 +82,20 @@ export async function passOverRanges(
       if (open && (block === undefined || s.span[0] < block.span[0])) block = s;
       to = Math.max(to, s.span[1]);
     }
-    const upTo = block ? block.span[0] - HOUR_MS : to;
+    // A range never goes past its own end.
+    const last = who.cursor ? to : Math.min(to, end);
+    const upTo = block ? Math.min(block.span[0] - HOUR_MS, last) : last;
     if (upTo >= start) {
       const labels = [...new Set(chain.filter((s) => s.span[0] <= upTo).map((s) => s.label))].join(', ');
       await checkpoint.skip({ from: start, to: upTo }, labels);
-      logger.info(`--since-last-run passes over ${formatHour(start)}..${formatHour(upTo)}: delivered by ${labels}`, { passedOver: `${formatHour(start)}..${formatHour(upTo)}`, deliveredBy: labels });
+      logger.info(`${who.name} passes over ${formatHour(start)}..${formatHour(upTo)}: delivered by ${labels}`, { passedOver: `${formatHour(start)}..${formatHour(upTo)}`, deliveredBy: labels });
     }
-    if (block) throw partlyDelivered(block);
-    plan = planFrom(to + HOUR_MS);
+    if (block && block.span[0] <= last) {
+      if (who.cursor) throw partlyDelivered(block);
+      // A range goes on to the window, where the double-send guard refuses it and says why.
+      return planFrom(upTo + HOUR_MS);
+    }
+    plan = planFrom(last + HOUR_MS);
   }
   return plan;
 }

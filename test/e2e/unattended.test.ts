@@ -602,16 +602,49 @@ describe('unattended runs (spawned)', () => {
     expect(counts.size).toBe(first.length + rest.length);
   });
 
-  it('refusing to resume a range over hours another range delivered, says that --force would also send its delivered part again', async () => {
+  it('resumes an interrupted range past hours another range delivered since, sending each event once', async () => {
     world = await startWorld();
-    seedHours(world, ago(30), 4, 5);
+    const window = seedHours(world, ago(30), 3, 5); // the range's interrupted window, ago(30) .. ago(28)
+    const last = seedHours(world, ago(27), 1, 5);
     world.writeConfig(CONFIG);
     const [a, b] = [formatHour(ago(30)), formatHour(ago(27))];
-    // Range a..b interrupted inside its first window, then the hour b sent as a range of its own.
+    // Range a..b interrupted inside its first window; then the hour b sent as a range of its own.
     expect((await runCli(['export-events', '--start', b, '--end', b], world.dir)).code).toBe(0);
     const file = stateFile(world);
     const state = JSON.parse(readFileSync(file, 'utf8')) as { ranges: unknown[] };
     state.ranges.push({ start: a, end: b, firstHour: null, lastDeliveredHour: null, inProgress: { start: a, end: formatHour(ago(28)), acked: [[0, 1]] }, updatedAt: new Date().toISOString() });
+    writeFileSync(file, JSON.stringify(state));
+
+    const args = ['export-events', '--start', a, '--end', b, '--log-format', 'json'];
+    const first = await runCli(args, world.dir);
+    expect(first.code, first.stderr).toBe(0);
+    expect(logLines(first.stderr).some((l) => l.message.startsWith(`the range ${a}..${b} goes up to ${formatHour(ago(28))} this time`))).toBe(true);
+    const second = await runCli(args, world.dir);
+    expect(second.code, second.stderr).toBe(0);
+    expect(logLines(second.stderr).some((l) => l.message === `the range ${a}..${b} passes over ${b}..${b}: delivered by the range ${b}..${b}`)).toBe(true);
+    const third = await runCli(args, world.dir);
+    expect(third.code).toBe(2);
+    expect(third.stderr).toContain('was already delivered in full');
+    // Once each: the window's rows but the two acknowledged before the interruption (as the state says), and hour b's.
+    const counts = uuidCounts(world);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expect(last.every((row) => counts.get(String(row.uuid)) === 1)).toBe(true);
+    expect(counts.size).toBeGreaterThanOrEqual(window.length + last.length - 2);
+  });
+
+  it('refusing to resume a range at a window another range delivered in part, says that --force would also send its delivered part again', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 4, 5);
+    world.writeConfig(CONFIG);
+    const [a, b] = [formatHour(ago(30)), formatHour(ago(27))];
+    expect((await runCli(['export-events', '--start', a, '--end', formatHour(ago(28))], world.dir)).code).toBe(0);
+    // The range a..b, interrupted after its first window; a range over b interrupted inside it.
+    const file = stateFile(world);
+    const state = JSON.parse(readFileSync(file, 'utf8')) as { ranges: unknown[] };
+    state.ranges = [
+      { start: a, end: b, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString() },
+      { start: b, end: b, firstHour: null, lastDeliveredHour: null, inProgress: { start: b, end: b, acked: [[0, 1]] }, updatedAt: new Date().toISOString() },
+    ];
     writeFileSync(file, JSON.stringify(state));
     const r = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'text'], world.dir);
     expect(r.code).toBe(2);
