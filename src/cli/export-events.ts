@@ -156,8 +156,18 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       await placeCursor();
       // After a --skip-to (recorded only once the run is accepted), the run stops before what ranges delivered; the next run passes over it.
       plan = skip ? stopBeforeRanges(logger, store, plan, planFrom) : await passOverRanges(logger, store, checkpoint, plan, planFrom);
-    } else if (!flags.sinceLastRun && sending && !flags.force && store && checkpoint && plan.kind === 'run' && (checkpoint.nextHour !== undefined || checkpoint.inProgressWindow)) {
-      // A range resuming meets hours other ranges delivered since it was interrupted as the cursor does.
+    } else if (
+      !flags.sinceLastRun &&
+      sending &&
+      !flags.force &&
+      store &&
+      checkpoint &&
+      plan.kind === 'run' &&
+      (checkpoint.nextHour !== undefined || checkpoint.inProgressWindow) &&
+      !store.findRange(start as number, end as number)?.forced
+    ) {
+      // A range resuming meets hours other ranges delivered since it was interrupted as the cursor does (not one run
+      // with --force, which meant to send them again: the guard asks for --force again).
       plan = await passOverRanges(logger, store, checkpoint, plan, planFrom, resumingRange(formatHour(start as number), formatHour(end as number)));
     }
     if (plan.kind === 'nothing') {

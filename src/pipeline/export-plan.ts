@@ -150,7 +150,9 @@ export function planSkip(
 
 /** Hours of [start, end] already delivered by other tracks, for the double-send guard. */
 export function overlaps(start: number, end: number, spans: { label: string; span: [number, number] }[]): string[] {
-  return spans
+  const found = spans
     .filter(({ span: [a, b] }) => a <= end && b >= start)
     .map(({ label, span: [a, b] }) => `${formatHour(Math.max(a, start))}..${formatHour(Math.min(b, end))} (delivered by ${label})`);
+  // A window delivered in part is listed among its track's spans twice (as delivered, and as partly): once here.
+  return [...new Set(found)];
 }

@@ -93,7 +93,7 @@ export async function passOverRanges(
     if (block && block.span[0] <= last) {
       if (who.cursor) throw partlyDelivered(block);
       // A range goes on to the window, where the double-send guard refuses it and says why.
-      return planFrom(upTo + HOUR_MS);
+      return planFrom(Math.max(upTo + HOUR_MS, start));
     }
     plan = planFrom(last + HOUR_MS);
   }

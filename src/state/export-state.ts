@@ -57,6 +57,8 @@ export interface SkippedHours {
 export interface RangeTrack extends Track {
   start: string;
   end: string;
+  /** Run with --force: resuming it does not pass over hours other tracks delivered (pass-over-ranges.ts). */
+  forced?: true;
 }
 
 /** The export-events state file: one per Amplitude project and FME environment. */
@@ -311,6 +313,10 @@ function labelledSpans(state: ExportState): LabelledSpan[] {
       const isPartly = partly !== undefined && span[0] === partly[0] && span[1] === partly[1];
       out.push({ label, span, ...(isPartly ? { partly: true as const } : {}) });
     }
+    // A window passed over with --skip-to part-way through counts as delivered, but only in part.
+    for (const sk of t.skipped ?? []) {
+      if (sk.partlyDelivered) out.push({ label, span: [parseStateHour(sk.start) as number, parseStateHour(sk.end) as number], partly: true });
+    }
   };
   add(state.cursor, '--since-last-run');
   for (const r of state.ranges) add(r, `the range ${r.start}..${r.end}`);
@@ -399,7 +405,7 @@ export class ExportStateStore {
     const e = formatHour(end);
     let track = this.findRange(start, end);
     if (!track || fresh) {
-      track = { start: s, end: e, ...emptyTrack() };
+      track = { start: s, end: e, ...emptyTrack(), ...(fresh ? { forced: true as const } : {}) };
     }
     const all = [track, ...this.state.ranges.filter((r) => !(r.start === s && r.end === e))];
     this.state.ranges = all.slice(0, MAX_RANGES);

@@ -632,6 +632,45 @@ describe('unattended runs (spawned)', () => {
     expect(counts.size).toBeGreaterThanOrEqual(window.length + last.length - 2);
   });
 
+  it('a resuming range does not pass over a window the cursor delivered only in part before a --skip-to passed it', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 6, 5);
+    world.writeConfig(CONFIG);
+    const [a, e] = [formatHour(ago(30)), formatHour(ago(25))];
+    // Written as the runs leave it: the range a..e stopped after ago(28); the cursor was part-way through
+    // ago(27)..ago(26) when a --skip-to passed it, then delivered ago(25).
+    expect((await runCli(['export-events', '--start', formatHour(ago(22)), '--end', formatHour(ago(22))], world.dir)).code).toBe(0);
+    const path = stateFile(world);
+    const state = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    const at = new Date().toISOString();
+    state.ranges = [{ start: a, end: e, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: at }];
+    state.cursor = { firstHour: formatHour(ago(27)), lastDeliveredHour: formatHour(ago(25)), inProgress: null, updatedAt: at, skipped: [{ start: formatHour(ago(27)), end: formatHour(ago(26)), at, partlyDelivered: true }] };
+    writeFileSync(path, JSON.stringify(state));
+    const sentBefore = world.fme.count;
+    const r = await runCli(['export-events', '--start', a, '--end', e, '--log-format', 'text'], world.dir);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain('was already delivered');
+    expect(world.fme.count).toBe(sentBefore);
+  });
+
+  it('a range run with --force does not pass over hours other runs delivered when it resumes: it was meant to send them', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 4, 5);
+    world.writeConfig(CONFIG);
+    const [a, b] = [formatHour(ago(30)), formatHour(ago(27))];
+    expect((await runCli(['export-events', '--start', b, '--end', b], world.dir)).code).toBe(0);
+    const path = stateFile(world);
+    const state = JSON.parse(readFileSync(path, 'utf8')) as { ranges: unknown[] };
+    // The forced range a..b, stopped after ago(28).
+    state.ranges.push({ start: a, end: b, forced: true, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString() });
+    writeFileSync(path, JSON.stringify(state));
+    const sentBefore = world.fme.count;
+    const r = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'text'], world.dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('was already delivered');
+    expect(world.fme.count).toBe(sentBefore);
+  });
+
   it('refusing to resume a range at a window another range delivered in part, says that --force would also send its delivered part again', async () => {
     world = await startWorld();
     seedHours(world, ago(30), 4, 5);
