@@ -163,11 +163,10 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       store &&
       checkpoint &&
       plan.kind === 'run' &&
-      (checkpoint.nextHour !== undefined || checkpoint.inProgressWindow) &&
-      !store.findRange(start as number, end as number)?.forced
+      (checkpoint.nextHour !== undefined || checkpoint.inProgressWindow)
     ) {
-      // A range resuming meets hours other ranges delivered since it was interrupted as the cursor does (not one run
-      // with --force, which meant to send them again: the guard asks for --force again).
+      // A range resuming meets hours other runs delivered as the cursor does: it passes over them (and says so),
+      // also when it was first run with --force (its state does not say which hours that was meant for).
       plan = await passOverRanges(logger, store, checkpoint, plan, planFrom, resumingRange(formatHour(start as number), formatHour(end as number)));
     }
     if (plan.kind === 'nothing') {

@@ -149,10 +149,11 @@ export function planSkip(
 }
 
 /** Hours of [start, end] already delivered by other tracks, for the double-send guard. */
-export function overlaps(start: number, end: number, spans: { label: string; span: [number, number] }[]): string[] {
-  const found = spans
+export function overlaps(start: number, end: number, spans: { label: string; span: [number, number]; partly?: true }[]): string[] {
+  // A window a track delivered in part, inside hours the same track counts as delivered, is said once, with them.
+  const said = spans.filter((s) => !(s.partly && spans.some((o) => !o.partly && o.label === s.label && o.span[0] <= s.span[0] && o.span[1] >= s.span[1])));
+  const found = said
     .filter(({ span: [a, b] }) => a <= end && b >= start)
-    .map(({ label, span: [a, b] }) => `${formatHour(Math.max(a, start))}..${formatHour(Math.min(b, end))} (delivered by ${label})`);
-  // A window delivered in part is listed among its track's spans twice (as delivered, and as partly): once here.
+    .map(({ label, span: [a, b], partly }) => `${formatHour(Math.max(a, start))}..${formatHour(Math.min(b, end))} (delivered${partly ? ' in part' : ''} by ${label})`);
   return [...new Set(found)];
 }

@@ -57,8 +57,6 @@ export interface SkippedHours {
 export interface RangeTrack extends Track {
   start: string;
   end: string;
-  /** Run with --force: resuming it does not pass over hours other tracks delivered (pass-over-ranges.ts). */
-  forced?: true;
 }
 
 /** The export-events state file: one per Amplitude project and FME environment. */
@@ -158,7 +156,7 @@ export function otherStates(stateDir: string, scope: string): OtherState[] {
     const file = join(stateDir, name);
     try {
       const state = readExportState(file, theirs);
-      const delivered = labelledSpans(state).map(({ span: [a, b] }) => `${formatHour(a)}..${formatHour(b)}`);
+      const delivered = [...new Set(labelledSpans(state).map(({ span: [a, b] }) => `${formatHour(a)}..${formatHour(b)}`))];
       if (delivered.length > 0) out.push({ file, lastDeliveredHour: state.cursor.lastDeliveredHour, delivered });
     } catch {
       out.push({ file, lastDeliveredHour: undefined, delivered: [] });
@@ -405,7 +403,7 @@ export class ExportStateStore {
     const e = formatHour(end);
     let track = this.findRange(start, end);
     if (!track || fresh) {
-      track = { start: s, end: e, ...emptyTrack(), ...(fresh ? { forced: true as const } : {}) };
+      track = { start: s, end: e, ...emptyTrack() };
     }
     const all = [track, ...this.state.ranges.filter((r) => !(r.start === s && r.end === e))];
     this.state.ranges = all.slice(0, MAX_RANGES);

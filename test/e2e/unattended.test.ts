@@ -653,7 +653,7 @@ describe('unattended runs (spawned)', () => {
     expect(world.fme.count).toBe(sentBefore);
   });
 
-  it('a range run with --force does not pass over hours other runs delivered when it resumes: it was meant to send them', async () => {
+  it('a range first run with --force, resumed, passes over hours another range delivered after it stopped, and says so', async () => {
     world = await startWorld();
     seedHours(world, ago(30), 4, 5);
     world.writeConfig(CONFIG);
@@ -661,13 +661,13 @@ describe('unattended runs (spawned)', () => {
     expect((await runCli(['export-events', '--start', b, '--end', b], world.dir)).code).toBe(0);
     const path = stateFile(world);
     const state = JSON.parse(readFileSync(path, 'utf8')) as { ranges: unknown[] };
-    // The forced range a..b, stopped after ago(28).
-    state.ranges.push({ start: a, end: b, forced: true, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString() });
+    // The range a..b (run with --force: its state looks the same), stopped after ago(28).
+    state.ranges.push({ start: a, end: b, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString() });
     writeFileSync(path, JSON.stringify(state));
     const sentBefore = world.fme.count;
-    const r = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'text'], world.dir);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain('was already delivered');
+    const r = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'json'], world.dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(logLines(r.stderr).some((l) => l.message === `the range ${a}..${b} passes over ${b}..${b}: delivered by the range ${b}..${b}`)).toBe(true);
     expect(world.fme.count).toBe(sentBefore);
   });
 

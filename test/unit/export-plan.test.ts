@@ -145,4 +145,15 @@ describe('overlaps', () => {
     expect(overlaps(at('2024-03-03T00:00:00Z'), at('2024-03-04T00:00:00Z'), spans)).toEqual(['20240303T00..20240303T23 (delivered by --since-last-run)']);
     expect(overlaps(at('2024-03-04T00:00:00Z'), at('2024-03-05T00:00:00Z') + H, spans)).toEqual([]);
   });
+
+  it('says a window delivered in part once: with its track\'s delivered hours around it, or as delivered in part on its own', () => {
+    const day = (d: string): [number, number] => [at(`${d}T00:00:00Z`), at(`${d}T23:00:00Z`)];
+    const cursor = [
+      { label: '--since-last-run', span: [at('2024-03-01T00:00:00Z'), at('2024-03-03T23:00:00Z')] as [number, number] },
+      { label: '--since-last-run', span: day('2024-03-02'), partly: true as const },
+    ];
+    expect(overlaps(at('2024-03-02T00:00:00Z'), at('2024-03-04T00:00:00Z'), cursor)).toEqual(['20240302T00..20240303T23 (delivered by --since-last-run)']);
+    const range = [{ label: 'the range 20240305T00..20240305T23', span: day('2024-03-05'), partly: true as const }];
+    expect(overlaps(at('2024-03-05T00:00:00Z'), at('2024-03-05T05:00:00Z'), range)).toEqual(['20240305T00..20240305T05 (delivered in part by the range 20240305T00..20240305T23)']);
+  });
 });
