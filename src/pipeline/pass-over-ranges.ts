@@ -5,9 +5,9 @@ import { EARLIER_RANGES, type ExportStateStore, type LabelledSpan, type TrackChe
 import type { Plan } from './export-plan.js';
 
 /**
- * How `--since-last-run` meets hours that explicit ranges delivered (FME does not deduplicate, so the cursor never
- * sends them again): it passes over them, stops before them, or, at a window a range delivered only in part,
- * stops the run and says what to do. Used by cli/export-events.ts once the run's plan is made.
+ * How `--since-last-run` (and an explicit range resuming) meets hours that other runs delivered (FME does not
+ * deduplicate, so they are never sent again): it passes over them, stops before them, or, at a window another run
+ * delivered only in part, stops. Used by cli/export-events.ts once the run's plan is made.
  */
 
 /** Makes the plan again from `nextHour` (the cursor's next hour), with its end lowered to `lowerEnd`. */
@@ -20,9 +20,11 @@ export type Replan = (nextHour: number | undefined, lowerEnd?: number) => Plan;
 export interface PassingTrack {
   /** Its label among the state's delivered spans (LabelledSpan.label). */
   label: string;
-  /** How messages name it, and what goes on past hours it stopped before. */
+  /** How messages name it. */
   name: string;
+  /** What goes on past hours it stopped before, in messages: `... and <next> them`. */
   next: string;
+  /** The cursor stops the run at a window delivered in part; a range goes on to it, and the double-send guard refuses it. */
   cursor: boolean;
 }
 
@@ -34,11 +36,10 @@ export function resumingRange(start: string, end: string): PassingTrack {
 }
 
 /**
- * `--since-last-run` over hours an explicit range delivered: FME does not deduplicate, so the cursor passes over
- * them (recorded as skipped, naming the range) and goes on after them. Hours that a range delivered further on
- * end this run's windows before them; the next run passes over them. At a window a range delivered only in part
- * the cursor stops, after passing over the delivered hours before it: the run ends (exit 2) saying how to go on.
- * Returns the plan that is left.
+ * The track `who` (the cursor by default) over hours other runs delivered: it passes over them (recorded as
+ * skipped, naming who delivered them) and goes on after them; hours delivered further on end this run's windows
+ * before them, and the next run passes over them. At a window delivered only in part the cursor stops, after
+ * passing over the delivered hours before it: the run ends (exit 2) saying how to go on. Returns the plan left.
  */
 export async function passOverRanges(
   logger: Logger,
