@@ -131,7 +131,8 @@ export class CommandContext {
   }
 }
 
-function pickLogFormat(flags: CommonFlags, config?: Config): LogFormat {
+/** The log format: the flag, else the config file's, else text on a terminal and JSON otherwise (cron). */
+export function pickLogFormat(flags: CommonFlags, config?: Config): LogFormat {
   return flags.logFormat ?? config?.log.format ?? (process.stderr.isTTY ? 'text' : 'json');
 }
 

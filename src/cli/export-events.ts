@@ -8,7 +8,7 @@ import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { earlierState, ExportStateStore, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
+import { CURSOR_LABEL, earlierState, ExportStateStore, rangeLabel, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -177,7 +177,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       return EXIT.OK;
     }
     if (store && sending) {
-      const own = flags.sinceLastRun ? '--since-last-run' : `the range ${formatHour(start as number)}..${formatHour(end as number)}`;
+      const own = flags.sinceLastRun ? CURSOR_LABEL : rangeLabel(formatHour(start as number), formatHour(end as number));
       const clash = overlaps(plan.start, plan.end, store.deliveredSpans().filter((s) => s.label !== own));
       if (clash.length > 0 && !flags.force) {
         // A range that resumes would start over with --force, sending what it delivered before again too.
@@ -320,7 +320,7 @@ function refuseAfterKeyChange(stateDir: string, scope: string, startAt: number |
 /** Records a checked skip and says so, loudly. Returns the hours as `20240301T05..20240301T07`. */
 async function recordSkip(ctx: CommandContext, store: ExportStateStore, checkpoint: TrackCheckpoint, skip: SkipPlan): Promise<string> {
   // What explicit ranges delivered among them, in full or in part: exported again another way, FME would count it twice.
-  const theirs = overlaps(skip.from, skip.to, store.deliveredSpans().filter((s) => s.label !== '--since-last-run'));
+  const theirs = overlaps(skip.from, skip.to, store.deliveredSpans().filter((s) => s.label !== CURSOR_LABEL));
   await checkpoint.skip(skip);
   const hours = describeWindow({ start: skip.from, end: skip.to });
   const partly = skip.partlyDelivered

@@ -1,5 +1,7 @@
 import { Command, CommanderError } from 'commander';
+import type { LogFormat } from '../log/logger.js';
 import { VERSION } from '../version.js';
+import { pickLogFormat } from './context.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor, messageFor } from './exit-codes.js';
 import { demoCommand } from './demo.js';
 import { exportEventsCommand } from './export-events.js';
@@ -30,17 +32,17 @@ export function buildProgram(): Command {
 }
 
 /**
- * How a usage error commander found is written: as the run's other errors would be, `--log-format` if given,
- * else text on a terminal and a JSON log line otherwise (cron logs stay one JSON object per line). The
- * config file is not read for it: the flags could not be parsed.
+ * How a usage error commander found is written: as the run's other errors would be (pickLogFormat), with the
+ * `--log-format` read from the arguments by hand, since commander could not parse them. The config file is not read.
  */
-function usageErrorFormat(argv: string[]): 'text' | 'json' {
+function usageErrorFormat(argv: string[]): LogFormat {
+  let logFormat: LogFormat | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     const value = a === '--log-format' ? argv[i + 1] : a.startsWith('--log-format=') ? a.slice('--log-format='.length) : undefined;
-    if (value === 'text' || value === 'json') return value;
+    if (value === 'text' || value === 'json') logFormat = value;
   }
-  return process.stderr.isTTY ? 'text' : 'json';
+  return pickLogFormat(logFormat ? { logFormat } : {});
 }
 
 async function main(): Promise<void> {

@@ -1,7 +1,7 @@
 import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { EARLIER_RANGES, type ExportStateStore, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
+import { CURSOR_LABEL, EARLIER_RANGES, rangeLabel, type ExportStateStore, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
 import type { Plan } from './export-plan.js';
 
 /**
@@ -28,11 +28,12 @@ export interface PassingTrack {
   cursor: boolean;
 }
 
-export const CURSOR: PassingTrack = { label: '--since-last-run', name: '--since-last-run', next: 'the next run passes over', cursor: true };
+export const CURSOR: PassingTrack = { label: CURSOR_LABEL, name: '--since-last-run', next: 'the next run passes over', cursor: true };
 
 /** A range `start..end` (state hours) resuming. */
 export function resumingRange(start: string, end: string): PassingTrack {
-  return { label: `the range ${start}..${end}`, name: `the range ${start}..${end}`, next: `running it again (--start ${start} --end ${end}) passes over`, cursor: false };
+  const label = rangeLabel(start, end);
+  return { label, name: label, next: `running it again (--start ${start} --end ${end}) passes over`, cursor: false };
 }
 
 /**
@@ -124,7 +125,7 @@ function partlyDelivered(s: LabelledSpan): UsageError {
 export function stopBeforeRanges(logger: Logger, store: ExportStateStore, plan: Extract<Plan, { kind: 'run' }>, planFrom: Replan): Plan {
   const first = store
     .deliveredSpans()
-    .filter((s) => s.label !== '--since-last-run' && s.span[0] <= plan.end && s.span[1] >= plan.start)
+    .filter((s) => s.label !== CURSOR_LABEL && s.span[0] <= plan.end && s.span[1] >= plan.start)
     .sort((a, b) => a.span[0] - b.span[0])[0];
   if (first === undefined) return plan;
   if (first.span[0] <= plan.start) {

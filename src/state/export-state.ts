@@ -119,8 +119,7 @@ export function earlierState(stateDir: string, config: Config): { path: string; 
 export function takeOverState(earlier: { path: string; scope: string }, path: string, scope: string): void {
   const state = readExportState(earlier.path, earlier.scope);
   state.scope = scope;
-  makeDirs(dirname(path));
-  writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`);
+  writeStateFile(path, state);
   rmSync(earlier.path, { force: true });
 }
 
@@ -296,6 +295,20 @@ function mergeHourSpans(spans: [number, number][], more: [number, number][]): [n
 }
 
 /** Every hour span a state file's tracks delivered, with the track it belongs to: the cursor, each range, older ranges. */
+/** Writes a state file whole (atomically), making its folder if need be. */
+function writeStateFile(path: string, state: ExportState): void {
+  makeDirs(dirname(path));
+  writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`);
+}
+
+/** The label of the `--since-last-run` cursor's delivered hours (LabelledSpan.label). */
+export const CURSOR_LABEL = '--since-last-run';
+
+/** The label of an explicit range's delivered hours; `start` and `end` as the state writes them (`YYYYMMDDTHH`). */
+export function rangeLabel(start: string, end: string): string {
+  return `the range ${start}..${end}`;
+}
+
 /** Hours a track delivered (deliveredSpans), labelled, with `partly` on a window an interrupted run was part-way through. */
 export interface LabelledSpan {
   label: string;
@@ -316,8 +329,8 @@ function labelledSpans(state: ExportState): LabelledSpan[] {
       if (sk.partlyDelivered) out.push({ label, span: [parseStateHour(sk.start) as number, parseStateHour(sk.end) as number], partly: true });
     }
   };
-  add(state.cursor, '--since-last-run');
-  for (const r of state.ranges) add(r, `the range ${r.start}..${r.end}`);
+  add(state.cursor, CURSOR_LABEL);
+  for (const r of state.ranges) add(r, rangeLabel(r.start, r.end));
   for (const span of earlierSpans(state)) out.push({ label: EARLIER_RANGES, span });
   for (const span of earlierPartlySpans(state)) out.push({ label: EARLIER_RANGES, span, partly: true });
   return out;
@@ -451,8 +464,7 @@ export class ExportStateStore {
     const next = this.writing.catch(() => undefined).then(() => {
       if (!this.dirty) return;
       this.dirty = false;
-      makeDirs(dirname(this.path));
-      writeFileAtomic(this.path, `${JSON.stringify(this.state, null, 2)}\n`);
+      writeStateFile(this.path, this.state);
     });
     this.writing = next;
     return next;

@@ -36,6 +36,13 @@ function stateFile(w: World): string {
   return join(dir, f);
 }
 
+/** Rewrites the state file as `change` leaves it (to set up what earlier runs, or earlier versions, would have left). */
+function editState<T>(file: string, change: (state: T) => void): void {
+  const state = JSON.parse(readFileSync(file, 'utf8')) as T;
+  change(state);
+  writeFileSync(file, JSON.stringify(state));
+}
+
 function uuidCounts(w: World): Map<string, number> {
   const m = new Map<string, number>();
   for (const e of w.fme.events) {
@@ -503,9 +510,9 @@ describe('unattended runs (spawned)', () => {
     expect((await runCli(['export-events', '--start', formatHour(ago(26)), '--end', formatHour(ago(26))], world.dir)).code).toBe(0);
     // The cursor's next window was interrupted before its first batch was acknowledged.
     const file = stateFile(world);
-    const state = JSON.parse(readFileSync(file, 'utf8')) as { cursor: { inProgress: unknown } };
-    state.cursor.inProgress = { start: formatHour(ago(29)), end: formatHour(ago(28)), acked: [] };
-    writeFileSync(file, JSON.stringify(state));
+    editState(file, (state: { cursor: { inProgress: unknown } }) => {
+      state.cursor.inProgress = { start: formatHour(ago(29)), end: formatHour(ago(28)), acked: [] };
+    });
 
     const first = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(20)), '--log-format', 'json'], world.dir);
     expect(first.code, first.stderr).toBe(0);
@@ -528,11 +535,11 @@ describe('unattended runs (spawned)', () => {
     expect((await runCli(['export-events', '--start', formatHour(ago(25)), '--end', formatHour(ago(25))], world.dir)).code).toBe(0);
     // As a fold leaves it: the window's hours among the older ranges' delivered hours, and marked partly delivered.
     const file = stateFile(world);
-    const state = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
     const hour = formatHour(ago(28));
-    state.earlierRanges = [[hour, hour]];
-    state.earlierPartly = [[hour, hour]];
-    writeFileSync(file, JSON.stringify(state));
+    editState(file, (state: Record<string, unknown>) => {
+      state.earlierRanges = [[hour, hour]];
+      state.earlierPartly = [[hour, hour]];
+    });
     const sentBefore = world.fme.count;
 
     const r = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(23)), '--log-format', 'text'], world.dir);
@@ -563,10 +570,10 @@ describe('unattended runs (spawned)', () => {
     expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(29))], world.dir)).code).toBe(0);
     // As folds leave it: ago(28)..ago(26) delivered by older ranges, ago(26) only in part.
     const file = stateFile(world);
-    const state = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-    state.earlierRanges = [[formatHour(ago(28)), formatHour(ago(26))]];
-    state.earlierPartly = [[formatHour(ago(26)), formatHour(ago(26))]];
-    writeFileSync(file, JSON.stringify(state));
+    editState(file, (state: Record<string, unknown>) => {
+      state.earlierRanges = [[formatHour(ago(28)), formatHour(ago(26))]];
+      state.earlierPartly = [[formatHour(ago(26)), formatHour(ago(26))]];
+    });
     const sentBefore = world.fme.count;
 
     // --end before the partly window: the older ranges' span reaches into it all the same.
@@ -611,9 +618,9 @@ describe('unattended runs (spawned)', () => {
     // Range a..b interrupted inside its first window; then the hour b sent as a range of its own.
     expect((await runCli(['export-events', '--start', b, '--end', b], world.dir)).code).toBe(0);
     const file = stateFile(world);
-    const state = JSON.parse(readFileSync(file, 'utf8')) as { ranges: unknown[] };
-    state.ranges.push({ start: a, end: b, firstHour: null, lastDeliveredHour: null, inProgress: { start: a, end: formatHour(ago(28)), acked: [[0, 1]] }, updatedAt: new Date().toISOString() });
-    writeFileSync(file, JSON.stringify(state));
+    editState(file, (state: { ranges: unknown[] }) => {
+      state.ranges.push({ start: a, end: b, firstHour: null, lastDeliveredHour: null, inProgress: { start: a, end: formatHour(ago(28)), acked: [[0, 1]] }, updatedAt: new Date().toISOString() });
+    });
 
     const args = ['export-events', '--start', a, '--end', b, '--log-format', 'json'];
     const first = await runCli(args, world.dir);
@@ -641,11 +648,11 @@ describe('unattended runs (spawned)', () => {
     // ago(27)..ago(26) when a --skip-to passed it, then delivered ago(25).
     expect((await runCli(['export-events', '--start', formatHour(ago(22)), '--end', formatHour(ago(22))], world.dir)).code).toBe(0);
     const path = stateFile(world);
-    const state = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-    const at = new Date().toISOString();
-    state.ranges = [{ start: a, end: e, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: at }];
-    state.cursor = { firstHour: formatHour(ago(27)), lastDeliveredHour: formatHour(ago(25)), inProgress: null, updatedAt: at, skipped: [{ start: formatHour(ago(27)), end: formatHour(ago(26)), at, partlyDelivered: true }] };
-    writeFileSync(path, JSON.stringify(state));
+    editState(path, (state: Record<string, unknown>) => {
+      const at = new Date().toISOString();
+      state.ranges = [{ start: a, end: e, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: at }];
+      state.cursor = { firstHour: formatHour(ago(27)), lastDeliveredHour: formatHour(ago(25)), inProgress: null, updatedAt: at, skipped: [{ start: formatHour(ago(27)), end: formatHour(ago(26)), at, partlyDelivered: true }] };
+    });
     const sentBefore = world.fme.count;
     const r = await runCli(['export-events', '--start', a, '--end', e, '--log-format', 'text'], world.dir);
     expect(r.code, r.stderr).toBe(2);
@@ -660,10 +667,10 @@ describe('unattended runs (spawned)', () => {
     const [a, b] = [formatHour(ago(30)), formatHour(ago(27))];
     expect((await runCli(['export-events', '--start', b, '--end', b], world.dir)).code).toBe(0);
     const path = stateFile(world);
-    const state = JSON.parse(readFileSync(path, 'utf8')) as { ranges: unknown[] };
-    // The range a..b (run with --force: its state looks the same), stopped after ago(28).
-    state.ranges.push({ start: a, end: b, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString() });
-    writeFileSync(path, JSON.stringify(state));
+    editState(path, (state: { ranges: unknown[] }) => {
+      // The range a..b (run with --force: its state looks the same), stopped after ago(28).
+      state.ranges.push({ start: a, end: b, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString() });
+    });
     const sentBefore = world.fme.count;
     const r = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'json'], world.dir);
     expect(r.code, r.stderr).toBe(0);
@@ -679,12 +686,12 @@ describe('unattended runs (spawned)', () => {
     expect((await runCli(['export-events', '--start', a, '--end', formatHour(ago(28))], world.dir)).code).toBe(0);
     // The range a..b, interrupted after its first window; a range over b interrupted inside it.
     const file = stateFile(world);
-    const state = JSON.parse(readFileSync(file, 'utf8')) as { ranges: unknown[] };
-    state.ranges = [
-      { start: a, end: b, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString() },
-      { start: b, end: b, firstHour: null, lastDeliveredHour: null, inProgress: { start: b, end: b, acked: [[0, 1]] }, updatedAt: new Date().toISOString() },
-    ];
-    writeFileSync(file, JSON.stringify(state));
+    editState(file, (state: { ranges: unknown[] }) => {
+      state.ranges = [
+        { start: a, end: b, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString() },
+        { start: b, end: b, firstHour: null, lastDeliveredHour: null, inProgress: { start: b, end: b, acked: [[0, 1]] }, updatedAt: new Date().toISOString() },
+      ];
+    });
     const r = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'text'], world.dir);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('This range was interrupted after delivering part of it: --force would start it over and send that part again as well.');
@@ -697,10 +704,10 @@ describe('unattended runs (spawned)', () => {
     expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30)), '--end', formatHour(ago(29))], world.dir)).code).toBe(0);
     // A range whose run stopped inside its window: some of its batches were acknowledged.
     const file = stateFile(world);
-    const state = JSON.parse(readFileSync(file, 'utf8')) as { ranges: unknown[] };
     const hour = formatHour(ago(28));
-    state.ranges.push({ start: hour, end: hour, firstHour: null, lastDeliveredHour: null, inProgress: { start: hour, end: hour, acked: [[0, 1]] }, updatedAt: new Date().toISOString() });
-    writeFileSync(file, JSON.stringify(state));
+    editState(file, (state: { ranges: unknown[] }) => {
+      state.ranges.push({ start: hour, end: hour, firstHour: null, lastDeliveredHour: null, inProgress: { start: hour, end: hour, acked: [[0, 1]] }, updatedAt: new Date().toISOString() });
+    });
     const sentBefore = world.fme.count;
 
     const r = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(26)), '--log-format', 'text'], world.dir);
