@@ -12,7 +12,7 @@ import { open, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Got, Response } from 'got';
+import type { Got, Request, Response } from 'got';
 import yauzl from 'yauzl';
 import { AmpFmeError, FatalRemoteError, RetriableRemoteError } from '../errors.js';
 import { asNetworkError, bodySnippet } from '../http/client.js';
@@ -224,6 +224,7 @@ export class ExportClient {
     const what = `Amplitude export of ${desc}`;
     const file = path.join(this.dir, downloadName());
     let keep = false;
+    let request: Request | undefined;
     try {
       this.logger.debug('Requesting Amplitude export', { window: desc, attempt });
       const stream = this.opts.http.stream(`${this.opts.baseUrl}/api/2/export`, {
@@ -231,6 +232,7 @@ export class ExportClient {
         headers: { authorization: this.auth },
         ...(signal ? { signal } : {}),
       });
+      request = stream;
       let response: Response;
       try {
         response = await new Promise<Response>((resolve, reject) => {
@@ -258,6 +260,10 @@ export class ExportClient {
       if (signal?.aborted) throw signal.reason ?? err;
       throw asNetworkError(err, what) ?? err;
     } finally {
+      // got does not destroy its streams when they end (autoDestroy is off), and only destroy() takes their listener
+      // off the run's stop signal: one left per request kept every request alive and, past ten, made Node print a
+      // MaxListenersExceededWarning on stderr, a line that is not JSON among the cron logs.
+      request?.destroy();
       if (!keep) await rm(file, { force: true });
     }
   }

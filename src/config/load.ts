@@ -276,18 +276,29 @@ function describe(value: unknown): string {
 
 export type Requirement = 'amplitudeExport' | 'amplitudeIngestion' | 'fmeEvents';
 
+/**
+ * What amp-fme.config.example.json holds in place of each key (`set-FME_SDK_KEY-in-the-environment-instead`). A copy
+ * that keeps one, with the variable unset, has no key: sent, it would only be refused, after a whole export was
+ * downloaded, with advice about the region.
+ */
+const EXAMPLE_PLACEHOLDER = /^set-[A-Z_]+-in-the-environment-instead$/;
+
 /** Checks that the secrets a command needs are present; reports all that are missing at once. */
 export function requireSecrets(config: Config, needs: Requirement[], source?: string): void {
   const problems: ConfigProblem[] = [];
   const need = new Set(needs);
+  const missing = (path: string, value: string | undefined, advice: string): void => {
+    if (!value) problems.push({ path, message: `missing: ${advice}` });
+    else if (EXAMPLE_PLACEHOLDER.test(value)) problems.push({ path, message: `still holds the placeholder of amp-fme.config.example.json: ${advice}` });
+  };
   if (need.has('amplitudeExport') || need.has('amplitudeIngestion')) {
-    if (!config.amplitude.apiKey) problems.push({ path: 'amplitude.apiKey', message: 'missing: set AMPLITUDE_API_KEY (or amplitude.apiKey in the config file)' });
+    missing('amplitude.apiKey', config.amplitude.apiKey, 'set AMPLITUDE_API_KEY (or amplitude.apiKey in the config file)');
   }
-  if (need.has('amplitudeExport') && !config.amplitude.secretKey) {
-    problems.push({ path: 'amplitude.secretKey', message: 'missing: set AMPLITUDE_SECRET_KEY (or amplitude.secretKey in the config file); the Export API needs the project secret key' });
+  if (need.has('amplitudeExport')) {
+    missing('amplitude.secretKey', config.amplitude.secretKey, 'set AMPLITUDE_SECRET_KEY (or amplitude.secretKey in the config file); the Export API needs the project secret key');
   }
-  if (need.has('fmeEvents') && !config.fme.sdkKey) {
-    problems.push({ path: 'fme.sdkKey', message: 'missing: set FME_SDK_KEY to a server-side SDK key of the target FME environment (or fme.sdkKey in the config file)' });
+  if (need.has('fmeEvents')) {
+    missing('fme.sdkKey', config.fme.sdkKey, 'set FME_SDK_KEY to a server-side SDK key of the target FME environment (or fme.sdkKey in the config file)');
   }
   if (problems.length > 0) throw new ConfigError(problems, source);
 }

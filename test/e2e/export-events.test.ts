@@ -55,6 +55,36 @@ describe('amp-fme (spawned)', () => {
     expectNoSecrets(r.stdout + r.stderr);
   });
 
+  it('writes only JSON log lines under cron however many export requests a run makes', async () => {
+    world = await startWorld();
+    seedDays(world, '2024-03-01', 1, 2);
+    // One request per hour: 24 with data, then 6 that Amplitude answers with its 404 "no data".
+    world.writeConfig({ exportEvents: { windowHours: 1 } });
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-02T05', '--json'], world.dir);
+    expect(r.code).toBe(0);
+    expect(world.exportApi.requests.length).toBe(30);
+    // README: under cron every stderr line is one JSON object (no Node warning about listeners left on the run's stop signal).
+    const lines = r.stderr.split('\n').filter((l) => l !== '');
+    expect(lines.filter((l) => !l.startsWith('{'))).toEqual([]);
+  });
+
+  it('refuses a copy of the example config that still holds its placeholder keys, with exit 2 and nothing sent', async () => {
+    world = await startWorld();
+    seedDays(world, '2024-03-01', 1, 2);
+    const example = JSON.parse(readFileSync(join(__dirname, '../../amp-fme.config.example.json'), 'utf8')) as Record<string, Record<string, unknown>>;
+    // The quick start's copy, edited to point at the emulators, with the placeholders left in and the variables not set.
+    world.writeConfig({ amplitude: { ...example.amplitude }, fme: { sdkKey: example.fme?.sdkKey } });
+    const unset = { AMPLITUDE_API_KEY: '', AMPLITUDE_SECRET_KEY: '', FME_SDK_KEY: '' };
+    const r = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--log-format', 'text'], world.dir, unset);
+    expect(r.code).toBe(2);
+    for (const name of ['AMPLITUDE_API_KEY', 'AMPLITUDE_SECRET_KEY', 'FME_SDK_KEY']) expect(r.stderr).toContain(`still holds the placeholder of amp-fme.config.example.json: set ${name}`);
+    expect(world.exportApi.requests.length).toBe(0);
+    expect(world.fme.requestCount).toBe(0);
+    // With the keys in the environment, as the quick start has them, the same copy runs.
+    const ok = await runCli(['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--json'], world.dir);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
   it('keeps timestamps right under a non-UTC TZ', async () => {
     world = await startWorld();
     world.store.add([{ uuid: 'tz-1', event_type: 'Tz', user_id: 'user-1', event_time: '2024-03-10 09:30:00.5', server_upload_time: '2024-03-10 09:31:00' }]);
