@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
@@ -8,7 +8,22 @@ import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { CURSOR_LABEL, earlierState, ExportStateStore, rangeLabel, onlyPlaced, otherStates, parseStateHour, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
+import {
+  CURSOR_LABEL,
+  earlierState,
+  ExportStateStore,
+  isUnused,
+  onlyPlaced,
+  otherStates,
+  rangeLabel,
+  readExportState,
+  stateFileScope,
+  statePaths,
+  stateScope,
+  takeOverState,
+  type OtherState,
+  type TrackCheckpoint,
+} from '../state/export-state.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -23,6 +38,7 @@ interface ExportEventsFlags extends CommonFlags {
   output?: string;
   force?: boolean;
   skipTo?: string;
+  takeOver?: string;
 }
 
 /** The hours `--skip-to` passed over in this run, as the summary shows them. */
@@ -66,6 +82,7 @@ export function exportEventsCommand(): Command {
     .option('--max-runtime <duration>', 'stop at a clean point after this long (e.g. 50m), before the next cron run')
     .option('--force', 'send hours again that the state says were already delivered (FME will count them twice)')
     .option('--skip-to <hour>', 'with --since-last-run: move the cursor forward to this hour first; the hours passed over are not exported')
+    .option('--take-over <state-file>', "continue from another state file (the old keys' after a key rotation, or one in a former state.dir); it is renamed <file>.taken-over")
     .option('--dry-run', 'read and map, but send nothing and change no state')
     .addOption(new Option('--output <file>', 'write the FME events as NDJSON to this file instead of sending them (no state change)'));
   addCommonOptions(cmd);
@@ -87,6 +104,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     if (!flags.sinceLastRun) throw new UsageError('--skip-to moves the --since-last-run cursor: use it with --since-last-run (an explicit range simply starts where --start says)');
     if (!sending) throw new UsageError('--skip-to changes the state, which --dry-run and --output never do: run it without them');
   }
+  if (flags.takeOver !== undefined && !sending) throw new UsageError('--take-over changes the state, which --dry-run and --output never do: run it without them');
   ctx.requireSecrets(sending ? ['amplitudeExport', 'fmeEvents'] : ['amplitudeExport']);
   // Mapping settings that cannot work stop the run before it changes any state (a --skip-to is recorded first).
   (await import('../pipeline/export-rows-pool.js')).checkMappingSettings(config.exportEvents);
@@ -102,6 +120,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   if (sending) lock = acquireLock(paths.lock, `export-events ${process.argv.slice(3).join(' ')}`.trim());
   const interrupts = watchInterrupts({ logger, maxRuntimeMs, onForce: () => lock?.release() });
   try {
+    if (flags.takeOver !== undefined) takeOverFrom(ctx, flags.takeOver, paths.state, scope);
     const stateFile = stateFileOf(ctx, paths.state, scope, sending);
     const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile.path, stateFile.scope) : undefined;
     let checkpoint: TrackCheckpoint | undefined;
@@ -190,7 +209,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     if (skip && checkpoint && store) skipped = await recordSkip(ctx, store, checkpoint, skip);
     if (!sending) checkpoint = undefined; // dry runs and --output read the state but never move it
     if (plan.warning !== undefined) logger.warn(plan.warning);
-    if (plan.resumed) logger.info(`resuming an interrupted run of this range at ${formatHour(plan.start)}`);
+    if (plan.resumed) logger.info(`resuming where an interrupted run stopped, at ${formatHour(plan.start)}`);
     logger.info(`export-events ${formatHour(plan.start)}..${formatHour(plan.end)}: ${plan.windows.length} window(s)`, {
       start: formatHour(plan.start),
       end: formatHour(plan.end),
@@ -307,14 +326,53 @@ function refuseAfterKeyChange(stateDir: string, scope: string, startAt: number |
   const others = otherStates(stateDir, scope);
   if (others.length === 0) return;
   const list = others.map((o) => `${basename(o.file)} (${o.lastDeliveredHour === undefined ? 'unreadable' : `delivered ${o.delivered.join(', ')}`})`).join('; ');
-  const cursors = others.map((o) => parseStateHour(o.lastDeliveredHour)).filter((h): h is number => h !== undefined);
-  const next = cursors.length === 1 ? formatHour((cursors[0] as number) + HOUR_MS) : '<the hour after the old cursor>';
-  const from = startAt !== undefined ? `exportEvents.startAt (${formatHour(startAt)})` : 'an hour of its own';
+  const file = others.length === 1 ? (others[0] as OtherState).file : "<the old keys' state file>";
+  const guard = startAt !== undefined ? `amp-fme will not start from exportEvents.startAt (${formatHour(startAt)}) by itself` : 'amp-fme does not guess a start';
   throw new UsageError(
     `there is no --since-last-run state for these keys yet, but ${stateDir} holds what other keys delivered: ${list}. ` +
-      `If you changed the Amplitude or FME keys of the same project and environment, continue where the old state stopped: run once with --since-last-run --start ${next} (later runs continue from there). ` +
-      `If these keys belong to another project or environment, give its first hour with --start. amp-fme will not start from ${from} on its own: FME does not deduplicate, and hours sent with the old keys would be counted twice.`,
+      `If you changed the Amplitude or FME keys of the same project and environment, run once with --since-last-run --take-over ${file}: ` +
+      'the new keys go on exactly where the old ones stopped, past what their ranges delivered and through a window they were part-way through, and later runs continue from there. ' +
+      `If these keys belong to another project or environment, give its first hour with --start. ${guard}: FME does not deduplicate, and hours sent with the old keys would be counted twice.`,
   );
+}
+
+/**
+ * `--take-over <file>`: this config goes on from another scope's state file, after a key rotation (the scope is
+ * a hash of the keys) or a move of state.dir. Its cursor, ranges and a window part-way through carry on as they
+ * were; a new cursor started with --start instead would send again what only that state knows was delivered,
+ * since FME does not deduplicate. Only into a state these keys have not used yet, holding the old file's lock too
+ * (a run of the old keys may be going). The old file is renamed `<file>.taken-over`: the old keys cannot go on
+ * from it as well.
+ */
+function takeOverFrom(ctx: CommandContext, file: string, path: string, scope: string): void {
+  const from = resolve(currentFolder(), file);
+  if (from === path) throw new UsageError(`--take-over ${from}: that is already the state file of this config and these keys; drop --take-over`);
+  const theirs = stateFileScope(from);
+  if (theirs === undefined) throw new UsageError(`--take-over takes an export-events state file (export-events-<16 hex digits>.json, in state.dir): ${from} is not one`);
+  if (!existsSync(from)) {
+    const done = existsSync(`${from}.taken-over`) ? `; it was taken over already (${basename(from)}.taken-over)` : '';
+    throw new UsageError(`--take-over: ${from} does not exist${done}`);
+  }
+  // An earlier version's file of these same keys (earlierState) is their state too, not yet moved to `path`.
+  const earlier = earlierState(ctx.loaded.stateDir, ctx.config);
+  const mine = existsSync(path) || earlier === undefined || !existsSync(earlier.path) ? { path, scope } : earlier;
+  if (!isUnused(readExportState(mine.path, mine.scope))) {
+    throw new UsageError(
+      `--take-over only starts the state of keys that have none yet, and ${mine.path} already records runs of these keys: two histories cannot be merged. ` +
+        'Move that file away first if it holds nothing you need.',
+    );
+  }
+  const lock = acquireLock(statePaths(dirname(from), theirs).lock, 'export-events --take-over');
+  try {
+    const state = takeOverState({ path: from, scope: theirs }, path, scope, `${from}.taken-over`);
+    const ranges = state.ranges.length > 0 ? ` and ${state.ranges.length} explicit range(s)` : '';
+    ctx.logger.info(`took over ${from} (renamed ${basename(from)}.taken-over): its cursor${ranges} go on under these keys as ${basename(path)}`, {
+      lastDeliveredHour: state.cursor.lastDeliveredHour,
+      ...(state.cursor.inProgress ? { windowInProgress: `${state.cursor.inProgress.start}..${state.cursor.inProgress.end}` } : {}),
+    });
+  } finally {
+    lock.release();
+  }
 }
 
 /** Records a checked skip and says so, loudly. Returns the hours as `20240301T05..20240301T07`. */

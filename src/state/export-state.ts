@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, fmeEventsBaseUrl, type Config } from '../config/types.js';
 import { AmpFmeError } from '../errors.js';
@@ -113,14 +113,34 @@ export function earlierState(stateDir: string, config: Config): { path: string; 
 }
 
 /**
- * Moves an earlier version's state file (earlierState) to today's name and scope: written whole under the new
- * name (atomically), then the old one removed. Checked as any state file is read. Call it holding the lock.
+ * Moves a state file of another scope to this one's name and scope: written whole under the new name
+ * (atomically), then the old one removed, or renamed `retiredAs` to keep it for reference. Checked as any state
+ * file is read. Used for an earlier version's file (earlierState) and for `--take-over` (a key rotation, a moved
+ * state.dir). Call it holding the locks of both.
  */
-export function takeOverState(earlier: { path: string; scope: string }, path: string, scope: string): void {
-  const state = readExportState(earlier.path, earlier.scope);
+export function takeOverState(from: { path: string; scope: string }, path: string, scope: string, retiredAs?: string): ExportState {
+  const state = readExportState(from.path, from.scope);
   state.scope = scope;
   writeStateFile(path, state);
-  rmSync(earlier.path, { force: true });
+  if (retiredAs === undefined) rmSync(from.path, { force: true });
+  else {
+    try {
+      renameSync(from.path, retiredAs);
+    } catch (err) {
+      throw withPath(err, from.path);
+    }
+  }
+  return state;
+}
+
+/** The scope of an export-events state file, from its name (`export-events-<scope>.json`), or undefined for any other file. */
+export function stateFileScope(file: string): string | undefined {
+  return /^export-events-([0-9a-f]{16})\.json$/.exec(basename(file))?.[1];
+}
+
+/** Whether a state records nothing a run did: no range, and a cursor at most placed by a first `--start` (onlyPlaced). */
+export function isUnused(state: ExportState): boolean {
+  return onlyPlaced(state.cursor) && state.ranges.length === 0 && labelledSpans(state).length === 0;
 }
 
 export function statePaths(stateDir: string, scope: string): { state: string; lock: string } {
@@ -150,7 +170,7 @@ export function otherStates(stateDir: string, scope: string): OtherState[] {
   }
   const out: OtherState[] = [];
   for (const name of names.sort()) {
-    const theirs = /^export-events-([0-9a-f]{16})\.json$/.exec(name)?.[1];
+    const theirs = stateFileScope(name);
     if (theirs === undefined || theirs === scope) continue;
     const file = join(stateDir, name);
     try {

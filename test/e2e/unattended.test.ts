@@ -141,38 +141,89 @@ describe('unattended runs (spawned)', () => {
     expect(world.exportApi.requests.length).toBe(requests);
   });
 
-  it('after a key change, will not start from exportEvents.startAt again, and continues where the old keys stopped', async () => {
+  it('after a key change, will not start from exportEvents.startAt again; --take-over goes on exactly where the old keys stopped, through a window they were part-way through and past a range they delivered', async () => {
     const rotated = 'fme-sdk-key-server-rotated-9876';
     world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated] } });
-    const wanted = seedHours(world, ago(10), 6, 20);
-    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, startAt: formatHour(ago(10)) } });
-    const first = await runCli(['export-events', '--since-last-run'], world.dir);
-    expect(first.code).toBe(0);
-    const sent = world.fme.events.length;
-    expect(sent).toBe(wanted.length);
-    const oldState = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { lastDeliveredHour: string } };
-    const next = formatHour((parseStateHour(oldState.cursor.lastDeliveredHour) as number) + HOUR_MS);
+    const wanted = seedHours(world, ago(12), 9, 20); // ago(12) .. ago(4), the newest settled hour
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, startAt: formatHour(ago(12)), batchSize: 10, concurrency: 1 }, http: { ...FAST_HTTP, retries: 0 } });
+    // The old keys' last cron run stops inside its first window (ago(12)..ago(7)) after two acknowledged batches...
+    world.fme.faults.push({ status: 202, afterProcessing: true }, 2).push({ status: 500 }, 10_000);
+    expect((await runCli(['export-events', '--since-last-run'], world.dir)).code).toBe(1);
+    world.fme.faults.clear();
+    expect(world.fme.count).toBe(20);
+    // ... and a range was sent by hand ahead of it.
+    expect((await runCli(['export-events', '--start', formatHour(ago(5)), '--end', formatHour(ago(5))], world.dir)).code).toBe(0);
+    const oldFile = stateFile(world);
+    const sent = world.fme.count;
 
     // The cron job, unchanged, with the new FME key: a new state scope, whose cursor would start at startAt.
-    const cron = (): ReturnType<typeof runCli> => runCli(['export-events', '--since-last-run', '--log-format', 'text'], world!.dir, { FME_SDK_KEY: rotated });
+    const cron = (...more: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--since-last-run', '--log-format', 'text', ...more], world!.dir, { FME_SDK_KEY: rotated });
     const refused = await cron();
     expect(refused.code).toBe(2);
-    expect(refused.stderr).toContain(basename(stateFile(world)));
-    expect(refused.stderr).toContain(`--since-last-run --start ${next}`);
+    expect(refused.stderr).toContain(`--since-last-run --take-over ${oldFile}`);
     expect(refused.stderr).not.toContain(rotated);
-    expect(world.fme.events.length).toBe(sent);
+    expect(world.fme.count).toBe(sent);
 
-    // As the message says, once: no hour is ready yet, but the new cursor now starts there.
-    const once = await runCli(['export-events', '--since-last-run', '--start', next], world.dir, { FME_SDK_KEY: rotated });
-    expect(once.code).toBe(0);
-    // That cursor has delivered nothing: going back before it is refused as having nothing to skip.
-    const back = await runCli(['export-events', '--since-last-run', '--skip-to', oldState.cursor.lastDeliveredHour, '--log-format', 'text'], world.dir, { FME_SDK_KEY: rotated });
-    expect(back.code).toBe(2);
-    expect(back.stderr).toContain(`is before ${next}, where the first --since-last-run starts: there is nothing to skip`);
+    // As the message says, once: the window is finished; then cron goes on, passing over the range's hour.
+    const once = await cron('--take-over', oldFile);
+    expect(once.code, once.stderr).toBe(0);
+    expect(once.stderr).toContain(`took over ${oldFile}`);
+    expect(existsSync(oldFile)).toBe(false);
+    expect(existsSync(`${oldFile}.taken-over`)).toBe(true);
+    expect((await cron()).code).toBe(0);
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expect(world.fme.count).toBe(wanted.length);
     const after = await cron();
     expect(after.code).toBe(0);
     expect(after.stderr).toMatch(/nothing to do: the next hour to export is/);
-    expect(world.fme.events.length).toBe(sent);
+    expect(world.fme.count).toBe(wanted.length);
+  });
+
+  it('--take-over is refused, with nothing sent or moved, into a state that holds runs, from a file that is not a state file, while a run of the old keys holds its lock, and with --dry-run', async () => {
+    const rotated = 'fme-sdk-key-server-rotated-9876';
+    world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated] } });
+    seedHours(world, ago(10), 2, 10);
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10)), '--end', formatHour(ago(10))], world.dir)).code).toBe(0);
+    const oldFile = stateFile(world);
+    const oldText = readFileSync(oldFile, 'utf8');
+    const sent = world.fme.count;
+    const run = (...args: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--log-format', 'text', ...args], world!.dir, { FME_SDK_KEY: rotated });
+    // With no exportEvents.startAt, the refusal does not pretend there is one.
+    const refused = await run('--since-last-run');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`--since-last-run --take-over ${oldFile}`);
+    expect(refused.stderr).toContain('amp-fme does not guess a start: FME does not deduplicate');
+
+    const dry = await run('--since-last-run', '--take-over', oldFile, '--dry-run');
+    expect(dry.code).toBe(2);
+    expect(dry.stderr).toContain('--take-over changes the state, which --dry-run and --output never do');
+    const notState = await run('--since-last-run', '--take-over', join(world.dir, 'amp-fme.config.json'));
+    expect(notState.code).toBe(2);
+    expect(notState.stderr).toContain('is not one');
+    const own = await runCli(['export-events', '--since-last-run', '--take-over', oldFile, '--log-format', 'text'], world.dir);
+    expect(own.code).toBe(2);
+    expect(own.stderr).toContain('that is already the state file of this config');
+
+    // A run of the old keys is going (its lock is held by a live process: this test's).
+    const oldLock = oldFile.replace(/\.json$/, '.lock');
+    writeFileSync(oldLock, `${JSON.stringify({ pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), command: 'export-events --since-last-run' })}\n`);
+    const locked = await run('--since-last-run', '--take-over', oldFile);
+    expect(locked.code).toBe(75);
+    rmSync(oldLock);
+
+    // These keys already ran (an explicit range): their history and the old one cannot be merged.
+    expect((await run('--start', formatHour(ago(9)), '--end', formatHour(ago(9)))).code).toBe(0);
+    const withRange = world.fme.count;
+    expect(withRange).toBeGreaterThan(sent);
+    const used = await run('--since-last-run', '--take-over', oldFile);
+    expect(used.code).toBe(2);
+    expect(used.stderr).toContain('already records runs of these keys');
+
+    expect(readFileSync(oldFile, 'utf8')).toBe(oldText);
+    expect(world.fme.count).toBe(withRange);
   });
 
   it('needs a start on the very first --since-last-run', async () => {
