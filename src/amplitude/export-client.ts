@@ -343,6 +343,11 @@ async function checkZipOrRetry(file: string, what: string): Promise<number> {
   }
 }
 
+/** How to go on at `hour`, past hours the Export API cannot deliver, when the run's kind is not known (see ExportEventsOptions.goOnAt). */
+function goOnByDefault(hour: number): string {
+  return `add --skip-to ${formatHour(hour)} to the next --since-last-run (an explicit range: start a new one at ${formatHour(hour)})`;
+}
+
 /** One result of `exportWindows`: a window and its archive (undefined when it had no data). */
 export interface ExportedWindow {
   window: HourWindow;
@@ -361,6 +366,7 @@ export async function* exportWindows(
   window: HourWindow,
   signal?: AbortSignal,
   splittable: (w: HourWindow) => boolean = () => true,
+  goOnAt: (hour: number) => string = goOnByDefault,
 ): AsyncGenerator<ExportedWindow> {
   const todo: HourWindow[] = [window];
   for (let w = todo.pop(); w !== undefined; w = todo.pop()) {
@@ -375,7 +381,7 @@ export async function* exportWindows(
           `Amplitude answered ${err.status} (too large, or timed out) for ${describeWindow(w)}, which an interrupted run was part-way through. ` +
             `Its delivered batches are recorded as positions in that window's export, so it is not split: its halves would send them to FME again. ` +
             `The next run asks for the whole window again (a timeout may pass). If it keeps failing, export those hours another way and go on ` +
-            `with --skip-to ${formatHour(w.end + HOUR_MS)} on the next --since-last-run (an explicit range: start a new one at ${formatHour(w.end + HOUR_MS)}).`,
+            `after them: ${goOnAt(w.end + HOUR_MS)}.`,
           err.status,
           { cause: err },
         );
@@ -389,8 +395,7 @@ export async function* exportWindows(
           'EXPORT_HOUR_TOO_LARGE',
           `Amplitude cannot export the single upload hour ${formatHour(w.start)} through the Export API (${answered}). ` +
             `Export that hour with Amplitude's Amazon S3 / cloud storage ` +
-            `export instead, and go on after it: add --skip-to ${formatHour(w.start + HOUR_MS)} to the next --since-last-run (an explicit range: ` +
-            `start it at ${formatHour(w.start + HOUR_MS)}).`,
+            `export instead, and go on after it: ${goOnAt(w.start + HOUR_MS)}.`,
           err.status,
           { cause: err },
         );

@@ -240,6 +240,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
         logger,
         deadLetters: ctx.deadLetters,
         ...(checkpoint ? { checkpoint } : {}),
+        goOnAt: flags.sinceLastRun ? (hour) => `add --skip-to ${formatHour(hour)} to the next --since-last-run` : goOnInRange(plan.end),
         signal: interrupts.signal,
         onProgress: (p) => {
           progress.update('windows', p.windowsDone, p.windowsTotal);
@@ -314,6 +315,14 @@ function planCursorSkip(
   const skip = planSkip(skipTo, cursor, start ?? startAt);
   if (!skip) ctx.logger.info(`--skip-to ${formatHour(skipTo)}: --since-last-run already continues there; nothing skipped`);
   return skip;
+}
+
+/** How an explicit range ending at `end` goes on at `hour`, past hours the Export API cannot deliver. */
+function goOnInRange(end: number): (hour: number) => string {
+  return (hour) =>
+    hour > end
+      ? 'the range ends there: there is nothing more of it to run'
+      : `run --start ${formatHour(hour)} --end ${formatHour(end)} as a new range`;
 }
 
 /**

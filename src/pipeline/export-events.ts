@@ -36,6 +36,11 @@ export interface ExportEventsOptions {
   logger: Logger;
   deadLetters: DeadLetterWriter;
   checkpoint?: ExportCheckpoint;
+  /**
+   * How to go on at an hour, past hours the Export API cannot deliver (named in that error): a `--skip-to` for the
+   * cursor, a new range for an explicit one. Without it the error names both.
+   */
+  goOnAt?: (hour: number) => string;
   /** Stops reading at the next clean point; in-flight batches still finish. */
   signal?: AbortSignal;
   onProgress?: (p: ExportProgress) => void;
@@ -276,7 +281,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       if (opts.signal?.aborted || fatal) break;
       logger.info(`exporting ${describeWindow(window)}`, { window: describeWindow(window), hours: windowHours(window) });
       const splittable = (w: HourWindow): boolean => checkpoint.resumeRanges(w).length === 0;
-      for await (const part of interruptible(exportWindows(exportClient, window, opts.signal, splittable), opts.signal)) {
+      for await (const part of interruptible(exportWindows(exportClient, window, opts.signal, splittable, opts.goOnAt), opts.signal)) {
         const sub = part.window;
         if (!part.archive) {
           logger.info(`no data in ${describeWindow(sub)}`, { window: describeWindow(sub) });

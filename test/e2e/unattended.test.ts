@@ -779,7 +779,8 @@ describe('unattended runs (spawned)', () => {
     const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(10))], world.dir);
     expect(first.code).toBe(1);
     expect(first.stderr).toContain(`cannot export the single upload hour ${formatHour(ago(8))}`);
-    expect(first.stderr).toContain(`--skip-to ${formatHour(ago(7))}`);
+    expect(first.stderr).toContain(`add --skip-to ${formatHour(ago(7))} to the next --since-last-run.`);
+    expect(first.stderr).not.toContain('an explicit range');
     expect(uuidCounts(world).size).toBe(before.length);
     // The summary of what was sent before the stop, all the same.
     expect(logLines(first.stderr).filter((l) => l.message === 'summary')).toEqual([expect.objectContaining({ exitCode: 1, fmeEventsSent: before.length })]);
@@ -819,6 +820,20 @@ describe('unattended runs (spawned)', () => {
     expect(counts.size).toBe(before.length + hugeHour.length + after.length);
     expect([...counts.values()].every((c) => c === 1)).toBe(true);
   });
+  it('an hour Amplitude cannot export in an explicit range: the advice is a new range after it, or none at the range\'s last hour', async () => {
+    world = await startWorld({ exportOptions: { hugeHours: [ago(8)] } });
+    seedHours(world, ago(10), 4, 5);
+    world.writeConfig(CONFIG);
+    const inside = await runCli(['export-events', '--start', formatHour(ago(10)), '--end', formatHour(ago(7)), '--log-format', 'text'], world.dir);
+    expect(inside.code).toBe(1);
+    expect(inside.stderr).toContain(`go on after it: run --start ${formatHour(ago(7))} --end ${formatHour(ago(7))} as a new range.`);
+    expect(inside.stderr).not.toContain('--skip-to');
+    const last = await runCli(['export-events', '--start', formatHour(ago(9)), '--end', formatHour(ago(8)), '--dry-run', '--log-format', 'text'], world.dir);
+    expect(last.code).toBe(1);
+    expect(last.stderr).toContain('go on after it: the range ends there: there is nothing more of it to run.');
+    expect(last.stderr).not.toContain(`--start ${formatHour(ago(7))}`);
+  });
+
   it('a damaged entry in an export is dead-lettered from the damage on; the other entries are delivered once, and the run goes on', async () => {
     const hour = ago(6);
     const rows = (entry: string, n: number): Record<string, unknown>[] =>
