@@ -42,6 +42,8 @@ const SYSTEM_PROBLEMS: Record<string, string> = {
   EEXIST: 'a file is there where a folder is needed',
   ENOTDIR: 'part of the path is a file, not a folder',
   EISDIR: 'it is a folder, not a file',
+  ENAMETOOLONG: 'the name is too long for the file system',
+  ELOOP: 'the path goes round a loop of symbolic links',
   // A TMPDIR or state.dir that does not exist (files amp-fme reads, such as dumps, are checked with their own message).
   ENOENT: 'no such file or folder',
 };

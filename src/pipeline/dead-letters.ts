@@ -4,6 +4,7 @@ import { redact } from '../http/redact.js';
 import { withPath } from '../io/file-errors.js';
 import { makeDirs } from '../io/make-dirs.js';
 import { writeAllSync } from '../io/write-all.js';
+import { acquireLock, type HeldLock } from '../state/lock.js';
 
 /** Where a dead letter came from: the input file and line, an export window and zip entry, a batch... */
 export type SourcePosition = Record<string, string | number>;
@@ -48,6 +49,8 @@ export class DeadLetterWriter {
   private recordsInFile = 0;
   private retriableTotal = 0;
   private readonly command: string;
+  /** `<file>.lock`, held while the file is open (see writeOut). */
+  private lock: HeldLock | undefined;
 
   constructor(path: string, command: string) {
     this.path = path;
@@ -98,15 +101,37 @@ export class DeadLetterWriter {
 
   /** Syncs and closes the file; safe to call more than once (a later record opens it again, appending). */
   async close(): Promise<void> {
-    this.sync();
-    if (this.fd !== undefined) closeSync(this.fd);
-    this.fd = undefined;
+    try {
+      this.sync();
+      if (this.fd !== undefined) closeSync(this.fd);
+      this.fd = undefined;
+    } finally {
+      this.lock?.release();
+      this.lock = undefined;
+    }
+  }
+
+  /**
+   * Takes `<file>.lock`, the lock `amp-fme retry` takes on the file it re-sends, so that a retry of this file
+   * while the run still writes it exits 75. Otherwise the retry would re-send the records written so far and
+   * rename the file `.retried`, and the run would go on appending to the renamed file: its later records would
+   * sit in a file marked as retried, under a name the run's last warning no longer gives. Best effort: a lock
+   * that cannot be taken never stops a run from writing its dead letters.
+   */
+  private takeLock(): void {
+    if (this.lock) return;
+    try {
+      this.lock = acquireLock(`${this.path}.lock`, `${this.command} (writing this dead-letter file)`);
+    } catch {
+      // A folder where the lock cannot be made, or (after close) a retry of the file already under way.
+    }
   }
 
   private writeOut(): void {
     if (this.pending.length === 0) return;
     if (this.fd === undefined) {
       makeDirs(dirname(this.path));
+      this.takeLock();
       this.fd = openSync(this.path, 'a');
     }
     const before = fstatSync(this.fd).size;

@@ -45,6 +45,13 @@ interface StoredLetter extends DeadLetter {
 
 type Target = 'fme' | 'amplitude-event' | 'amplitude-identify';
 
+/**
+ * The order of a flush's requests. A flush records its lines as done only once the batch of every target is
+ * handled, so when one fails, the next retry sends the flush's other batches again: Amplitude deduplicates
+ * events (insert_id) and an identification set twice changes nothing, but FME stores every copy. FME goes last.
+ */
+const SEND_ORDER: readonly Target[] = ['amplitude-event', 'amplitude-identify', 'fme'];
+
 interface Pending {
   json: string;
   /** UTF-8 bytes of `json` (WireItem.size). */
@@ -95,7 +102,12 @@ export function checkDeadLetterFile(file: string, opts: { force: boolean; deadLe
   try {
     stat = statSync(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new UsageError(`dead-letter file not found: ${file}. ${what}`);
+    const code = (err as NodeJS.ErrnoException).code;
+    // A path mistyped or made up: part of it a file (ENOTDIR), a name too long, a loop of symbolic links. Said
+    // as a usage error, not as a bug with a stack trace.
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new UsageError(`dead-letter file not found: ${file}. ${what}`);
+    if (code === 'ENAMETOOLONG') throw new UsageError(`${file} is not a dead-letter file: its name is too long for the file system. ${what}`);
+    if (code === 'ELOOP') throw new UsageError(`${file} is not a dead-letter file: its path goes round a loop of symbolic links. ${what}`);
     throw err;
   }
   if (stat.isDirectory()) throw new UsageError(`${file} is a folder, not a dead-letter file. ${what}`);
@@ -225,7 +237,6 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     if (batch.length === 0) return;
     pending[target] = [];
     sizes[target] = 0;
-    requireSecrets(config, [target === 'fme' ? 'fmeEvents' : 'amplitudeIngestion']);
     if (target === 'fme') {
       fme ??= new FmeEventsClient({ baseUrl: config.fme.eventsBaseUrl, sdkKey: config.fme.sdkKey ?? '', http, retry, logger, ...(opts.signal ? { signal: opts.signal } : {}) });
       const jsons = batch.map((b) => b.json);
@@ -256,7 +267,10 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   /** An error that ends the retry once the lines it concerns are recorded as done (a batch FME refused, sent in part). */
   let stopAfterProgress: unknown;
   const flushAll = async (line: number): Promise<void> => {
-    for (const t of Object.keys(pending) as Target[]) await send(t);
+    // A missing key stops the flush before any of its batches goes out (and is sent again by the next retry).
+    const busy = SEND_ORDER.filter((t) => pending[t].length > 0);
+    if (busy.length > 0) requireSecrets(config, busy.map((t) => (t === 'fme' ? 'fmeEvents' : 'amplitudeIngestion')));
+    for (const t of SEND_ORDER) await send(t);
     // What still fails is on disk before the progress says its lines are done (dead-letters.ts).
     deadLetters.sync();
     writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: line }));
@@ -301,7 +315,9 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
         );
       }
       const json = JSON.stringify(letter.payload);
-      const size = Buffer.byteLength(json);
+      // An identification goes form-encoded (`"` is 3 bytes on the wire, a non-ASCII character up to 9): its size in
+      // the request, as push-impressions counts it, not its JSON's, or a full batch would be well over the limit.
+      const size = target === 'amplitude-identify' ? identifyItem('', json).size : Buffer.byteLength(json);
       const lim = limits[target];
       // Each record adds its bytes and a separator to a request.
       if (pending[target].length >= lim.count || sizes[target] + size + 1 > lim.bytes) await flushAll(line - 1);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-ingestion.js';
+import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { startServer, type Route } from '../../src/sandbox/server.js';
 import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
@@ -112,6 +113,21 @@ describe('amp-fme retry (spawned)', () => {
     expect(world.fme.count).toBe(0);
   });
 
+  it('says a mistyped path is no dead-letter file (exit 2), without a stack trace, whatever the file system answers', async () => {
+    world = await startWorld();
+    world.writeConfig();
+    const file = join(world.dir, 'old.ndjson');
+    writeFileSync(file, 'x');
+    // Under a file (ENOTDIR), a name longer than the file system takes (ENAMETOOLONG).
+    for (const target of [join(file, 'more.ndjson'), join(world.dir, `${'x'.repeat(300)}.ndjson`)]) {
+      const r = await runCli(['retry', target, '--log-format', 'text'], world.dir);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(target);
+      expect(r.stderr).toContain('Nothing was sent, written or renamed.');
+      expect(r.stderr).not.toMatch(/a bug|Unexpected error|\n\s+at /);
+    }
+  });
+
   it('re-sends Amplitude events set aside for the daily quota', async () => {
     const amplitude = createAmplitudeIngestionEmulator({ apiKey: KEYS.amplitudeApiKey });
     const server = await startServer([amplitude.route]);
@@ -189,6 +205,32 @@ describe('amp-fme retry (spawned)', () => {
       release();
       await gated.close();
     }
+  });
+
+  it('does not take a dead-letter file its run is still writing (exit 75), so no record is left in a file marked .retried', async () => {
+    world = await startWorld();
+    world.writeConfig();
+    // A run under way (this process, as export-events would) has written its first dead letter, and goes on writing.
+    const writer = new DeadLetterWriter(join(world.dir, '.amp-fme', 'dead-letters', 'export-events-20240301T110000Z-1.ndjson'), 'export-events');
+    const letter = (key: string) => ({ reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key, timestamp: 1_709_287_200_000 } });
+    writer.write(letter('user-1'));
+    writer.sync();
+    const file = writer.path;
+
+    const during = await runCli(['retry', file, '--log-format', 'text'], world.dir);
+    expect(during.code).toBe(75);
+    expect(during.stderr).toContain(`another amp-fme run holds the lock ${file}.lock: pid ${process.pid}`);
+    expect(world.fme.count).toBe(0);
+    expect(existsSync(file)).toBe(true);
+    expect(existsSync(`${file}.retried`)).toBe(false);
+
+    // The run writes its last dead letter and ends: now the file is whole, and the retry sends all of it.
+    writer.write(letter('user-2'));
+    await writer.close();
+    const after = await runCli(['retry', file, '--json'], world.dir);
+    expect(after.code).toBe(0);
+    expect(world.fme.events.map((e) => e.key)).toEqual(['user-1', 'user-2']);
+    expect(existsSync(`${file}.lock`)).toBe(false);
   });
 
   it('refuses a file already renamed .retried (exit 2, nothing sent), and re-sends it with --force', async () => {

@@ -168,6 +168,28 @@ describe('an interrupted retry', () => {
     expect(existsSync(`${file}.retry-progress.json`)).toBe(false);
   });
 
+  it('sends a flush to FME last, so that a batch Amplitude fails does not make the next retry store FME events twice', async () => {
+    const dir = tempDir('retry-mixed');
+    // Dead letters of both commands in one file (dead-letter files put together to retry them at once).
+    const { file, config } = rejectedBatchFile(dir, 2);
+    const event = { user_id: 'user-00044', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-mixed-1', event_properties: { flag: 'f', treatment: 'on' } };
+    writeFileSync(file, `${readFileSync(file, 'utf8')}${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`);
+    config.amplitude.apiKey = AMPLITUDE_KEY;
+    config.amplitude.ingestionBaseUrl = server.url;
+    config.http.retries = 1;
+    // Amplitude is down for the first retry: both its attempts fail.
+    amplitude.faults.push({ status: 503 }, 2);
+    const before = fme.count;
+    const retry = (name: string) => runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, name), 'retry'), force: false });
+    await expect(retry('new1.ndjson')).rejects.toThrow(/503/);
+    expect(fme.count - before).toBe(0);
+
+    const s = await retry('new2.ndjson');
+    expect(s.resent).toEqual({ fme: 2, amplitudeEvents: 1, amplitudeIdentifications: 0 });
+    expect(fme.events.slice(before).map((e) => e.key)).toEqual(['user-1', 'user-2']);
+    expect(amplitude.events.filter((e) => e.insert_id === 'fme-mixed-1')).toHaveLength(1);
+  });
+
   it('re-sends identifications with a warning that they may put older treatments back', async () => {
     const dir = tempDir('retry-identify');
     const { file, config } = amplitudeLetterFile(dir, 'amplitude_throttled', { user_id: 'user-00043', user_properties: { checkout: 'on' } });
@@ -176,6 +198,22 @@ describe('an interrupted retry', () => {
     expect(s.resent.amplitudeIdentifications).toBe(1);
     expect(amplitude.userProperties.get('user-00043')).toEqual({ checkout: 'on' });
     expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([expect.stringContaining('this retry puts the older ones back')]);
+  });
+
+  it('keeps each request of identifications under the Identify limit, counting them form-encoded as they are sent', async () => {
+    const dir = tempDir('retry-identify-size');
+    const { file, config } = amplitudeLetterFile(dir, 'amplitude_daily_quota', null);
+    // 1000 users with 40 flags each: about 1 KB of JSON per identification, and about 1.6 KB form-encoded.
+    const flags = Object.fromEntries(Array.from({ length: 40 }, (_, f) => [`fme.flag_number_${f}`, 'on']));
+    const letters = Array.from({ length: 1000 }, (_, u) => ({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: { user_id: `user-size-${u}`, user_properties: { $set: flags } } }));
+    writeFileSync(file, `${letters.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    const before = amplitude.requests.length;
+    const s = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false });
+    expect(s.resent.amplitudeIdentifications).toBe(1000);
+    const requests = amplitude.requests.slice(before);
+    // Not one refused as too large (413) and split: each request within the 800 KB push-impressions keeps to.
+    expect(requests.map((r) => r.status)).not.toContain(413);
+    expect(Math.max(...requests.map((r) => r.bytes))).toBeLessThanOrEqual(800_000);
   });
 
   it('re-sends the rest of a batch FME refuses for one event, and keeps only that one failing', async () => {

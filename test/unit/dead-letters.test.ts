@@ -56,7 +56,7 @@ describe('DeadLetterWriter', () => {
     expect(linesOf(dl.path).map((l) => l.payload)).toEqual([1, 2]);
   });
 
-  it.runIf(existsSync('/dev/full'))('names its file when the disk is full', () => {
+  it.runIf(existsSync('/dev/full'))('names its file when the disk is full', async () => {
     const dl = new DeadLetterWriter('/dev/full', 'push-impressions');
     dl.write({ reason: 'invalid_json', retriable: false, payload: '{' });
     let err: unknown;
@@ -66,5 +66,7 @@ describe('DeadLetterWriter', () => {
       err = e;
     }
     expect(messageFor(err)).toMatch(/^could not write \/dev\/full: no space left on the device \(ENOSPC\)/);
+    // Gives back the file's lock (/dev/full.lock, when the tests run as root).
+    await dl.close().catch(() => undefined);
   });
 });

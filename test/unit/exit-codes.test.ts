@@ -1,5 +1,5 @@
-import { closeSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exitCodeFor, messageFor } from '../../src/cli/exit-codes.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -43,6 +43,11 @@ describe('messageFor and exitCodeFor', () => {
     };
     expect(messageFor(errorOf(() => mkdirSync(file, { recursive: true })))).toMatch(new RegExp(`^could not mkdir ${file}: a file is there where a folder is needed \\(EEXIST\\)`));
     expect(messageFor(errorOf(() => mkdirSync(join(file, 'sub'), { recursive: true })))).toMatch(/: part of the path is a file, not a folder \(ENOTDIR\)/);
+    // A mistyped --output, --config or state.dir: a name too long, a loop of symbolic links.
+    expect(messageFor(errorOf(() => writeFileSync(join(dirname(file), 'x'.repeat(300)), '')))).toMatch(/: the name is too long for the file system \(ENAMETOOLONG\)/);
+    const loop = join(dirname(file), 'loop');
+    symlinkSync(loop, loop);
+    expect(messageFor(errorOf(() => writeFileSync(join(loop, 'x'), '')))).toMatch(/: the path goes round a loop of symbolic links \(ELOOP\)/);
   });
 
   it('still report anything else as a bug, with its stack', () => {
