@@ -70,9 +70,13 @@ export class CommandContext {
     return this.deadLetterWriter;
   }
 
-  /** Bars on a TTY unless --quiet/--json; periodic log lines otherwise. */
+  /**
+   * Bars on a TTY, periodic log lines otherwise; none with --quiet, and no bars with --json (its reader wants the
+   * summary, not a redrawn terminal), for every command alike.
+   */
   startProgress(specs: ProgressBarSpec[], rateOf?: string, quiet = false): Progress {
-    this.progress = createProgress({ tty: this.tty, enabled: !quiet, logger: this.logger, specs, ...(rateOf ? { rateOf } : {}) });
+    const enabled = !quiet && !(this.tty && this.json);
+    this.progress = createProgress({ tty: this.tty, enabled, logger: this.logger, specs, ...(rateOf ? { rateOf } : {}) });
     return this.progress;
   }
 

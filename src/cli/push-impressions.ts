@@ -73,7 +73,7 @@ async function pushImpressions(ctx: CommandContext, files: string[], flags: Push
         { id: 'delivered', label: mode === 'identify' ? 'users' : 'events', total: 0, unit: sending ? 'sent' : flags.dryRun ? 'mapped' : 'written' },
       ],
       'read',
-      flags.quiet === true || ctx.json,
+      flags.quiet === true,
     );
     // Loaded here, not at start-up: each command loads only its own pipeline (see cli/main.ts).
     const { runPushImpressions } = await import('../pipeline/push-impressions.js');

@@ -1,3 +1,4 @@
+import { parseHourArg } from '../amplitude/hours.js';
 import type { ConfigProblem } from '../errors.js';
 import { defaultConfig } from './defaults.js';
 import { MAX_EXPORT_IDENTITIES, type Config } from './types.js';
@@ -83,10 +84,17 @@ const strArray =
     return ok ? v : INVALID;
   };
 
+/** An hour as the --start flag takes it (parseHourArg, the same parser), so the config accepts what the flag does and nothing else. */
 const hourText = (): Check => (v, path, problems) => {
-  if (typeof v !== 'string' || !/^(\d{8}T\d{2}|\d{4}-\d{2}-\d{2}([T ].*)?)$/.test(v)) {
-    return fail(problems, path, `must be an upload hour like "20240301T00", "2024-03-01" or "2024-03-01T05:00:00Z", got ${describe(v)}`);
+  let ok = typeof v === 'string';
+  if (ok) {
+    try {
+      parseHourArg(v as string, 'start', path);
+    } catch {
+      ok = false;
+    }
   }
+  if (!ok) return fail(problems, path, `must be an upload hour like "20240301T00", "2024-03-01" or "2024-03-01T05:00:00Z", got ${describe(v)}`);
   return v;
 };
 

@@ -1,5 +1,5 @@
 import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, type Stats } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/identify-client.js';
 import { INGESTION_LIMITS, IngestionClient } from '../amplitude/ingestion-client.js';
@@ -105,6 +105,12 @@ export function checkDeadLetterFile(file: string, opts: { force: boolean; deadLe
     const code = (err as NodeJS.ErrnoException).code;
     // A path mistyped or made up: part of it a file (ENOTDIR), a name too long, a loop of symbolic links. Said
     // as a usage error, not as a bug with a stack trace.
+    if (code === 'ENOENT' && existsSync(`${file}.retried`)) {
+      throw new UsageError(
+        `${file} was retried already: it is now ${basename(file)}.retried, and what still failed, if anything, went to the new dead-letter file that retry named. ` +
+          `Retry that one, or add --force and give ${file}.retried to send this file's records again (they may then be sent twice). Nothing was sent, written or renamed.`,
+      );
+    }
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new UsageError(`dead-letter file not found: ${file}. ${what}`);
     if (code === 'ENAMETOOLONG') throw new UsageError(`${file} is not a dead-letter file: its name is too long for the file system. ${what}`);
     if (code === 'ELOOP') throw new UsageError(`${file} is not a dead-letter file: its path goes round a loop of symbolic links. ${what}`);

@@ -85,6 +85,27 @@ describe('amp-fme (spawned)', () => {
     expect(ok.code, ok.stderr).toBe(0);
   });
 
+  it.runIf(existsSync('/usr/bin/script'))('on a terminal draws progress bars, but not with --json, for export-events and push-impressions alike', async () => {
+    world = await startWorld();
+    seedDays(world, '2024-03-01', 1, 2);
+    world.writeConfig();
+    const dump = join(world.dir, 'dump.ndjson');
+    writeFileSync(dump, `${JSON.stringify({ key: 'user-00001', split: 'f', treatment: 'on', time: Date.now() - 60_000 })}\n`);
+    const runs = [
+      ['export-events', '--start', '2024-03-01', '--end', '2024-03-01', '--dry-run'],
+      ['push-impressions', dump, '--dry-run'],
+    ];
+    for (const args of runs) {
+      const bars = await runCli(args, world.dir, {}, { terminal: true });
+      expect(bars.code, bars.stdout).toBe(0);
+      expect(bars.stdout).toMatch(/\u001b\[\?25l/); // a bar hides the cursor while it draws
+      const json = await runCli([...args, '--json'], world.dir, {}, { terminal: true });
+      expect(json.code, json.stdout).toBe(0);
+      expect(json.stdout).not.toMatch(/\u001b\[\?25l/);
+      expect(json.stdout).toContain(`"command":"${args[0]}"`);
+    }
+  });
+
   it('keeps timestamps right under a non-UTC TZ', async () => {
     world = await startWorld();
     world.store.add([{ uuid: 'tz-1', event_type: 'Tz', user_id: 'user-1', event_time: '2024-03-10 09:30:00.5', server_upload_time: '2024-03-10 09:31:00' }]);

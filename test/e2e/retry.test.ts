@@ -254,6 +254,12 @@ describe('amp-fme retry (spawned)', () => {
     expect(world.fme.count).toBe(1);
     // Refused before its lock is made: nothing new beside it, the file where it was.
     expect(readdirSync(world.dir).sort()).toEqual(before);
+    // The same command again, on the name it had: said to be retried already, not "not found".
+    const again = await runCli(['retry', file, '--log-format', 'text'], world.dir);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain(`${file} was retried already: it is now once.ndjson.retried`);
+    expect(again.stderr).not.toContain('not found');
+    expect(world.fme.count).toBe(1);
 
     const forced = await runCli(['retry', retried, '--force', '--json'], world.dir);
     expect(forced.code).toBe(0);

@@ -72,11 +72,16 @@ export function runCli(
   args: string[],
   cwd: string,
   env: Record<string, string | undefined> = {},
-  opts: { fileSizeLimit?: number; removeCwd?: boolean } = {},
+  opts: { fileSizeLimit?: number; removeCwd?: boolean; terminal?: boolean } = {},
 ): Promise<CliResult> & { child: ReturnType<typeof spawn> } {
   const before = [opts.fileSizeLimit !== undefined ? `ulimit -f ${opts.fileSizeLimit}` : '', opts.removeCwd ? 'rmdir "$PWD"' : ''].filter(Boolean);
-  const [command, argv] =
-    before.length === 0 ? [process.execPath, [BIN, ...args]] : ['/bin/sh', ['-c', `${before.join(' && ')} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
+  const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
+  const [command, argv] = opts.terminal
+    ? // On a terminal, as a person runs it: util-linux `script` gives the CLI a pty (stdout and stderr both come out on stdout).
+      ['script', ['-qefc', [process.execPath, BIN, ...args].map(quote).join(' '), '/dev/null']]
+    : before.length === 0
+      ? [process.execPath, [BIN, ...args]]
+      : ['/bin/sh', ['-c', `${before.join(' && ')} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
   const child = spawn(command, argv, {
     cwd,
     env: {

@@ -75,6 +75,13 @@ describe('validateConfig', () => {
     expect(validateConfig({ exportEvents: { identities: ids(17) } }).problems).toEqual([{ path: 'exportEvents.identities', message: 'has 17 identities; at most 16 are supported' }]);
   });
 
+  it('takes exportEvents.startAt exactly as --start takes an hour, and refuses what --start refuses', () => {
+    for (const ok of ['20240301T05', '20240301t05', '2024-03-01', '2024-03-01T07:30+02:00']) expect(validateConfig({ exportEvents: { startAt: ok } }).problems).toEqual([]);
+    for (const bad of ['2024-03-01Tjunk', '20241301T00', '2024-02-30', 'yesterday', 5]) {
+      expect(validateConfig({ exportEvents: { startAt: bad } }).problems).toEqual([{ path: 'exportEvents.startAt', message: expect.stringContaining('must be an upload hour like') }]);
+    }
+  });
+
   it('keeps defaults for what the file leaves out', () => {
     const { config, problems } = validateConfig({ exportEvents: { windowHours: 6 } });
     expect(problems).toEqual([]);
