@@ -1,8 +1,9 @@
-import { existsSync } from 'node:fs';
+import { existsSync, renameSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
+import { withPath } from '../io/file-errors.js';
 import { currentFolder } from '../io/current-folder.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
@@ -12,6 +13,7 @@ import {
   CURSOR_LABEL,
   earlierState,
   ExportStateStore,
+  fileDigest,
   isUnused,
   onlyPlaced,
   otherStates,
@@ -122,6 +124,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   try {
     if (flags.takeOver !== undefined) takeOverFrom(ctx, flags.takeOver, paths.state, scope);
     const stateFile = stateFileOf(ctx, paths.state, scope, sending);
+    if (sending) finishTakeOver(ctx, stateFile);
     const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile.path, stateFile.scope) : undefined;
     let checkpoint: TrackCheckpoint | undefined;
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
@@ -358,14 +361,22 @@ function takeOverFrom(ctx: CommandContext, file: string, path: string, scope: st
   if (from === path) throw new UsageError(`--take-over ${from}: that is already the state file of this config and these keys; drop --take-over`);
   const theirs = stateFileScope(from);
   if (theirs === undefined) throw new UsageError(`--take-over takes an export-events state file (export-events-<16 hex digits>.json, in state.dir): ${from} is not one`);
+  // An earlier version's file of these same keys (earlierState) is their state too, not yet moved to `path`.
+  const earlier = earlierState(ctx.loaded.stateDir, ctx.config);
+  const mine = existsSync(path) || earlier === undefined || !existsSync(earlier.path) ? { path, scope } : earlier;
+  const current = readExportState(mine.path, mine.scope);
+  if (current.takenOver?.from === from) {
+    // These keys took it over already: the same command run again (after it stopped on a later error, or was
+    // killed before the rename, which finishTakeOver completes) goes on from their state.
+    ctx.logger.info(`${from} was taken over by these keys already (${current.takenOver.at}): their state ${basename(mine.path)} goes on from it; --take-over is no longer needed`);
+    return;
+  }
   if (!existsSync(from)) {
     const done = existsSync(`${from}.taken-over`) ? `; it was taken over already (${basename(from)}.taken-over)` : '';
     throw new UsageError(`--take-over: ${from} does not exist${done}`);
   }
-  // An earlier version's file of these same keys (earlierState) is their state too, not yet moved to `path`.
-  const earlier = earlierState(ctx.loaded.stateDir, ctx.config);
-  const mine = existsSync(path) || earlier === undefined || !existsSync(earlier.path) ? { path, scope } : earlier;
-  if (!isUnused(readExportState(mine.path, mine.scope))) {
+  if (!statSync(from).isFile()) throw new UsageError(`--take-over takes an export-events state file: ${from} is a folder`);
+  if (!isUnused(current)) {
     throw new UsageError(
       `--take-over only starts the state of keys that have none yet, and ${mine.path} already records runs of these keys: two histories cannot be merged. ` +
         'Move that file away first if it holds nothing you need.',
@@ -374,11 +385,45 @@ function takeOverFrom(ctx: CommandContext, file: string, path: string, scope: st
   const lock = acquireLock(statePaths(dirname(from), theirs).lock, 'export-events --take-over');
   try {
     const state = takeOverState({ path: from, scope: theirs }, path, scope, `${from}.taken-over`);
-    const ranges = state.ranges.length > 0 ? ` and ${state.ranges.length} explicit range(s)` : '';
-    ctx.logger.info(`took over ${from} (renamed ${basename(from)}.taken-over): its cursor${ranges} go on under these keys as ${basename(path)}`, {
+    ctx.logger.info(`took over ${from} (renamed ${basename(from)}.taken-over): these keys go on from its state, now ${basename(path)}`, {
       lastDeliveredHour: state.cursor.lastDeliveredHour,
       ...(state.cursor.inProgress ? { windowInProgress: `${state.cursor.inProgress.start}..${state.cursor.inProgress.end}` } : {}),
+      ranges: state.ranges.length,
+      skippedHours: (state.cursor.skipped ?? []).map((sk) => (sk.start === sk.end ? sk.start : `${sk.start}..${sk.end}`)).join(', ') || 'none',
     });
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * A `--take-over` stopped (killed, a failed rename) between writing this state and renaming the old file leaves the
+ * old file where the old keys, or the next rotation's --take-over, would go on from it too: FME would get again what
+ * these keys deliver. The next sending run finishes the rename, holding the old file's lock, if the file is as it
+ * was taken over; if runs went on from it since, the two states disagree and the run stops.
+ */
+function finishTakeOver(ctx: CommandContext, stateFile: { path: string; scope: string }): void {
+  const taken = readExportState(stateFile.path, stateFile.scope).takenOver;
+  if (taken === undefined || !existsSync(taken.from)) return;
+  const theirs = stateFileScope(taken.from);
+  if (theirs === undefined) return;
+  const lock = acquireLock(statePaths(dirname(taken.from), theirs).lock, 'export-events (finishing a --take-over)');
+  try {
+    if (!existsSync(taken.from)) return;
+    if (fileDigest(taken.from) !== taken.digest) {
+      throw new UsageError(
+        `${stateFile.path} was taken over from ${taken.from} (${taken.at}), which is still there and has changed since: runs of the old keys went on from it, ` +
+          `and the two states disagree on what FME has (FME does not deduplicate). To go on from where the old keys stopped, move ${stateFile.path} away and run once with ` +
+          `--since-last-run --take-over ${taken.from} (if these keys delivered hours since ${taken.at} as well, those are in FME twice over from then on). ` +
+          `To go on from this state instead, rename ${taken.from} to ${basename(taken.from)}.taken-over.`,
+      );
+    }
+    try {
+      renameSync(taken.from, `${taken.from}.taken-over`);
+    } catch (err) {
+      throw withPath(err, taken.from);
+    }
+    ctx.logger.warn(`finished taking over ${taken.from}: the --take-over run stopped before renaming it; it is now ${basename(taken.from)}.taken-over`);
   } finally {
     lock.release();
   }

@@ -78,6 +78,20 @@ export interface ExportState {
    * which of their events reached FME is no longer known, so `--since-last-run` must not pass over them as delivered.
    */
   earlierPartly?: [string, string][];
+  /**
+   * Set by `--take-over`: the state file this one was taken over from, when, and the SHA-256 of that file's text
+   * then. A run stopped between writing this file and renaming that one leaves it where the old keys (or a later
+   * rotation) would go on from it too; the next run finishes the rename while the file is as it was, and stops if
+   * runs went on from it since.
+   */
+  takenOver?: TakenOver;
+}
+
+/** Where a state came from by `--take-over` (ExportState.takenOver). */
+export interface TakenOver {
+  from: string;
+  at: string;
+  digest: string;
 }
 
 export class StateError extends AmpFmeError {
@@ -121,6 +135,8 @@ export function earlierState(stateDir: string, config: Config): { path: string; 
 export function takeOverState(from: { path: string; scope: string }, path: string, scope: string, retiredAs?: string): ExportState {
   const state = readExportState(from.path, from.scope);
   state.scope = scope;
+  // Recorded before the rename, so that a run stopped between the two can tell the old file was not renamed.
+  if (retiredAs !== undefined) state.takenOver = { from: from.path, at: new Date().toISOString(), digest: fileDigest(from.path) };
   writeStateFile(path, state);
   if (retiredAs === undefined) rmSync(from.path, { force: true });
   else {
@@ -131,6 +147,15 @@ export function takeOverState(from: { path: string; scope: string }, path: strin
     }
   }
   return state;
+}
+
+/** SHA-256 of a file's bytes (TakenOver.digest). */
+export function fileDigest(path: string): string {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex');
+  } catch (err) {
+    throw withPath(err, path);
+  }
 }
 
 /** The scope of an export-events state file, from its name (`export-events-<scope>.json`), or undefined for any other file. */
@@ -279,6 +304,10 @@ export function readExportState(path: string, scope: string): ExportState {
         return a !== undefined && b !== undefined && a <= b;
       });
     if (!ok) throw corrupt(path, `${key} is malformed`);
+  }
+  const t = s.takenOver;
+  if (t !== undefined && (t === null || typeof t !== 'object' || typeof t.from !== 'string' || typeof t.at !== 'string' || typeof t.digest !== 'string')) {
+    throw corrupt(path, 'takenOver is malformed');
   }
   return s as ExportState;
 }

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync, existsSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
@@ -11,6 +11,9 @@ import { generateExportRows } from '../../src/sandbox/generate.js';
 import { zipToBuffer } from '../../src/sandbox/zip-writer.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { FAST_HTTP, KEYS, logLines, runCli, startWorld, type CliResult, type World } from '../helpers/world.js';
+
+/** Preload that SIGKILLs amp-fme just before it renames a state file `<file>.taken-over`. */
+const KILL_BEFORE_RETIRE = join(__dirname, '../helpers/kill-before-retire.cjs');
 
 let world: World | undefined;
 afterEach(async () => {
@@ -203,6 +206,11 @@ describe('unattended runs (spawned)', () => {
     const notState = await run('--since-last-run', '--take-over', join(world.dir, 'amp-fme.config.json'));
     expect(notState.code).toBe(2);
     expect(notState.stderr).toContain('is not one');
+    const folder = join(world.dir, 'export-events-0123456789abcdef.json');
+    mkdirSync(folder);
+    const isFolder = await run('--since-last-run', '--take-over', folder);
+    expect(isFolder.code).toBe(2);
+    expect(isFolder.stderr).toContain(`${folder} is a folder`);
     const own = await runCli(['export-events', '--since-last-run', '--take-over', oldFile, '--log-format', 'text'], world.dir);
     expect(own.code).toBe(2);
     expect(own.stderr).toContain('that is already the state file of this config');
@@ -224,6 +232,80 @@ describe('unattended runs (spawned)', () => {
 
     expect(readFileSync(oldFile, 'utf8')).toBe(oldText);
     expect(world.fme.count).toBe(withRange);
+  });
+
+  it('a --take-over killed between writing the new state and renaming the old file: the same command run again, or the next cron run, finishes it, and a later rotation names one file', async () => {
+    const [rotated, third] = ['fme-sdk-key-server-rotated-9876', 'fme-sdk-key-server-third-5555'];
+    world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated, third] } });
+    const wanted = seedHours(world, ago(12), 9, 10);
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(10))], world.dir)).code).toBe(0);
+    const oldFile = stateFile(world);
+    const cron = (key: string, ...more: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--since-last-run', '--log-format', 'text', ...more], world!.dir, { FME_SDK_KEY: key });
+    const killed = await runCli(['export-events', '--since-last-run', '--take-over', oldFile], world.dir, { FME_SDK_KEY: rotated, NODE_OPTIONS: `--require ${KILL_BEFORE_RETIRE}` });
+    expect(killed.signal).toBe('SIGKILL');
+    expect(existsSync(oldFile)).toBe(true); // written under the new name, not yet renamed
+
+    const again = await cron(rotated, '--take-over', oldFile, '--end', formatHour(ago(8)));
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('was taken over by these keys already');
+    expect(existsSync(oldFile)).toBe(false);
+    expect(existsSync(`${oldFile}.taken-over`)).toBe(true);
+    expect((await cron(rotated)).code).toBe(0);
+    // The next rotation is told of one state to take over: the one that went on.
+    const refused = await cron(third);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).not.toContain(basename(oldFile));
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
+
+  it('after a --take-over killed before the rename, runs of the old keys going on from the old file stop the new keys: nothing is sent twice, and the command the message gives goes on', async () => {
+    const rotated = 'fme-sdk-key-server-rotated-9876';
+    world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated] } });
+    const wanted = seedHours(world, ago(12), 9, 10);
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(10))], world.dir)).code).toBe(0);
+    const oldFile = stateFile(world);
+    const killed = await runCli(['export-events', '--since-last-run', '--take-over', oldFile], world.dir, { FME_SDK_KEY: rotated, NODE_OPTIONS: `--require ${KILL_BEFORE_RETIRE}` });
+    expect(killed.signal).toBe('SIGKILL');
+    // Back to the old keys for a while: they go on from their file, which is still there.
+    expect((await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(7))], world.dir)).code).toBe(0);
+    const sent = world.fme.count;
+
+    const cron = (...more: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--since-last-run', '--log-format', 'text', ...more], world!.dir, { FME_SDK_KEY: rotated });
+    const stopped = await cron();
+    expect(stopped.code).toBe(2);
+    expect(world.fme.count).toBe(sent);
+    const newFile = readdirSync(join(world.dir, '.amp-fme'))
+      .map((f) => join(world!.dir, '.amp-fme', f))
+      .find((f) => f.endsWith('.json') && f !== oldFile) as string;
+    expect(stopped.stderr).toContain(`move ${newFile} away and run once with --since-last-run --take-over ${oldFile}`);
+    rmSync(newFile);
+    expect((await cron('--take-over', oldFile)).code).toBe(0);
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
+
+  it('a --take-over run that stops on a mistake after taking over: the corrected command, --take-over still in it, goes on', async () => {
+    const rotated = 'fme-sdk-key-server-rotated-9876';
+    world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated] } });
+    const wanted = seedHours(world, ago(12), 9, 10);
+    world.writeConfig(CONFIG);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(10))], world.dir)).code).toBe(0);
+    const oldFile = stateFile(world);
+    const run = (...more: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--since-last-run', '--log-format', 'text', '--take-over', oldFile, ...more], world!.dir, { FME_SDK_KEY: rotated });
+    const wrong = await run('--start', formatHour(ago(5)));
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('Drop --start');
+    const right = await run();
+    expect(right.code, right.stderr).toBe(0);
+    expect(right.stderr).toContain('was taken over by these keys already');
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
   });
 
   it('needs a start on the very first --since-last-run', async () => {
