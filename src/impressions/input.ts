@@ -92,13 +92,55 @@ export async function resolveInputs(args: string[], cwd = currentFolder(), stdin
   return out;
 }
 
+/**
+ * A tar archive's first header holds its magic at byte 257: `ustar\0` (POSIX) or `ustar  \0` (GNU). Both end
+ * in a NUL byte, which no JSON text holds, so a dump that happens to say `ustar` there is not taken for one.
+ */
+const TAR_MAGIC_AT = 257;
+const TAR_MAGICS = ['ustar\0', 'ustar  \0'];
+/** Bytes of decoded content looked at for a format given by mistake: up to the end of the longer tar magic. */
+const FORMAT_HEAD_BYTES = TAR_MAGIC_AT + 8;
+
 /** Formats people give by mistake, known by their first bytes, with what to do instead. */
 function formatProblem(head: Buffer): string | undefined {
   if (head.length >= 4 && head.readUInt32BE(0) === 0x504b0304) return 'it is a zip archive: unzip it and give the files inside';
   if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff))) {
     return 'it is UTF-16 text: convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8 <file>)';
   }
+  // Read as text, a tar's headers and padding would become dead letters and each member's first line with them,
+  // while the rest of its members' lines were sent: refuse it whole instead.
+  if (TAR_MAGICS.some((m) => head.toString('latin1', TAR_MAGIC_AT, TAR_MAGIC_AT + m.length) === m)) {
+    return 'it is a tar archive: extract it (tar xf <file>) and give the files inside';
+  }
   return undefined;
+}
+
+/**
+ * `chunks` as they are, once their first FORMAT_HEAD_BYTES (or all of them, if fewer) have passed
+ * `formatProblem`: a tar archive shows only that far in, and a gzip'd one only once gunzipped.
+ */
+async function* checkedHead(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let head: Buffer | undefined = Buffer.alloc(0);
+  const check = (b: Buffer): void => {
+    const problem = formatProblem(b);
+    if (problem) throw new BadDataError(problem, 'NOT_A_DUMP');
+  };
+  for await (const chunk of chunks) {
+    if (head === undefined) {
+      yield chunk;
+      continue;
+    }
+    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+    if (head.length < FORMAT_HEAD_BYTES) continue;
+    check(head);
+    const first = head;
+    head = undefined;
+    yield first;
+  }
+  if (head !== undefined && head.length > 0) {
+    check(head);
+    yield head;
+  }
 }
 
 /**
@@ -149,7 +191,7 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
     }
   };
   if (!gzip) {
-    yield* all();
+    yield* checkedHead(all());
     return;
   }
   const rest = Readable.from(all(), { objectMode: false });
@@ -158,5 +200,5 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
   pipeline(rest, gunzip, () => {
     // Errors surface through chunksOf below: pipeline destroys `gunzip` with the error.
   });
-  yield* chunksOf(gunzip);
+  yield* checkedHead(chunksOf(gunzip));
 }

@@ -71,6 +71,11 @@ export class RecordSplitter {
   /** @param maxRecordBytes a record larger than this is not a dump record: fail instead of buffering it. */
   constructor(private readonly maxRecordBytes = 64 * 1024 * 1024) {}
 
+  /** The line being read: records from it on have not been handed out yet. */
+  get currentLine(): number {
+    return this.inValue ? this.valueLine : this.line;
+  }
+
   /** Feeds one chunk; complete records go to `out`. */
   push(chunk: Buffer, out: RecordSink): void {
     let i = 0;

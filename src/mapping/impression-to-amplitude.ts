@@ -112,7 +112,11 @@ export function coalesceKey(imp: Impression): string {
 /** One impression as one Amplitude event. The impression's own properties override built-ins of the same name, as FME's native integration does (specs/fme.md). */
 export function impressionToEvent(imp: Impression, m: EventMapping): AmplitudeUploadEvent {
   const names = m.propertyNames;
-  const props: Record<string, unknown> = { [names.flag]: imp.flag, [names.treatment]: imp.treatment };
+  // No prototype: a property named `__proto__` (an impression's own, or a configured name) is then a property
+  // like any other, where on a plain object assigning it would set the prototype and the property would be lost.
+  const props: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
+  props[names.flag] = imp.flag;
+  props[names.treatment] = imp.treatment;
   if (imp.label !== undefined) props[names.label] = imp.label;
   if (imp.changeNumber !== undefined) props[names.changeNumber] = imp.changeNumber;
   if (imp.environment !== undefined) props[names.environment] = imp.environment;

@@ -88,6 +88,38 @@ export interface PushImpressionsSummary {
   impressionsPerSecond: number;
 }
 
+/**
+ * `chunks` of `raw`, ended (not failed) by a stop: a read that waits for input that does not come (stdin from a
+ * stalled producer) would otherwise outlast the stop, and the records read so far would never be sent.
+ */
+async function* untilStopped(chunks: AsyncGenerator<Buffer>, raw: Readable, signal: AbortSignal | undefined): AsyncGenerator<Buffer> {
+  if (!signal) {
+    yield* chunks;
+    return;
+  }
+  const stop = (): void => {
+    raw.destroy();
+  };
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    for (;;) {
+      let r: IteratorResult<Buffer>;
+      try {
+        r = await chunks.next();
+      } catch (err) {
+        // The stop destroyed the input under the read (gunzip then sees its input end early): not a problem of the file.
+        if (signal.aborted) return;
+        throw err;
+      }
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    signal.removeEventListener('abort', stop);
+    await chunks.return(undefined);
+  }
+}
+
 function retryPolicy(c: Config): RetryPolicy {
   return { retries: c.http.retries, baseDelayMs: c.http.retryBaseDelayMs, maxDelayMs: c.http.retryMaxDelayMs };
 }
@@ -175,6 +207,9 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     apiKey: config.amplitude.apiKey ?? '',
     retry: retryPolicy(config),
     logger,
+    // A stop ends a wait between two attempts at once (the request is then not delivered), as in `amp-fme retry`:
+    // retries after a 5xx can wait minutes, past the CLI's 30 s drain limit.
+    signal: opts.signal,
   };
   const ingestion =
     http && opts.mode === 'event'
@@ -322,7 +357,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
       /** This file cannot be read on (not a dump, a record too large): what it held before is still sent. */
       let givenUp = false;
       try {
-        for await (const chunk of decodedChunks(raw, (n) => (summary.bytesRead += n))) {
+        for await (const chunk of untilStopped(decodedChunks(raw, (n) => (summary.bytesRead += n)), raw, opts.signal)) {
           splitter.push(chunk, writer);
           if (writer.size >= BATCH_BYTES) {
             dispatch(writer);
@@ -334,10 +369,24 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
             break;
           }
         }
+        if (opts.signal?.aborted) interrupted = true;
       } catch (err) {
-        if ((err as { code?: string }).code === 'Z_DATA_ERROR' || (err as { code?: string }).code === 'Z_BUF_ERROR' || (err as { errno?: number }).errno === -5) {
-          // A cut-off or corrupt gzip: what was read so far counts, the rest of this file is lost: say so.
-          deadLetters.write({ reason: 'invalid_gzip', detail: `${input.name}: ${(err as Error).message} (file truncated or corrupt); the records before this point were read`, source: { file: input.name }, retriable: false, payload: null });
+        const code = (err as { code?: string }).code;
+        if (code === 'Z_DATA_ERROR' || code === 'Z_BUF_ERROR' || (err as { errno?: number }).errno === -5) {
+          // A cut-off gzip (Z_BUF_ERROR) holds good records up to where it ends. A damaged one (Z_DATA_ERROR) is found
+          // only where the damage breaks decoding or at the end, by its checksum: the records read before, already
+          // sent, may be wrong too, and the text decoded in the step that found it is lost. Say which, and where.
+          const truncated = code === 'Z_BUF_ERROR' || (err as { errno?: number }).errno === -5;
+          const line = splitter.currentLine;
+          const detail = truncated
+            ? `${input.name}: ${(err as Error).message} (file truncated); the records before line ${line} were read`
+            : `${input.name}: ${(err as Error).message}: the gzip data is damaged, which gzip finds only where it breaks decoding or at the end of the file, so the records read from this file before line ${line} (${run === 'send' ? 'sent' : run === 'output' ? 'written' : 'mapped'} already) may be wrong too; nothing from line ${line} on was read`;
+          deadLetters.write({ reason: 'invalid_gzip', detail, source: { file: input.name, line }, retriable: false, payload: null });
+          if (!truncated) {
+            // The record cut where decoding stopped is not a record of the file: it is not a dead letter of its own.
+            givenUp = true;
+            logger.warn(detail);
+          }
         } else if (err instanceof BadDataError) {
           // This file cannot be read on; the run goes on with the next one, and what was read is delivered.
           givenUp = true;
@@ -362,6 +411,12 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     if (fold && lanes.failure === undefined && !interrupted) {
       summary.usersFolded = fold.userCount;
       for (const [key, flags] of fold.entries()) {
+        // A stop ends this loop too: it can take many requests (one per 1000 users), and the run would go on
+        // sending them all, past the CLI's drain limit. What is sent stays right; a rerun sends the rest.
+        if (opts.signal?.aborted) {
+          interrupted = true;
+          break;
+        }
         const json = JSON.stringify(toIdentification(key, flags, opts.identity, pc.userPropertyPrefix));
         enqueueIdentification({ ...identifyItem(key, json), source: { user: key } });
         if (lanes.busy || outBuffer.length >= 1000) {
@@ -401,13 +456,20 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   summary.impressionsPerSecond = summary.durationMs > 0 ? Math.round((summary.impressionsRead * 1000) / summary.durationMs) : summary.impressionsRead;
   progress();
   const { deadLetters: _d, deadLettersByReason: _r, ...counts } = summary;
-  if (failure !== undefined) throw withSummary(failure, counts);
+  // A stop that ended a wait between two attempts fails that request with an InterruptedError: the run was stopped, not failed.
+  const stoppedRetrying = failure instanceof InterruptedError && opts.signal?.aborted === true;
+  if (failure !== undefined && !stoppedRetrying) throw withSummary(failure, counts);
   // Held items are dropped only by a stop (a failure has thrown above): even after reading ended, that stop cut the run short.
-  if (interrupted || lanes.droppedHeld > 0) {
+  if (interrupted || stoppedRetrying || lanes.droppedHeld > 0) {
     const held = lanes.droppedHeld > 0 ? `, ${lanes.droppedHeld} held back (after a 429, or paced over HTTP V2) not sent` : '';
-    const err = new InterruptedError(
-      `stopped after ${summary.impressionsRead} impressions (${summary.eventsSent + summary.identificationsSent} delivered${held}); running the same command again is safe: insert_ids deduplicate what was already sent`,
-    );
+    // Identify mode has no insert_ids: a rerun is safe because it sets the same latest treatments again.
+    const message =
+      opts.mode === 'identify'
+        ? summary.usersFolded === 0
+          ? `stopped while reading, after ${summary.impressionsRead} impressions: identify mode sends only once every input is read (the latest treatment must win), so nothing was sent; running the same command again is safe`
+          : `stopped after ${summary.identificationsSent} of ${summary.usersFolded} users' identifications were sent${held}; running the same command again is safe: it sets the same latest treatments again`
+        : `stopped after ${summary.impressionsRead} impressions (${summary.eventsSent} delivered${held}); running the same command again is safe: insert_ids deduplicate what was already sent`;
+    const err = new InterruptedError(message);
     throw withSummary(err, counts);
   }
   return summary;

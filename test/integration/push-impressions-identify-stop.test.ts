@@ -1,0 +1,55 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ingestionTestBed, pushConfig, startPush } from '../helpers/push.js';
+
+const API_KEY = 'amp-test-api-key-identify-stop';
+const bed = ingestionTestBed('push-identify-stop', { apiKey: API_KEY });
+const { emulator } = bed;
+
+/** One impression for each of `users` users. */
+function dump(name: string, users: number): string {
+  const lines = Array.from({ length: users }, (_, i) => JSON.stringify({ key: `user-${String(i).padStart(5, '0')}`, split: 'f', treatment: 'on', time: 1700000000000 + i }));
+  writeFileSync(join(bed.dir, name), `${lines.join('\n')}\n`);
+  return name;
+}
+
+describe('identify mode: a stop while identifications are being sent', () => {
+  it('stops sending them, says how many were sent, and does not speak of insert_ids', async () => {
+    // 400 users, 10 per request, one lane: 40 requests of 150 ms each, about 6 s if the stop were not heard.
+    emulator.faults.push({ status: 200, afterProcessing: true, delayMs: 150 }, 1000);
+    const stop = new AbortController();
+    const config = pushConfig(API_KEY, bed.url, 20, (c) => {
+      c.pushImpressions.concurrency = 1;
+      c.pushImpressions.batchSize = 10;
+    });
+    const r = startPush(bed, [dump('many-users.ndjson', 400)], { config, mode: 'identify', signal: stop.signal });
+    const timer = setInterval(() => {
+      if (emulator.requests.length > 0) {
+        clearInterval(timer);
+        stop.abort('SIGINT received');
+      }
+    }, 5);
+    const started = Date.now();
+    const err = (await r.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as Error | undefined;
+    clearInterval(timer);
+    expect(err?.message).toMatch(/^stopped after \d+ of 400 users' identifications were sent; running the same command again is safe/);
+    expect(err?.message).not.toMatch(/insert_id/);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    // The requests already queued in the lane finish; no more are made.
+    expect(emulator.requests.length).toBeLessThan(6);
+    expect(err?.message).toContain(`stopped after ${emulator.identifications} of 400`);
+  });
+
+  it('a stop while reading sends nothing, and says why', async () => {
+    const stop = new AbortController();
+    stop.abort('SIGINT received');
+    const config = pushConfig(API_KEY, bed.url, 20);
+    const r = startPush(bed, [dump('few-users.ndjson', 20)], { config, mode: 'identify', signal: stop.signal });
+    await expect(r.done).rejects.toThrow(/identify mode sends only once every input is read .*nothing was sent/);
+    expect(emulator.requests).toEqual([]);
+  });
+});
