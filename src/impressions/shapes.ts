@@ -34,6 +34,12 @@ function asText(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
+/** A value as JSON text for a message, cut to 80 characters. */
+function shortJson(v: unknown): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return text.length > 80 ? `${text.slice(0, 80)}…` : text;
+}
+
 function asNumber(v: unknown): number | undefined {
   if (typeof v === 'number' && Number.isFinite(v)) return v;
   if (typeof v === 'string' && /^-?\d+$/.test(v)) return Number(v);
@@ -101,6 +107,19 @@ function build(f: Fields, shape: ImpressionShape, payload: unknown, item: number
   const noTreatment = treatment === undefined || treatment === '';
   const noTime = f.time === undefined || f.time === null;
   if (noKey || noFlag || noTreatment || noTime) {
+    // A field that is there with a value of another type (true, 1.5, an object) is not missing: say what it holds.
+    const unusable = (
+      [
+        [noKey, names.key, f.key, 'text or a whole number'],
+        [noFlag, names.flag, f.flag, 'text'],
+        [noTreatment, names.treatment, f.treatment, 'text'],
+      ] as const
+    ).filter(([no, , v]) => no && v !== undefined && v !== null && v !== '');
+    if (unusable.length > 0) {
+      const said = unusable.map(([, name, v, want]) => `${name} is not ${want} (${shortJson(v)})`).join('; ');
+      sink.invalid('invalid_field', `${shape} impression: ${said}`, payload, item);
+      return;
+    }
     const missing = [noKey && names.key, noFlag && names.flag, noTreatment && names.treatment, noTime && names.time].filter((n) => n !== false);
     sink.invalid('missing_field', `${shape} impression without ${missing.join(', ')}`, payload, item);
     return;

@@ -81,6 +81,11 @@ describe('impression shapes (specs/fme.md)', () => {
 
   it('names what is missing or wrong, and keeps the valid siblings of a group', () => {
     expect(read({ key: 'user-1', split: 'f', time: 1 }).bad).toEqual([{ reason: 'missing_field', detail: 'webhook impression without treatment', item: undefined }]);
+    // There, but not usable: said as what it holds, not as missing.
+    expect(read({ key: true, split: 'f', treatment: { on: 1 }, time: 1 }).bad).toEqual([
+      { reason: 'invalid_field', detail: 'webhook impression: key is not text or a whole number (true); treatment is not text ({"on":1})', item: undefined },
+    ]);
+    expect(read({ key: ['user-1'], split: 'f', treatment: 'on', time: 1 }).bad[0]?.detail).toBe('webhook impression: key is not text or a whole number (["user-1"])');
     expect(read({ impression: { feature: 'f', treatment: 'on' } }).bad[0]?.detail).toBe('listener impression without impression.keyName, impression.time');
     expect(read({ key: 'user-1', split: 'f', treatment: 'on', time: 'yesterday' }).bad[0]?.reason).toBe('invalid_field');
     expect(read({ key: 'user-1', split: 'f', treatment: 'on', time: 1700000000000, properties: '{not json' }).bad[0]?.detail).toMatch(/properties/);
