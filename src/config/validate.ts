@@ -149,7 +149,9 @@ const SCHEMA: Schema = {
     identities: identities(),
     eventTypePrefix: (v, path, problems) => {
       if (typeof v !== 'string' || v.length > 40) return fail(problems, path, `must be a string of at most 40 characters, got ${describe(v)}`);
-      if (v !== '' && !/^[a-zA-Z0-9][-_.:a-zA-Z0-9]*$/.test(v)) return fail(problems, path, `may hold only letters, digits and - _ . : and must start with a letter or digit (FME's event type rule), got ${describe(v)}`);
+      // No `:`: event type ids are made to pass FME's stricter documented rule too (fme/rules.ts), which turns a
+      // `:` into `_`, so a prefix with one would never be the prefix the FME metrics were defined on.
+      if (v !== '' && !/^[a-zA-Z0-9][-_.a-zA-Z0-9]*$/.test(v)) return fail(problems, path, `may hold only letters, digits and - _ . and must start with a letter or digit (FME's stricter event type rule: no ":"), got ${describe(v)}`);
       return v;
     },
     valueFrom: str({ nonEmpty: true }),

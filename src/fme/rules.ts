@@ -34,9 +34,12 @@ export const FALLBACK_EVENT_TYPE_ID = 'event';
  * - `value_not_legal`: a value that is not string/finite number/boolean/null, sent as null (as the SDKs do);
  * - `key_limit`: a property left out because the event already had 300;
  * - `size_limit`: a property left out to bring the event under 32 KB (largest first);
- * - `depth_limit`: an object nested deeper than MAX_FLATTEN_DEPTH, kept as JSON text.
+ * - `depth_limit`: an object nested deeper than MAX_FLATTEN_DEPTH, kept as JSON text;
+ * - `key_collision`: a property that another one with the same key replaced with a different value: a key
+ *   with dots next to the nested object it spells (`{"a.b": 1, "a": {"b": 2}}`), or two selectors giving
+ *   the same key. Only one value can be sent, and the other must not vanish uncounted.
  */
-export type TrimKind = 'string_truncated' | 'value_not_legal' | 'key_limit' | 'size_limit' | 'depth_limit';
+export type TrimKind = 'string_truncated' | 'value_not_legal' | 'key_limit' | 'size_limit' | 'depth_limit' | 'key_collision';
 export type TrimCounts = Partial<Record<TrimKind, number>>;
 
 export function countTrim(counts: TrimCounts, kind: TrimKind, n = 1): void {
@@ -244,6 +247,8 @@ export class PropertyBag {
         Object.defineProperty(this.values, key, { value: v, enumerable: true, writable: true, configurable: true });
         return;
       }
+    } else if (!Object.is(this.values[key], v)) {
+      countTrim(this.counts, 'key_collision');
     }
     this.values[key] = v;
   }

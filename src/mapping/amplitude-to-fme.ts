@@ -75,7 +75,16 @@ export type InvalidReason = 'no_event_type' | 'no_timestamp' | 'invalid_key' | '
 export type MapResult =
   | { kind: 'events'; events: MappedEvent[] }
   | { kind: 'skipped'; reason: SkipReason }
-  | { kind: 'invalid'; reason: InvalidReason; detail: string };
+  | {
+      kind: 'invalid';
+      reason: InvalidReason;
+      detail: string;
+      /**
+       * The parsed row no longer holds what the line said (a number JSON.parse rounded): the dead letter must
+       * keep the line's text, or it shows the very digits that were refused as another user's id.
+       */
+      keepText?: true;
+    };
 
 export interface MapperStats {
   /** Rows passed to `map`. */
@@ -258,9 +267,9 @@ export function compileMapper(cfg: MapperConfig): Mapper {
     stats.skipped[reason] = (stats.skipped[reason] ?? 0) + 1;
     return { kind: 'skipped', reason };
   };
-  const invalid = (reason: InvalidReason, detail: string): MapResult => {
+  const invalid = (reason: InvalidReason, detail: string, keepText = false): MapResult => {
     stats.invalid[reason] = (stats.invalid[reason] ?? 0) + 1;
-    return { kind: 'invalid', reason, detail };
+    return keepText ? { kind: 'invalid', reason, detail, keepText: true } : { kind: 'invalid', reason, detail };
   };
 
   const readValue = (row: AmplitudeExportRow): number | undefined => {
@@ -292,6 +301,7 @@ export function compileMapper(cfg: MapperConfig): Mapper {
     const keys: string[] = [];
     const plans: IdentityPlan[] = [];
     let unusable: string | undefined;
+    let rounded = false;
     for (const id of identities) {
       const r = toFmeKey(id.get(row));
       if (r.key !== undefined) {
@@ -300,10 +310,11 @@ export function compileMapper(cfg: MapperConfig): Mapper {
       } else {
         inc(stats.identities, id.counters[r.problem]);
         if (r.problem !== 'missing' && unusable === undefined) unusable = `${id.from} is ${r.problem.replace(/_/g, ' ')}`;
+        if (r.problem === 'inexact_number') rounded = true;
       }
     }
     if (keys.length === 0) {
-      return unusable === undefined ? skip('no_identity') : invalid('invalid_key', `no usable key: ${unusable}`);
+      return unusable === undefined ? skip('no_identity') : invalid('invalid_key', `no usable key: ${unusable}`, rounded);
     }
 
     // Timestamp, with fallbacks.

@@ -92,7 +92,7 @@ export function decodeRows(batch: RecordBatch, mapper: Mapper, scratch: OutputSc
       lines[f + 1] = LineOutcome.Skipped;
     } else if (result.kind === 'invalid') {
       lines[f + 1] = LineOutcome.Invalid;
-      out.rejects.push({ at: i, reason: result.reason, detail: result.detail, payload: row });
+      out.rejects.push({ at: i, reason: result.reason, detail: result.detail, payload: result.keepText ? line : row });
     } else {
       lines[f + 1] = LineOutcome.Events;
       lines[f + 3] = result.events.length;

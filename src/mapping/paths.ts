@@ -2,8 +2,6 @@
  * Dot paths into an exported Amplitude row (`user_id`, `event_properties.revenue`, `event_properties.*`),
  * compiled once per run into closures so that the per-event work is plain property reads.
  */
-import picomatch from 'picomatch';
-
 export type Getter = (root: unknown) => unknown;
 
 /** Property names inherited from Object.prototype: reading them needs an own-property check. */
@@ -50,22 +48,69 @@ export function compilePath(path: string): Getter {
   };
 }
 
-/** Glob options for event type names and key patterns: names are not file paths (see amplitude-to-fme.ts). */
-export const NAME_GLOB_OPTIONS: picomatch.PicomatchOptions = {
-  // `*` crosses `/` (event names like `page/view` are not paths), dots are ordinary characters,
-  // `[...]` and `(...)` are literal (`[Amplitude] Start Session` is a common name), no `!` negation.
-  bash: true,
-  dot: true,
-  nobracket: true,
-  noextglob: true,
-  nonegate: true,
-};
+const REGEX_SPECIAL = /[\\^$.|?*+()[\]{}/]/;
 
-/** A compiled glob over names. A name equal to the pattern always matches, whatever its characters. */
+/**
+ * Glob text from `at` to the end (or, inside braces, to the `,` or `}` that ends the alternative) as regex
+ * source. `*` any run of characters, `?` one character, `{a,b}` alternatives (nested too), `\` escapes the next
+ * character; everything else is literal. Braces without a top-level comma, or never closed, are literal, as in bash.
+ */
+function globSource(p: string, at: number, inBraces: boolean): { src: string; end: number } {
+  let src = '';
+  let i = at;
+  while (i < p.length) {
+    const c = p.charAt(i);
+    if (inBraces && (c === ',' || c === '}')) break;
+    if (c === '*') {
+      src += '[^]*';
+      i++;
+    } else if (c === '?') {
+      src += '[^]';
+      i++;
+    } else if (c === '\\' && i + 1 < p.length) {
+      const next = String.fromCodePoint(p.codePointAt(i + 1) ?? 0);
+      src += REGEX_SPECIAL.test(next) ? `\\${next}` : next;
+      i += 1 + next.length;
+    } else if (c === '{') {
+      const alts: string[] = [];
+      let j = i + 1;
+      let closed = false;
+      for (;;) {
+        const part = globSource(p, j, true);
+        alts.push(part.src);
+        if (part.end >= p.length) break;
+        j = part.end + 1;
+        if (p.charAt(part.end) === '}') {
+          closed = true;
+          break;
+        }
+      }
+      if (closed && alts.length > 1) {
+        src += `(?:${alts.join('|')})`;
+        i = j;
+      } else {
+        src += '\\{';
+        i++;
+      }
+    } else {
+      src += REGEX_SPECIAL.test(c) ? `\\${c}` : c;
+      i++;
+    }
+  }
+  return { src, end: i };
+}
+
+/**
+ * A compiled glob over names (event types, property keys). Names are not file paths: `*` also crosses `/`
+ * and newlines, `?` is any one character (a whole emoji too), `{a,b}` alternatives, `\` escapes; brackets,
+ * parentheses, `|`, `+`, `!`, `@` are literal, because names such as `[Amplitude] Start Session` and
+ * `Button Click (legacy)` are common and a file-path glob library read `* (legacy)` as a regex group that
+ * never matched them. A name equal to the pattern always matches, whatever its characters.
+ */
 export function compileNameGlob(pattern: string): (name: string) => boolean {
   if (!/[*?{\\]/.test(pattern)) return (name) => name === pattern;
-  const m = picomatch(pattern, NAME_GLOB_OPTIONS);
-  return (name) => name === pattern || m(name);
+  const re = new RegExp(`^(?:${globSource(pattern, 0, false).src})$`, 'u');
+  return (name) => name === pattern || re.test(name);
 }
 
 /** Emits `(propertyKey, value)` pairs for one selector. */

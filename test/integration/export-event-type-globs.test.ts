@@ -1,0 +1,51 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { parseHourArg } from '../../src/amplitude/hours.js';
+import { validateConfig } from '../../src/config/validate.js';
+import { createMemoryLogger } from '../../src/log/logger.js';
+import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { runExportEvents } from '../../src/pipeline/export-events.js';
+import { FAST_HTTP, KEYS, startWorld, type World } from '../helpers/world.js';
+import { tempDir } from '../helpers/temp-dir.js';
+
+let world: World | undefined;
+afterEach(async () => {
+  await world?.close();
+  world = undefined;
+});
+
+describe('export-events event type globs', () => {
+  it('reads parentheses, pipes and slashes in include/exclude globs as the literal characters of event names', async () => {
+    world = await startWorld();
+    const names = [
+      'Button Click (legacy)',
+      'Button Click legacy',
+      'Purchase (iOS)',
+      'Purchase iOS',
+      'Viewed /docs/../pricing',
+      'Viewed /pricing',
+      'Share a|b',
+      'Share a',
+    ];
+    world.store.add(
+      names.map((event_type, i) => ({ uuid: `u-${i}`, event_type, user_id: `user-${i}`, event_time: '2024-03-01 10:00:00', server_upload_time: '2024-03-01 10:00:00' })),
+    );
+    const { config, problems } = validateConfig({
+      amplitude: { exportBaseUrl: world.server.url },
+      fme: { eventsBaseUrl: `${world.server.url}/api` },
+      http: FAST_HTTP,
+      exportEvents: { properties: ['uuid'], excludeEventTypes: ['get_treatment', '* (legacy)', 'Purchase (*)', 'Viewed /docs/*', 'Share a|*'] },
+    });
+    expect(problems).toEqual([]);
+    config.amplitude.apiKey = KEYS.amplitudeApiKey;
+    config.amplitude.secretKey = KEYS.amplitudeSecretKey;
+    config.fme.sdkKey = KEYS.fmeSdkKey;
+    const hour = parseHourArg('20240301T10', 'start');
+    const deadLetters = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
+    const summary = await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters });
+    await deadLetters.close();
+    // What FME received: exactly the names no glob matches literally.
+    expect(world.fme.events.map((e) => e.properties?.uuid).sort()).toEqual(['u-1', 'u-3', 'u-5', 'u-7']);
+    expect(summary.skipped).toEqual({ excluded_event_type: 4 });
+  });
+});
