@@ -25,6 +25,26 @@ export function addCommonOptions(cmd: Command): Command {
     .option('-q, --quiet', 'print warnings and errors only');
 }
 
+/** The logger of the command running, for lines that do not come from it (Node's process warnings). */
+let activeLogger: Logger | undefined;
+
+/**
+ * A warning Node emits (a deprecation in a dependency, a listener limit...) as a log line of the run, in its
+ * format and redacted: Node's own printing (`(node:123) Warning: ...`) would be a line that is not JSON under
+ * cron. Before a command has its logger (flags, config), `fallback` says the format.
+ */
+export function logProcessWarning(warning: Error & { code?: unknown }, fallback: LogFormat): void {
+  const code = typeof warning.code === 'string' ? warning.code : undefined;
+  const message = `Node.js ${warning.name}: ${warning.message}`;
+  if (activeLogger) {
+    activeLogger.warn(message, { warning: warning.name, ...(code ? { warningCode: code } : {}) });
+  } else if (fallback === 'json') {
+    process.stderr.write(`${redact(JSON.stringify({ time: new Date().toISOString(), level: 'warn', message, warning: warning.name, ...(code ? { warningCode: code } : {}) }))}\n`);
+  } else {
+    process.stderr.write(`${redact(`amp-fme: ${message}`)}\n`);
+  }
+}
+
 /** What a command gets: its config, logger, dead letters and output helpers. */
 export class CommandContext {
   readonly command: string;
@@ -51,6 +71,7 @@ export class CommandContext {
       level: flags.quiet ? 'warn' : loaded.config.log.level,
       write: (line) => (this.progress ? this.progress.log(line) : process.stderr.write(line)),
     });
+    activeLogger = this.logger;
   }
 
   get config(): Config {

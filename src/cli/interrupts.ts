@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 
@@ -42,6 +43,10 @@ export interface Interrupts {
  */
 export function watchInterrupts(opts: { logger: Logger; maxRuntimeMs?: number | undefined; drainMs?: number; onForce?: () => void }): Interrupts {
   const controller = new AbortController();
+  // Every request waiting to be tried again listens to this signal (http/retry.ts `pause`): with a concurrency
+  // above 10 that is more than Node's default limit of listeners, which is not a leak but made Node print a
+  // MaxListenersExceededWarning, a line that is not JSON among cron's logs.
+  setMaxListeners(0, controller.signal);
   let reason: string | undefined;
   let drainTimer: NodeJS.Timeout | undefined;
   const force = (why: string): void => {

@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import type { LogFormat } from '../log/logger.js';
 import { VERSION } from '../version.js';
-import { pickLogFormat } from './context.js';
+import { logProcessWarning, pickLogFormat } from './context.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor, messageFor } from './exit-codes.js';
 import { demoCommand } from './demo.js';
 import { exportEventsCommand } from './export-events.js';
@@ -46,6 +46,9 @@ function usageErrorFormat(argv: string[]): LogFormat {
 }
 
 async function main(): Promise<void> {
+  // Node prints its warnings on stderr as text; they go out as the run's log lines instead (logProcessWarning).
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => logProcessWarning(warning, usageErrorFormat(process.argv)));
   const program = buildProgram();
   // What commander writes to stderr (an error and its hint, or help shown for a missing command) is held, then written below.
   let stderrText = '';
@@ -57,11 +60,20 @@ async function main(): Promise<void> {
     await program.parseAsync(process.argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // Help and version are not errors; anything else commander rejects is a usage error.
-      const ok = err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help';
+      // Help and version asked for are not errors (exit code 0). Anything else commander rejects is a usage error,
+      // the help it shows for a missing command too (commander gives it exit code 1): under cron, a command line
+      // that lost its command must not pass for a run that did its work (exit 0).
+      const ok = err.exitCode === 0;
       process.exitCode = ok ? EXIT.OK : EXIT.USAGE;
       if (ok || usageErrorFormat(process.argv) === 'text') process.stderr.write(stderrText);
-      else process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message: stderrText.replace(/^error: /, '').trim(), exitCode: EXIT.USAGE })}\n`);
+      else {
+        // The help commander shows for a missing command is many lines: one message says what is missing instead.
+        const message =
+          err.code === 'commander.help'
+            ? `give one of the commands ${program.commands.map((c) => c.name()).join(', ')} (run with --help for usage)`
+            : stderrText.replace(/^error: /, '').trim();
+        process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: 'error', message, exitCode: EXIT.USAGE })}\n`);
+      }
     } else {
       // Commands report their own errors (runCommand); this is for one that escaped them, redacted like the rest.
       process.stderr.write(`amp-fme: ${messageFor(err)}\n`);

@@ -1,5 +1,4 @@
 import type { WriteStream } from 'node:fs';
-import { once } from 'node:events';
 import pLimit from 'p-limit';
 import { readArchiveRecords, type LineSink } from '../amplitude/archive.js';
 import { ExportClient, exportWindows } from '../amplitude/export-client.js';
@@ -9,7 +8,7 @@ import { InterruptedError, withSummary } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
-import { openOutputFile } from '../io/output-file.js';
+import { closeOutput, openOutputFile, writeOutput } from '../io/output-file.js';
 import type { Logger } from '../log/logger.js';
 import { addMapperStats, emptyMapperStats, type MapperStats } from '../mapping/amplitude-to-fme.js';
 import { EVENT_FIELDS, LINE_FIELDS, LineOutcome, type DecodedRows, type RowReject } from '../mapping/export-rows.js';
@@ -260,7 +259,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     } else if (output) {
       const lines: Buffer[] = [];
       for (let i = 0; i < batch.count; i++) lines.push(batch.body.subarray(batch.starts[i], (batch.starts[i] as number) + (batch.sizes[i] as number)), NEWLINE);
-      if (!output.write(Buffer.concat(lines))) await once(output, 'drain');
+      await writeOutput(output, Buffer.concat(lines));
       s.fmeEventsWritten += batch.count;
     }
     // Nothing reads the body any more: its buffer serves a later batch.
@@ -312,10 +311,8 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     fatal ??= err;
   } finally {
     await rows.close();
-    if (output) {
-      output.end();
-      await once(output, 'finish');
-    }
+    // A write that failed (a full disk) ends the run with its error, like a failed request.
+    if (output) await closeOutput(output).catch((err: unknown) => (fatal ??= err));
   }
 
   async function processArchive(window: HourWindow, path: string, resume: Ranges): Promise<void> {

@@ -1,5 +1,4 @@
 import type { WriteStream } from 'node:fs';
-import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import type { Got } from 'got';
 import { IdentifyClient, identifyItem, IDENTIFY_LIMITS } from '../amplitude/identify-client.js';
@@ -8,7 +7,7 @@ import { ingestionBaseUrl, type CoalesceMode, type Config, type ImpressionIdenti
 import { BadDataError, InterruptedError, withSummary } from '../errors.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
-import { openOutputFile } from '../io/output-file.js';
+import { closeOutput, openOutputFile, writeOutput } from '../io/output-file.js';
 import { impressionPosition, ITEM_FIELDS, laneOf, type DecodedBatch, type DecodeSettings } from '../impressions/decode.js';
 import { createDecodePool } from '../impressions/decode-pool.js';
 import { checkOutputNotInput, decodedChunks, resolveInputs, type InputSource } from '../impressions/input.js';
@@ -228,7 +227,7 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     const parts: Uint8Array[] = [];
     for (const p of outBuffer) parts.push(typeof p === 'string' ? Buffer.from(p) : p, NEWLINE);
     outBuffer = [];
-    if (!out.write(Buffer.concat(parts))) await once(out, 'drain');
+    await writeOutput(out, Buffer.concat(parts));
   };
 
   // --- Lanes of requests ---------------------------------------------------------------------------------
@@ -438,10 +437,8 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
     await lanes.abandon();
     opts.signal?.removeEventListener('abort', stopHolding);
     summary.requests = lanes.requests;
-    if (out) {
-      out.end();
-      await once(out, 'close');
-    }
+    // A write that failed (a full disk) ends the run with its error: the file is not whole.
+    if (out) await closeOutput(out).catch((err: unknown) => (failure ??= err));
   }
 
   summary.oldestImpression = Number.isFinite(oldest) ? new Date(oldest).toISOString() : undefined;
