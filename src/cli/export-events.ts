@@ -243,7 +243,9 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
         logger,
         deadLetters: ctx.deadLetters,
         ...(checkpoint ? { checkpoint } : {}),
-        goOnAt: flags.sinceLastRun ? (hour) => `add --skip-to ${formatHour(hour)} to the next --since-last-run` : goOnInRange(plan.end),
+        // To the range's own end, not this run's: a resumed range stops before hours another range delivered further
+        // on, and the hours after those are still the range's to run.
+        goOnAt: flags.sinceLastRun ? (hour) => `add --skip-to ${formatHour(hour)} to the next --since-last-run` : goOnInRange(end ?? plan.end, store),
         signal: interrupts.signal,
         onProgress: (p) => {
           progress.update('windows', p.windowsDone, p.windowsTotal);
@@ -320,12 +322,27 @@ function planCursorSkip(
   return skip;
 }
 
-/** How an explicit range ending at `end` goes on at `hour`, past hours the Export API cannot deliver. */
-function goOnInRange(end: number): (hour: number) => string {
-  return (hour) =>
-    hour > end
-      ? 'the range ends there: there is nothing more of it to run'
-      : `run --start ${formatHour(hour)} --end ${formatHour(end)} as a new range`;
+/**
+ * How an explicit range ending at `end` goes on at `hour`, past hours the Export API cannot deliver: new ranges over
+ * the hours from there to `end` that no run delivered. A new range over hours another run delivered is refused
+ * (FME does not deduplicate), and a resumed range stops before them, so they are left out of the advice.
+ */
+function goOnInRange(end: number, store: ExportStateStore | undefined): (hour: number) => string {
+  return (hour) => {
+    if (hour > end) return 'the range ends there: there is nothing more of it to run';
+    const spans = (store?.deliveredSpans() ?? []).map((s) => s.span).sort((a, b) => a[0] - b[0]);
+    const todo: [number, number][] = [];
+    let from = hour;
+    for (const [a, b] of spans) {
+      if (b < from || a > end) continue;
+      if (a > from) todo.push([from, a - HOUR_MS]);
+      from = Math.max(from, b + HOUR_MS);
+    }
+    if (from <= end) todo.push([from, end]);
+    if (todo.length === 0) return `other runs delivered the rest of the range, up to ${formatHour(end)}: there is nothing more of it to run`;
+    const runs = todo.map(([a, b]) => `--start ${formatHour(a)} --end ${formatHour(b)}`);
+    return runs.length === 1 ? `run ${runs[0] as string} as a new range` : `run ${runs.join(', then ')} as new ranges (other runs delivered the hours between)`;
+  };
 }
 
 /**

@@ -125,17 +125,29 @@ async function* checkedHead(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffe
     const problem = formatProblem(b);
     if (problem) throw new BadDataError(problem, 'NOT_A_DUMP');
   };
-  for await (const chunk of chunks) {
-    if (head === undefined) {
-      yield chunk;
-      continue;
+  try {
+    for await (const chunk of chunks) {
+      if (head === undefined) {
+        yield chunk;
+        continue;
+      }
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      if (head.length < FORMAT_HEAD_BYTES) continue;
+      check(head);
+      const first = head;
+      head = undefined;
+      yield first;
     }
-    head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-    if (head.length < FORMAT_HEAD_BYTES) continue;
-    check(head);
-    const first = head;
-    head = undefined;
-    yield first;
+  } catch (err) {
+    // The read ended early (a stop on a stalled stdin destroys it; a gzip cut short or damaged): what it gave before
+    // is still read and counted, as without this check, before the error goes on.
+    if (head !== undefined && head.length > 0) {
+      const partial = head;
+      head = undefined;
+      check(partial);
+      yield partial;
+    }
+    throw err;
   }
   if (head !== undefined && head.length > 0) {
     check(head);

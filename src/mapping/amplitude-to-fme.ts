@@ -194,12 +194,6 @@ function inc(rec: Record<string, number>, key: string): void {
   rec[key] = (rec[key] ?? 0) + 1;
 }
 
-function compileGlobs(list: string[]): ((name: string) => boolean) | undefined {
-  if (list.length === 0) return undefined;
-  const globs = list.map(compileNameGlob);
-  return (name) => globs.some((g) => g(name));
-}
-
 export function compileMapper(cfg: MapperConfig): Mapper {
   const problems: ConfigProblem[] = [];
   const attempt = <T>(path: string, fn: () => T): T | undefined => {
@@ -236,8 +230,13 @@ export function compileMapper(cfg: MapperConfig): Mapper {
     const s = attempt(`exportEvents.properties[${i}]`, () => compileSelector(p));
     if (s) selectors.push(s);
   });
-  const include = compileGlobs(cfg.includeEventTypes);
-  const exclude = compileGlobs(cfg.excludeEventTypes);
+  const compileGlobs = (list: string[], path: string): ((name: string) => boolean) | undefined => {
+    if (list.length === 0) return undefined;
+    const globs = list.flatMap((g, i) => attempt(`${path}[${i}]`, () => compileNameGlob(g)) ?? []);
+    return (name) => globs.some((g) => g(name));
+  };
+  const include = compileGlobs(cfg.includeEventTypes, 'exportEvents.includeEventTypes');
+  const exclude = compileGlobs(cfg.excludeEventTypes, 'exportEvents.excludeEventTypes');
   if (problems.length > 0) throw new ConfigError(problems);
 
   const prefix = cfg.eventTypePrefix;

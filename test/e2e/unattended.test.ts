@@ -916,6 +916,34 @@ describe('unattended runs (spawned)', () => {
     expect(last.stderr).not.toContain(`--start ${formatHour(ago(7))}`);
   });
 
+  it('an hour Amplitude cannot export in a resumed range that stops before hours another range delivered: the advice goes on to the range\'s own end', async () => {
+    const huge = [ago(10)];
+    world = await startWorld({ exportOptions: { hugeHours: huge } });
+    const sent = [...seedHours(world, ago(12), 3, 5), ...seedHours(world, ago(8), 3, 5)];
+    const tooLarge = seedHours(world, ago(9), 1, 5);
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, windowHours: 1 } });
+    const range = ['--start', formatHour(ago(12)), '--end', formatHour(ago(6))];
+    // The range stops at ago(10); another range delivers ago(8) meanwhile.
+    expect((await runCli(['export-events', ...range], world.dir)).code).toBe(1);
+    expect((await runCli(['export-events', '--start', formatHour(ago(8)), '--end', formatHour(ago(8))], world.dir)).code).toBe(0);
+    // Resumed, the range goes up to ago(9) this time, and ago(9) cannot be exported.
+    huge.splice(0, 1, ago(9));
+    const resumed = await runCli(['export-events', ...range, '--log-format', 'text'], world.dir);
+    expect(resumed.code).toBe(1);
+    expect(resumed.stderr).toContain(`cannot export the single upload hour ${formatHour(ago(9))}`);
+    // ago(7) and ago(6) are still to run: the range does not end at ago(9).
+    expect(resumed.stderr).not.toContain('there is nothing more of it to run');
+    // A new range over ago(8) would be refused (delivered already): the advice starts after it.
+    expect(resumed.stderr).toContain(`go on after it: run --start ${formatHour(ago(7))} --end ${formatHour(ago(6))} as a new range.`);
+    // The advised command works: every hour but ago(9) is in FME, once.
+    const next = await runCli(['export-events', '--start', formatHour(ago(7)), '--end', formatHour(ago(6)), '--log-format', 'text'], world.dir);
+    expect(next.code, next.stderr).toBe(0);
+    const counts = uuidCounts(world);
+    expect([...counts.keys()].sort()).toEqual(sent.map((r) => String(r.uuid)).sort());
+    for (const r of tooLarge) expect(counts.has(String(r.uuid))).toBe(false);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
+
   it('a damaged entry in an export is dead-lettered from the damage on; the other entries are delivered once, and the run goes on', async () => {
     const hour = ago(6);
     const rows = (entry: string, n: number): Record<string, unknown>[] =>

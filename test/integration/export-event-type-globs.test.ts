@@ -48,4 +48,31 @@ describe('export-events event type globs', () => {
     expect(world.fme.events.map((e) => e.properties?.uuid).sort()).toEqual(['u-1', 'u-3', 'u-5', 'u-7']);
     expect(summary.skipped).toEqual({ excluded_event_type: 4 });
   });
+
+  it('compiles and matches hard globs at once: many unclosed braces, several stars against long names', async () => {
+    world = await startWorld();
+    // Names of 140 characters (Amplitude allows 1024) meet `*a*a*a*a*b`: a backtracking regex tries every way to place the four
+    // stars (about n^4 / 24 steps, seconds per name). A run of unclosed braces was parsed 2^n times.
+    const long = 'a'.repeat(140);
+    const names = [long, `${long}b`, `${long}c`, '{'.repeat(22), '{'.repeat(21)];
+    world.store.add(
+      names.map((event_type, i) => ({ uuid: `u-${i}`, event_type, user_id: `user-${i}`, event_time: '2024-03-01 10:00:00', server_upload_time: '2024-03-01 10:00:00' })),
+    );
+    const { config, problems } = validateConfig({
+      amplitude: { exportBaseUrl: world.server.url },
+      fme: { eventsBaseUrl: `${world.server.url}/api` },
+      http: FAST_HTTP,
+      exportEvents: { properties: ['uuid'], excludeEventTypes: ['*a*a*a*a*b', '*a*a*a*a*c', '{'.repeat(22)] },
+    });
+    expect(problems).toEqual([]);
+    config.amplitude.apiKey = KEYS.amplitudeApiKey;
+    config.amplitude.secretKey = KEYS.amplitudeSecretKey;
+    config.fme.sdkKey = KEYS.fmeSdkKey;
+    const hour = parseHourArg('20240301T10', 'start');
+    const deadLetters = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
+    const summary = await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters });
+    await deadLetters.close();
+    expect(world.fme.events.map((e) => e.properties?.uuid).sort()).toEqual(['u-0', 'u-4']);
+    expect(summary.skipped).toEqual({ excluded_event_type: 3 });
+  }, 120_000);
 });

@@ -48,4 +48,15 @@ describe('a gzip dump that cannot be read to its end', () => {
     expect(s.eventsSent).toBe(line - 1);
     expect(emulator.count).toBe(line - 1);
   });
+
+  it('cut short after a record or two (under 265 bytes decoded): those records are still read and sent', async () => {
+    // Its trailer missing: the two records decode whole, then gzip finds the end early.
+    writeFileSync(join(bed.dir, 'short.ndjson.gz'), gzDump(2).subarray(0, -8));
+    const r = startPush(bed, ['short.ndjson.gz'], { config: pushConfig(API_KEY, bed.url, 20) });
+    const s = await r.done;
+    expect(r.letters().map((l) => l.reason)).toEqual(['invalid_gzip']);
+    expect(r.letters()[0]?.detail).toBe('short.ndjson.gz: unexpected end of file (file truncated); the records before line 3 were read');
+    expect(s.eventsSent).toBe(2);
+    expect(emulator.events.map((e) => e.user_id).sort()).toEqual([user(0), user(1)]);
+  });
 });
