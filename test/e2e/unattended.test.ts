@@ -6,7 +6,6 @@ import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { floorHour, formatHour, HOUR_MS } from '../../src/amplitude/hours.js';
-import { parseStateHour } from '../../src/state/export-state.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { zipToBuffer } from '../../src/sandbox/zip-writer.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -66,6 +65,19 @@ async function expectNextRunCompletesExactlyOnce(w: World, wanted: Record<string
 }
 
 const CONFIG = { exportEvents: { properties: ['uuid'], windowHours: 6, lagHours: 3 } };
+
+/**
+ * A world whose FME takes the test SDK key and `newKeys`, with nine hours seeded from ago(12), of which the test
+ * (old) key's cursor delivered ago(12)..ago(10): its state file is what a --take-over takes.
+ */
+async function oldKeysWorld(newKeys: string[]): Promise<{ w: World; wanted: Record<string, unknown>[]; oldFile: string }> {
+  const w = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, ...newKeys] } });
+  world = w; // closed after the test, whatever happens below
+  const wanted = seedHours(w, ago(12), 9, 10);
+  w.writeConfig(CONFIG);
+  expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(10))], w.dir)).code).toBe(0);
+  return { w, wanted, oldFile: stateFile(w) };
+}
 
 /** A first `--since-last-run --start` whose FME requests all fail: exit 1, nothing delivered. FME answers again afterwards. */
 async function failedFirstRun(w: World, start: number): Promise<CliResult> {
@@ -236,11 +248,8 @@ describe('unattended runs (spawned)', () => {
 
   it('a --take-over killed between writing the new state and renaming the old file: the same command run again, or the next cron run, finishes it, and a later rotation names one file', async () => {
     const [rotated, third] = ['fme-sdk-key-server-rotated-9876', 'fme-sdk-key-server-third-5555'];
-    world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated, third] } });
-    const wanted = seedHours(world, ago(12), 9, 10);
-    world.writeConfig(CONFIG);
-    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(10))], world.dir)).code).toBe(0);
-    const oldFile = stateFile(world);
+    const { w, wanted, oldFile } = await oldKeysWorld([rotated, third]);
+    world = w;
     const cron = (key: string, ...more: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--since-last-run', '--log-format', 'text', ...more], world!.dir, { FME_SDK_KEY: key });
     const killed = await runCli(['export-events', '--since-last-run', '--take-over', oldFile], world.dir, { FME_SDK_KEY: rotated, NODE_OPTIONS: `--require ${KILL_BEFORE_RETIRE}` });
     expect(killed.signal).toBe('SIGKILL');
@@ -263,11 +272,8 @@ describe('unattended runs (spawned)', () => {
 
   it('after a --take-over killed before the rename, runs of the old keys going on from the old file stop the new keys: nothing is sent twice, and the command the message gives goes on', async () => {
     const rotated = 'fme-sdk-key-server-rotated-9876';
-    world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated] } });
-    const wanted = seedHours(world, ago(12), 9, 10);
-    world.writeConfig(CONFIG);
-    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(10))], world.dir)).code).toBe(0);
-    const oldFile = stateFile(world);
+    const { w, wanted, oldFile } = await oldKeysWorld([rotated]);
+    world = w;
     const killed = await runCli(['export-events', '--since-last-run', '--take-over', oldFile], world.dir, { FME_SDK_KEY: rotated, NODE_OPTIONS: `--require ${KILL_BEFORE_RETIRE}` });
     expect(killed.signal).toBe('SIGKILL');
     // Back to the old keys for a while: they go on from their file, which is still there.
@@ -291,11 +297,8 @@ describe('unattended runs (spawned)', () => {
 
   it('a --take-over run that stops on a mistake after taking over: the corrected command, --take-over still in it, goes on', async () => {
     const rotated = 'fme-sdk-key-server-rotated-9876';
-    world = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, rotated] } });
-    const wanted = seedHours(world, ago(12), 9, 10);
-    world.writeConfig(CONFIG);
-    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(10))], world.dir)).code).toBe(0);
-    const oldFile = stateFile(world);
+    const { w, wanted, oldFile } = await oldKeysWorld([rotated]);
+    world = w;
     const run = (...more: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--since-last-run', '--log-format', 'text', '--take-over', oldFile, ...more], world!.dir, { FME_SDK_KEY: rotated });
     const wrong = await run('--start', formatHour(ago(5)));
     expect(wrong.code).toBe(2);

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
@@ -99,4 +99,11 @@ export function startPush(bed: { readonly dir: string }, files: string[], over: 
   const letters = (): PushDeadLetter[] =>
     existsSync(deadLetters.path) ? readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as PushDeadLetter) : [];
   return { done, letters, logger, deadLetters };
+}
+
+/** Writes `<bed.dir>/<name>`: one webhook impression for each of `users` users (user-00000...), in time order; returns `name`. */
+export function usersDump(bed: { readonly dir: string }, name: string, users: number): string {
+  const lines = Array.from({ length: users }, (_, i) => JSON.stringify({ key: `user-${String(i).padStart(5, '0')}`, split: 'f', treatment: 'on', time: 1700000000000 + i }));
+  writeFileSync(join(bed.dir, name), `${lines.join('\n')}\n`);
+  return name;
 }

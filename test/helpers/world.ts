@@ -4,6 +4,12 @@ import { join, resolve } from 'node:path';
 import { createExportEmulator, ExportStore, type ExportEmulatorOptions } from '../../src/sandbox/amplitude-export.js';
 import { createFmeEventsEmulator, type FmeEventsEmulatorOptions } from '../../src/sandbox/fme-events.js';
 import { startServer, type RunningServer } from '../../src/sandbox/server.js';
+import { parseHourArg } from '../../src/amplitude/hours.js';
+import type { Config } from '../../src/config/types.js';
+import { validateConfig } from '../../src/config/validate.js';
+import { createMemoryLogger } from '../../src/log/logger.js';
+import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { runExportEvents, type ExportEventsSummary } from '../../src/pipeline/export-events.js';
 import { tempDir } from './temp-dir.js';
 
 export const KEYS = {
@@ -110,4 +116,26 @@ export function logLines(stderr: string): { level: string; message: string; [k: 
     .split('\n')
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as { level: string; message: string });
+}
+
+/** A checked config for in-process runs against `w`'s emulators, with the test keys; `exportEvents` as given. */
+export function worldConfig(w: World, exportEvents: Record<string, unknown> = {}): Config {
+  const { config, problems } = validateConfig({ amplitude: { exportBaseUrl: w.server.url }, fme: { eventsBaseUrl: `${w.server.url}/api` }, http: FAST_HTTP, exportEvents });
+  if (problems.length > 0) throw new Error(`test config refused: ${JSON.stringify(problems)}`);
+  config.amplitude.apiKey = KEYS.amplitudeApiKey;
+  config.amplitude.secretKey = KEYS.amplitudeSecretKey;
+  config.fme.sdkKey = KEYS.fmeSdkKey;
+  return config;
+}
+
+/** export-events over one upload hour (`YYYYMMDDTHH`), in this process: its summary and its dead-letter file's path. */
+export async function exportHour(config: Config, hour: string): Promise<{ summary: ExportEventsSummary; deadLetterFile: string }> {
+  const at = parseHourArg(hour, 'start');
+  const deadLetters = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
+  try {
+    const summary = await runExportEvents({ config, start: at, end: at, dryRun: false, logger: createMemoryLogger(), deadLetters });
+    return { summary, deadLetterFile: deadLetters.path };
+  } finally {
+    await deadLetters.close();
+  }
 }

@@ -1,12 +1,5 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseHourArg } from '../../src/amplitude/hours.js';
-import { validateConfig } from '../../src/config/validate.js';
-import { createMemoryLogger } from '../../src/log/logger.js';
-import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
-import { runExportEvents } from '../../src/pipeline/export-events.js';
-import { FAST_HTTP, KEYS, startWorld, type World } from '../helpers/world.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import { exportHour, startWorld, worldConfig, type World } from '../helpers/world.js';
 
 let world: World | undefined;
 afterEach(async () => {
@@ -30,20 +23,7 @@ describe('export-events event type globs', () => {
     world.store.add(
       names.map((event_type, i) => ({ uuid: `u-${i}`, event_type, user_id: `user-${i}`, event_time: '2024-03-01 10:00:00', server_upload_time: '2024-03-01 10:00:00' })),
     );
-    const { config, problems } = validateConfig({
-      amplitude: { exportBaseUrl: world.server.url },
-      fme: { eventsBaseUrl: `${world.server.url}/api` },
-      http: FAST_HTTP,
-      exportEvents: { properties: ['uuid'], excludeEventTypes: ['get_treatment', '* (legacy)', 'Purchase (*)', 'Viewed /docs/*', 'Share a|*'] },
-    });
-    expect(problems).toEqual([]);
-    config.amplitude.apiKey = KEYS.amplitudeApiKey;
-    config.amplitude.secretKey = KEYS.amplitudeSecretKey;
-    config.fme.sdkKey = KEYS.fmeSdkKey;
-    const hour = parseHourArg('20240301T10', 'start');
-    const deadLetters = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
-    const summary = await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters });
-    await deadLetters.close();
+    const { summary } = await exportHour(worldConfig(world, { properties: ['uuid'], excludeEventTypes: ['get_treatment', '* (legacy)', 'Purchase (*)', 'Viewed /docs/*', 'Share a|*'] }), '20240301T10');
     // What FME received: exactly the names no glob matches literally.
     expect(world.fme.events.map((e) => e.properties?.uuid).sort()).toEqual(['u-1', 'u-3', 'u-5', 'u-7']);
     expect(summary.skipped).toEqual({ excluded_event_type: 4 });
@@ -58,20 +38,7 @@ describe('export-events event type globs', () => {
     world.store.add(
       names.map((event_type, i) => ({ uuid: `u-${i}`, event_type, user_id: `user-${i}`, event_time: '2024-03-01 10:00:00', server_upload_time: '2024-03-01 10:00:00' })),
     );
-    const { config, problems } = validateConfig({
-      amplitude: { exportBaseUrl: world.server.url },
-      fme: { eventsBaseUrl: `${world.server.url}/api` },
-      http: FAST_HTTP,
-      exportEvents: { properties: ['uuid'], excludeEventTypes: ['*a*a*a*a*b', '*a*a*a*a*c', '{'.repeat(22)] },
-    });
-    expect(problems).toEqual([]);
-    config.amplitude.apiKey = KEYS.amplitudeApiKey;
-    config.amplitude.secretKey = KEYS.amplitudeSecretKey;
-    config.fme.sdkKey = KEYS.fmeSdkKey;
-    const hour = parseHourArg('20240301T10', 'start');
-    const deadLetters = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
-    const summary = await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters });
-    await deadLetters.close();
+    const { summary } = await exportHour(worldConfig(world, { properties: ['uuid'], excludeEventTypes: ['*a*a*a*a*b', '*a*a*a*a*c', '{'.repeat(22)] }), '20240301T10');
     expect(world.fme.events.map((e) => e.properties?.uuid).sort()).toEqual(['u-0', 'u-4']);
     expect(summary.skipped).toEqual({ excluded_event_type: 3 });
   }, 120_000);

@@ -1,12 +1,5 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseHourArg } from '../../src/amplitude/hours.js';
-import { validateConfig } from '../../src/config/validate.js';
-import { createMemoryLogger } from '../../src/log/logger.js';
-import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
-import { runExportEvents } from '../../src/pipeline/export-events.js';
-import { FAST_HTTP, KEYS, startWorld, type World } from '../helpers/world.js';
-import { tempDir } from '../helpers/temp-dir.js';
+import { exportHour, startWorld, worldConfig, type World } from '../helpers/world.js';
 
 let world: World | undefined;
 afterEach(async () => {
@@ -24,15 +17,7 @@ describe('export-events property key collisions', () => {
       // The same value twice loses nothing: not counted.
       { uuid: 'u-2', event_type: 'Viewed', user_id: 'user-2', event_time: at, server_upload_time: at, event_properties: { 'page.url': '/c', page: { url: '/c' } } },
     ]);
-    const { config, problems } = validateConfig({ amplitude: { exportBaseUrl: world.server.url }, fme: { eventsBaseUrl: `${world.server.url}/api` }, http: FAST_HTTP });
-    expect(problems).toEqual([]);
-    config.amplitude.apiKey = KEYS.amplitudeApiKey;
-    config.amplitude.secretKey = KEYS.amplitudeSecretKey;
-    config.fme.sdkKey = KEYS.fmeSdkKey;
-    const hour = parseHourArg('20240301T10', 'start');
-    const deadLetters = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
-    const summary = await runExportEvents({ config, start: hour, end: hour, dryRun: false, logger: createMemoryLogger(), deadLetters });
-    await deadLetters.close();
+    const { summary } = await exportHour(worldConfig(world), '20240301T10');
     expect(world.fme.events.map((e) => e.properties)).toEqual([{ 'page.url': '/b' }, { 'page.url': '/c' }]);
     // One value ('/a') could not be sent: the summary says so.
     expect(summary.trimmed).toEqual({ key_collision: 1 });

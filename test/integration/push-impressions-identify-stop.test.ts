@@ -1,18 +1,9 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ingestionTestBed, pushConfig, startPush } from '../helpers/push.js';
+import { ingestionTestBed, pushConfig, startPush, usersDump } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-identify-stop';
 const bed = ingestionTestBed('push-identify-stop', { apiKey: API_KEY });
 const { emulator } = bed;
-
-/** One impression for each of `users` users. */
-function dump(name: string, users: number): string {
-  const lines = Array.from({ length: users }, (_, i) => JSON.stringify({ key: `user-${String(i).padStart(5, '0')}`, split: 'f', treatment: 'on', time: 1700000000000 + i }));
-  writeFileSync(join(bed.dir, name), `${lines.join('\n')}\n`);
-  return name;
-}
 
 describe('identify mode: a stop while identifications are being sent', () => {
   it('stops sending them, says how many were sent, and does not speak of insert_ids', async () => {
@@ -23,7 +14,7 @@ describe('identify mode: a stop while identifications are being sent', () => {
       c.pushImpressions.concurrency = 1;
       c.pushImpressions.batchSize = 10;
     });
-    const r = startPush(bed, [dump('many-users.ndjson', 400)], { config, mode: 'identify', signal: stop.signal });
+    const r = startPush(bed, [usersDump(bed, 'many-users.ndjson', 400)], { config, mode: 'identify', signal: stop.signal });
     const timer = setInterval(() => {
       if (emulator.requests.length > 0) {
         clearInterval(timer);
@@ -48,7 +39,7 @@ describe('identify mode: a stop while identifications are being sent', () => {
     const stop = new AbortController();
     stop.abort('SIGINT received');
     const config = pushConfig(API_KEY, bed.url, 20);
-    const r = startPush(bed, [dump('few-users.ndjson', 20)], { config, mode: 'identify', signal: stop.signal });
+    const r = startPush(bed, [usersDump(bed, 'few-users.ndjson', 20)], { config, mode: 'identify', signal: stop.signal });
     await expect(r.done).rejects.toThrow(/identify mode sends only once every input is read .*nothing was sent/);
     expect(emulator.requests).toEqual([]);
   });

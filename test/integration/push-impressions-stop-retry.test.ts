@@ -1,18 +1,10 @@
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PushMode } from '../../src/config/types.js';
-import { ingestionTestBed, pushConfig, startPush } from '../helpers/push.js';
+import { ingestionTestBed, pushConfig, startPush, usersDump } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-stop-retry';
 const bed = ingestionTestBed('push-stop-retry', { apiKey: API_KEY });
 const { emulator } = bed;
-
-function dump(name: string, users: number): string {
-  const lines = Array.from({ length: users }, (_, i) => JSON.stringify({ key: `user-${String(i).padStart(5, '0')}`, split: 'f', treatment: 'on', time: 1700000000000 + i }));
-  writeFileSync(join(bed.dir, name), `${lines.join('\n')}\n`);
-  return name;
-}
 
 describe('a stop while a request waits to be tried again after a 5xx', () => {
   for (const mode of ['event', 'identify'] as PushMode[]) {
@@ -26,7 +18,7 @@ describe('a stop while a request waits to be tried again after a 5xx', () => {
         c.pushImpressions.concurrency = 1;
       });
       const stop = new AbortController();
-      const r = startPush(bed, [dump(`503-${mode}.ndjson`, 10)], { config, mode, signal: stop.signal });
+      const r = startPush(bed, [usersDump(bed, `503-${mode}.ndjson`, 10)], { config, mode, signal: stop.signal });
       const timer = setInterval(() => {
         if (emulator.requests.length > 0) {
           clearInterval(timer);
