@@ -1,31 +1,15 @@
-import { existsSync, renameSync, statSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Command, Option } from 'commander';
 import { describeWindow, formatHour, HOUR_MS, parseHourArg } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
-import { withPath } from '../io/file-errors.js';
 import { currentFolder } from '../io/current-folder.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import {
-  CURSOR_LABEL,
-  earlierState,
-  ExportStateStore,
-  fileDigest,
-  isUnused,
-  onlyPlaced,
-  otherStates,
-  rangeLabel,
-  readExportState,
-  stateFileScope,
-  statePaths,
-  stateScope,
-  takeOverState,
-  type OtherState,
-  type TrackCheckpoint,
-} from '../state/export-state.js';
+import { CURSOR_LABEL, earlierState, ExportStateStore, onlyPlaced, rangeLabel, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
+import { finishTakeOver, refuseAfterKeyChange, takeOverFrom } from '../state/take-over.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
 import { byReason, duration, n } from './format.js';
@@ -122,9 +106,9 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   if (sending) lock = acquireLock(paths.lock, `export-events ${process.argv.slice(3).join(' ')}`.trim());
   const interrupts = watchInterrupts({ logger, maxRuntimeMs, onForce: () => lock?.release() });
   try {
-    if (flags.takeOver !== undefined) takeOverFrom(ctx, flags.takeOver, paths.state, scope);
+    if (flags.takeOver !== undefined) takeOverFrom({ logger, stateDir: ctx.loaded.stateDir, config }, flags.takeOver, paths.state, scope);
     const stateFile = stateFileOf(ctx, paths.state, scope, sending);
-    if (sending) finishTakeOver(ctx, stateFile);
+    if (sending) finishTakeOver(logger, stateFile);
     const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile.path, stateFile.scope) : undefined;
     let checkpoint: TrackCheckpoint | undefined;
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
@@ -343,107 +327,6 @@ function goOnInRange(end: number, store: ExportStateStore | undefined): (hour: n
     const runs = todo.map(([a, b]) => `--start ${formatHour(a)} --end ${formatHour(b)}`);
     return runs.length === 1 ? `run ${runs[0] as string} as a new range` : `run ${runs.join(', then ')} as new ranges (other runs delivered the hours between)`;
   };
-}
-
-/**
- * A fresh cursor that would start at `exportEvents.startAt` while `state.dir` holds what other keys
- * delivered: most likely a key rotation (the state's scope is a hash of the keys), and starting at startAt
- * would send every hour since again (FME does not deduplicate). Stops with what to do instead; an explicit
- * `--start` is the user's decision and is not second-guessed.
- */
-function refuseAfterKeyChange(stateDir: string, scope: string, startAt: number | undefined): void {
-  const others = otherStates(stateDir, scope);
-  if (others.length === 0) return;
-  const list = others.map((o) => `${basename(o.file)} (${o.lastDeliveredHour === undefined ? 'unreadable' : `delivered ${o.delivered.join(', ')}`})`).join('; ');
-  const file = others.length === 1 ? (others[0] as OtherState).file : "<the old keys' state file>";
-  const guard = startAt !== undefined ? `amp-fme will not start from exportEvents.startAt (${formatHour(startAt)}) by itself` : 'amp-fme does not guess a start';
-  throw new UsageError(
-    `there is no --since-last-run state for these keys yet, but ${stateDir} holds what other keys delivered: ${list}. ` +
-      `If you changed the Amplitude or FME keys of the same project and environment, run once with --since-last-run --take-over ${file}: ` +
-      'the new keys go on exactly where the old ones stopped, past what their ranges delivered and through a window they were part-way through, and later runs continue from there. ' +
-      `If these keys belong to another project or environment, give its first hour with --start. ${guard}: FME does not deduplicate, and hours sent with the old keys would be counted twice.`,
-  );
-}
-
-/**
- * `--take-over <file>`: this config goes on from another scope's state file, after a key rotation (the scope is
- * a hash of the keys) or a move of state.dir. Its cursor, ranges and a window part-way through carry on as they
- * were; a new cursor started with --start instead would send again what only that state knows was delivered,
- * since FME does not deduplicate. Only into a state these keys have not used yet, holding the old file's lock too
- * (a run of the old keys may be going). The old file is renamed `<file>.taken-over`: the old keys cannot go on
- * from it as well.
- */
-function takeOverFrom(ctx: CommandContext, file: string, path: string, scope: string): void {
-  const from = resolve(currentFolder(), file);
-  if (from === path) throw new UsageError(`--take-over ${from}: that is already the state file of this config and these keys; drop --take-over`);
-  const theirs = stateFileScope(from);
-  if (theirs === undefined) throw new UsageError(`--take-over takes an export-events state file (export-events-<16 hex digits>.json, in state.dir): ${from} is not one`);
-  // An earlier version's file of these same keys (earlierState) is their state too, not yet moved to `path`.
-  const earlier = earlierState(ctx.loaded.stateDir, ctx.config);
-  const mine = existsSync(path) || earlier === undefined || !existsSync(earlier.path) ? { path, scope } : earlier;
-  const current = readExportState(mine.path, mine.scope);
-  if (current.takenOver?.from === from) {
-    // These keys took it over already: the same command run again (after it stopped on a later error, or was
-    // killed before the rename, which finishTakeOver completes) goes on from their state.
-    ctx.logger.info(`${from} was taken over by these keys already (${current.takenOver.at}): their state ${basename(mine.path)} goes on from it; --take-over is no longer needed`);
-    return;
-  }
-  if (!existsSync(from)) {
-    const done = existsSync(`${from}.taken-over`) ? `; it was taken over already (${basename(from)}.taken-over)` : '';
-    throw new UsageError(`--take-over: ${from} does not exist${done}`);
-  }
-  if (!statSync(from).isFile()) throw new UsageError(`--take-over takes an export-events state file: ${from} is a folder`);
-  if (!isUnused(current)) {
-    throw new UsageError(
-      `--take-over only starts the state of keys that have none yet, and ${mine.path} already records runs of these keys: two histories cannot be merged. ` +
-        'Move that file away first if it holds nothing you need.',
-    );
-  }
-  const lock = acquireLock(statePaths(dirname(from), theirs).lock, 'export-events --take-over');
-  try {
-    const state = takeOverState({ path: from, scope: theirs }, path, scope, `${from}.taken-over`);
-    ctx.logger.info(`took over ${from} (renamed ${basename(from)}.taken-over): these keys go on from its state, now ${basename(path)}`, {
-      lastDeliveredHour: state.cursor.lastDeliveredHour,
-      ...(state.cursor.inProgress ? { windowInProgress: `${state.cursor.inProgress.start}..${state.cursor.inProgress.end}` } : {}),
-      ranges: state.ranges.length,
-      skippedHours: (state.cursor.skipped ?? []).map((sk) => (sk.start === sk.end ? sk.start : `${sk.start}..${sk.end}`)).join(', ') || 'none',
-    });
-  } finally {
-    lock.release();
-  }
-}
-
-/**
- * A `--take-over` stopped (killed, a failed rename) between writing this state and renaming the old file leaves the
- * old file where the old keys, or the next rotation's --take-over, would go on from it too: FME would get again what
- * these keys deliver. The next sending run finishes the rename, holding the old file's lock, if the file is as it
- * was taken over; if runs went on from it since, the two states disagree and the run stops.
- */
-function finishTakeOver(ctx: CommandContext, stateFile: { path: string; scope: string }): void {
-  const taken = readExportState(stateFile.path, stateFile.scope).takenOver;
-  if (taken === undefined || !existsSync(taken.from)) return;
-  const theirs = stateFileScope(taken.from);
-  if (theirs === undefined) return;
-  const lock = acquireLock(statePaths(dirname(taken.from), theirs).lock, 'export-events (finishing a --take-over)');
-  try {
-    if (!existsSync(taken.from)) return;
-    if (fileDigest(taken.from) !== taken.digest) {
-      throw new UsageError(
-        `${stateFile.path} was taken over from ${taken.from} (${taken.at}), which is still there and has changed since: runs of the old keys went on from it, ` +
-          `and the two states disagree on what FME has (FME does not deduplicate). To go on from where the old keys stopped, move ${stateFile.path} away and run once with ` +
-          `--since-last-run --take-over ${taken.from} (if these keys delivered hours since ${taken.at} as well, those are in FME twice over from then on). ` +
-          `To go on from this state instead, rename ${taken.from} to ${basename(taken.from)}.taken-over.`,
-      );
-    }
-    try {
-      renameSync(taken.from, `${taken.from}.taken-over`);
-    } catch (err) {
-      throw withPath(err, taken.from);
-    }
-    ctx.logger.warn(`finished taking over ${taken.from}: the --take-over run stopped before renaming it; it is now ${basename(taken.from)}.taken-over`);
-  } finally {
-    lock.release();
-  }
 }
 
 /** Records a checked skip and says so, loudly. Returns the hours as `20240301T05..20240301T07`. */
