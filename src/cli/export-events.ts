@@ -54,6 +54,7 @@ export function summaryLines(s: ExportEventsSummary & SkippedHoursSummary, deadL
     `  trimmed              ${byReason(s.trimmed)}`,
     `  dead letters         ${n(deadLetters)}`,
     `  renamed event types  ${renamed.length === 0 ? 'none' : renamed.slice(0, 20).map(([a, b]) => `"${a}" -> ${b}`).join(', ')}${more > 0 ? ` (+${n(more)} more)` : ''}`,
+    ...(s.mergedEventTypes ? [`  merged event types   ${Object.entries(s.mergedEventTypes).map(([id, names]) => `${id} <- ${names.map((x) => `"${x}"`).join(', ')}`).join('; ')} (FME counts each as one type)`] : []),
     `  duration             ${duration(s.durationMs)} (${n(s.eventsPerSecond)} events/s)`,
   );
   return lines;

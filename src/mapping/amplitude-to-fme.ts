@@ -106,6 +106,8 @@ export interface MapperStats {
   renamed: Map<string, string>;
   /** Changed names beyond RENAMED_KEPT. */
   renamedNotListed: number;
+  /** Every event type sent, original name -> eventTypeId (at most TYPES_KEPT): names that become one id are told (mergedEventTypes). */
+  eventTypes: Map<string, string>;
 }
 
 export interface Mapper {
@@ -128,6 +130,7 @@ export function emptyMapperStats(): MapperStats {
     timestampFallback: { client_event_time: 0, server_upload_time: 0 },
     renamed: new Map(),
     renamedNotListed: 0,
+    eventTypes: new Map(),
   };
 }
 
@@ -166,6 +169,20 @@ export function addMapperStats(into: MapperStats, from: MapperStats): void {
     into.renamedNotListed++;
   }
   into.renamedNotListed += from.renamedNotListed;
+  for (const [name, id] of from.eventTypes) if (into.eventTypes.size < TYPES_KEPT || into.eventTypes.has(name)) into.eventTypes.set(name, id);
+}
+
+/** Event types remembered for mergedEventTypes; projects usually have hundreds. */
+const TYPES_KEPT = 10_000;
+
+/**
+ * eventTypeIds that several Amplitude event types became (`Video: Play` and `Video Play` both give
+ * `amp.Video_Play`): FME counts them as one. Id -> the names, sorted.
+ */
+export function mergedEventTypes(stats: MapperStats): Record<string, string[]> {
+  const byId = new Map<string, string[]>();
+  for (const [name, id] of stats.eventTypes) byId.set(id, [...(byId.get(id) ?? []), name]);
+  return Object.fromEntries([...byId].filter(([, names]) => names.length > 1).map(([id, names]) => [id, names.sort()]));
 }
 
 export const RENAMED_KEPT = 1000;
@@ -255,6 +272,7 @@ export function compileMapper(cfg: MapperConfig): Mapper {
         if (stats.renamed.size < RENAMED_KEPT) stats.renamed.set(name, id);
         else stats.renamedNotListed++;
       }
+      if (stats.eventTypes.size < TYPES_KEPT) stats.eventTypes.set(name, id);
       plan = { id, jsonHead: `{"eventTypeId":${JSON.stringify(id)}` };
     }
     if (typeCache.size >= TYPE_CACHE_MAX) typeCache.clear();

@@ -10,7 +10,7 @@ import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
 import { closeOutput, openOutputFile, writeOutput } from '../io/output-file.js';
 import type { Logger } from '../log/logger.js';
-import { addMapperStats, emptyMapperStats, type MapperStats } from '../mapping/amplitude-to-fme.js';
+import { addMapperStats, emptyMapperStats, mergedEventTypes, type MapperStats } from '../mapping/amplitude-to-fme.js';
 import { EVENT_FIELDS, LINE_FIELDS, LineOutcome, type DecodedRows, type RowReject } from '../mapping/export-rows.js';
 import { InOrder } from '../workers/in-order.js';
 import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
@@ -83,6 +83,8 @@ export interface ExportEventsSummary {
   timestampFallbacks: Record<string, number>;
   renamedEventTypes: Record<string, string>;
   renamedEventTypesNotListed: number;
+  /** eventTypeIds that several Amplitude event types became, with those names (only when there are some): FME counts them as one. */
+  mergedEventTypes?: Record<string, string[]>;
   durationMs: number;
   eventsPerSecond: number;
   mode: 'send' | 'dry-run' | 'output';
@@ -463,6 +465,15 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
 
   const durationMs = Date.now() - started;
   const mstats: MapperStats = mapperStats;
+  const merged = mergedEventTypes(mstats);
+  if (Object.keys(merged).length > 0) {
+    const list = Object.entries(merged).map(([id, names]) => `${id} <- ${names.map((n) => JSON.stringify(n)).join(', ')}`);
+    logger.warn(
+      `several Amplitude event types became one FME eventTypeId, and FME counts them as one: ${list.slice(0, 10).join('; ')}${list.length > 10 ? ` (+${list.length - 10} more)` : ''}. ` +
+        'If they must stay apart, leave one out (exportEvents.excludeEventTypes) or rename it in Amplitude',
+      { mergedEventTypes: list.length },
+    );
+  }
   const summary: ExportEventsSummary = {
     start: formatHour(opts.start),
     end: formatHour(opts.end),
@@ -475,6 +486,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     timestampFallbacks: { ...mstats.timestampFallback },
     renamedEventTypes: Object.fromEntries(mstats.renamed),
     renamedEventTypesNotListed: mstats.renamedNotListed,
+    ...(Object.keys(merged).length > 0 ? { mergedEventTypes: merged } : {}),
     durationMs,
     eventsPerSecond: durationMs > 0 ? Math.round((s.eventsRead / durationMs) * 1000) : s.eventsRead,
     mode,

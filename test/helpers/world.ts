@@ -7,7 +7,7 @@ import { startServer, type RunningServer } from '../../src/sandbox/server.js';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import type { Config } from '../../src/config/types.js';
 import { validateConfig } from '../../src/config/validate.js';
-import { createMemoryLogger } from '../../src/log/logger.js';
+import { createMemoryLogger, type Logger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runExportEvents, type ExportEventsSummary } from '../../src/pipeline/export-events.js';
 import { tempDir } from './temp-dir.js';
@@ -129,11 +129,11 @@ export function worldConfig(w: World, exportEvents: Record<string, unknown> = {}
 }
 
 /** export-events over one upload hour (`YYYYMMDDTHH`), in this process: its summary and its dead-letter file's path. */
-export async function exportHour(config: Config, hour: string): Promise<{ summary: ExportEventsSummary; deadLetterFile: string }> {
+export async function exportHour(config: Config, hour: string, logger: Logger = createMemoryLogger()): Promise<{ summary: ExportEventsSummary; deadLetterFile: string }> {
   const at = parseHourArg(hour, 'start');
   const deadLetters = new DeadLetterWriter(join(tempDir('dl'), 'dead.ndjson'), 'export-events');
   try {
-    const summary = await runExportEvents({ config, start: at, end: at, dryRun: false, logger: createMemoryLogger(), deadLetters });
+    const summary = await runExportEvents({ config, start: at, end: at, dryRun: false, logger, deadLetters });
     return { summary, deadLetterFile: deadLetters.path };
   } finally {
     await deadLetters.close();

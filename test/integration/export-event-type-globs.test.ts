@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { createMemoryLogger } from '../../src/log/logger.js';
 import { exportHour, startWorld, worldConfig, type World } from '../helpers/world.js';
 
 let world: World | undefined;
@@ -42,4 +43,31 @@ describe('export-events event type globs', () => {
     expect(world.fme.events.map((e) => e.properties?.uuid).sort()).toEqual(['u-0', 'u-4']);
     expect(summary.skipped).toEqual({ excluded_event_type: 3 });
   }, 120_000);
+});
+
+describe('export-events event types that become one FME eventTypeId', () => {
+  it('says which Amplitude event types FME will count as one, in a warning and the summary, on the worker threads too', async () => {
+    world = await startWorld();
+    const at = '2024-03-01 10:00:00';
+    const names = ['Video: Play', 'Video Play', 'Video Pause', '[Amplitude] Start Session', 'Amplitude Start Session'];
+    world.store.add(names.map((event_type, i) => ({ uuid: `u-${i}`, event_type, user_id: `user-${i}`, event_time: at, server_upload_time: at })));
+    const logger = createMemoryLogger();
+    const { summary } = await exportHour(worldConfig(world, { properties: ['uuid'], workers: 1 }), '20240301T10', logger);
+    // Everything is sent, as before: the user is told, and decides.
+    expect(world.fme.events).toHaveLength(5);
+    expect(summary.mergedEventTypes).toEqual({
+      'amp.Video_Play': ['Video Play', 'Video: Play'],
+      'amp.Amplitude_Start_Session': ['Amplitude Start Session', '[Amplitude] Start Session'],
+    });
+    const warning = logger.lines.find((l) => l.level === 'warn' && l.message.startsWith('several Amplitude event types became one FME eventTypeId'));
+    expect(warning?.message).toContain('amp.Video_Play <- "Video Play", "Video: Play"');
+  });
+
+  it('has no mergedEventTypes when every event type keeps an id of its own', async () => {
+    world = await startWorld();
+    const at = '2024-03-01 10:00:00';
+    world.store.add(['Video Play', 'Video Pause'].map((event_type, i) => ({ uuid: `u-${i}`, event_type, user_id: `user-${i}`, event_time: at, server_upload_time: at })));
+    const { summary } = await exportHour(worldConfig(world, { properties: ['uuid'] }), '20240301T10');
+    expect(summary.mergedEventTypes).toBeUndefined();
+  });
 });
