@@ -9,13 +9,12 @@ import { Command } from 'commander';
 import { formatHour, HOUR_MS } from '../amplitude/hours.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import type { PushImpressionsSummary } from '../pipeline/push-impressions.js';
-import { parseFaultRates } from '../sandbox/faults.js';
 import type { ReceivedReport } from '../sandbox/sandbox.js';
 import { EXIT } from './exit-codes.js';
 import { summaryLines as exportSummaryLines } from './export-events.js';
 import { n } from './format.js';
 import { summaryLines as pushSummaryLines } from './push-impressions.js';
-import { intFlag } from './sandbox.js';
+import { intFlag, parseFaults } from './sandbox.js';
 
 const BIN = fileURLToPath(new URL('../../bin/amp-fme.js', import.meta.url));
 
@@ -47,6 +46,25 @@ function runAmpFme(args: string[], cwd: string): Promise<Child> {
   });
 }
 
+/**
+ * A step that failed says why on stderr, with the error its run logged: the children run with --quiet and their
+ * stderr is captured, so without this the tour exits 1 with no reason anywhere.
+ */
+function reportFailure(child: Child, what: string): void {
+  if (child.code === 0 || child.code === 3) return;
+  const errors: string[] = [];
+  for (const line of child.stderr.split('\n')) {
+    try {
+      const rec = JSON.parse(line) as { level?: unknown; message?: unknown };
+      if (rec.level === 'error' && typeof rec.message === 'string') errors.push(rec.message);
+    } catch {
+      // not a log line
+    }
+  }
+  const why = errors.length > 0 ? errors.join('\n') : child.stderr.trim().split('\n').slice(-3).join('\n');
+  process.stderr.write(`amp-fme demo: ${what} exited ${child.code}${why ? `: ${why}` : ''}\n`);
+}
+
 function parseSummary<T>(child: Child, what: string): T {
   try {
     return JSON.parse(child.stdout.trim().split('\n').pop() ?? '') as T;
@@ -68,15 +86,20 @@ export function demoCommand(): Command {
     .option('--faults <spec>', 'inject random faults into the emulators, e.g. 5xx=0.1,429=0.05 (retries make them invisible in the result)')
     .option('--json', 'print one JSON object with both summaries and what the emulators received')
     .action(async (flags: DemoFlags) => {
+      // Every flag is checked before anything starts: a mistake is a usage error (exit 2), not a failure of the
+      // tour found after the export has run.
+      const events = intFlag(flags.events, '--events', 1, 5_000_000) ?? 5000;
+      const impressions = intFlag(flags.impressions, '--impressions', 1, 5_000_000) ?? 2000;
+      const faults = flags.faults !== undefined ? parseFaults(flags.faults) : undefined;
       const dir = mkdtempSync(join(tmpdir(), 'amp-fme-demo-'));
       let code: number = EXIT.OK;
       // The emulators are loaded only by the commands that start them (see cli/main.ts).
       const { startSandbox } = await import('../sandbox/sandbox.js');
       const { generateWebhookImpressions } = await import('../sandbox/generate.js');
       const sandbox = await startSandbox({
-        events: intFlag(flags.events, '--events', 1, 5_000_000) ?? 5000,
+        events,
         days: 2,
-        ...(flags.faults ? { faults: parseFaultRates(flags.faults) } : {}),
+        ...(faults ? { faults } : {}),
       });
       try {
         const say = (line = ''): void => {
@@ -88,12 +111,12 @@ export function demoCommand(): Command {
 
         say(`1. amp-fme export-events --start ${formatHour(sandbox.firstHour)} --end ${formatHour(sandbox.lastHour)}`);
         const exp = await runAmpFme(['export-events', '--start', formatHour(sandbox.firstHour), '--end', formatHour(sandbox.lastHour), '--json', '--quiet'], dir);
+        reportFailure(exp, 'export-events');
         const exportSummary = parseSummary<ExportEventsSummary & { deadLetters: number }>(exp, 'export-events');
         for (const l of exportSummaryLines(exportSummary, exportSummary.deadLetters)) say(`   ${l}`);
         say();
 
         const dump = join(dir, 'impressions.ndjson.gz');
-        const impressions = intFlag(flags.impressions, '--impressions', 1, 5_000_000) ?? 2000;
         const gz = createGzip();
         const file = createWriteStream(dump);
         gz.pipe(file);
@@ -106,6 +129,7 @@ export function demoCommand(): Command {
 
         say(`2. amp-fme push-impressions impressions.ndjson.gz   (${n(impressions)} impressions, FME webhook shape, gzip)`);
         const push = await runAmpFme(['push-impressions', dump, '--json', '--quiet'], dir);
+        reportFailure(push, 'push-impressions');
         const pushSummary = parseSummary<PushImpressionsSummary>(push, 'push-impressions');
         for (const l of pushSummaryLines(pushSummary, pushSummary.deadLetters, pushSummary.deadLettersByReason)) say(`   ${l}`);
         say();

@@ -66,7 +66,13 @@ export function sandboxCommand(): Command {
           process.once('SIGTERM', resolve);
         });
         await sandbox.close();
-      } catch (err) {
+      } catch (caught) {
+        let err = caught;
+        // The port the user asked for is taken (another sandbox?) or not theirs: a usage error, said so.
+        const errno = (err as NodeJS.ErrnoException).code;
+        if (flags.port !== undefined && (errno === 'EADDRINUSE' || errno === 'EACCES')) {
+          err = new UsageError(`--port ${flags.port}: ${errno === 'EADDRINUSE' ? 'already in use (another sandbox?)' : 'not allowed for this user'}; choose another, or leave --port out for any free port`);
+        }
         process.stderr.write(`amp-fme sandbox: ${(err as Error).message}\n`);
         code = err instanceof UsageError ? EXIT.USAGE : EXIT.FAILED;
       }
@@ -74,7 +80,8 @@ export function sandboxCommand(): Command {
     });
 }
 
-function parseFaults(spec: string): ReturnType<typeof parseFaultRates> {
+/** `--faults`, a mistake in it as a usage error (exit 2). */
+export function parseFaults(spec: string): ReturnType<typeof parseFaultRates> {
   try {
     return parseFaultRates(spec);
   } catch (err) {

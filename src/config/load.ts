@@ -1,5 +1,6 @@
-import { readFile } from 'node:fs/promises';
-import { basename, dirname, extname, isAbsolute, resolve } from 'node:path';
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
+import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
 import { ConfigError, UsageError, type ConfigProblem } from '../errors.js';
@@ -79,6 +80,10 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
     // A key pasted with a stray character would fail every request (as a "network error", for a header) and be retried.
     if (value !== undefined && !KEY_CHARACTERS.test(value)) {
       problems.push({ path: s.path, message: `${fromEnv ? `${s.env} holds` : 'holds'} a space, a control character or a non-ASCII character, which no key has: check what was pasted (the value is not shown)` });
+    } else if (value !== undefined && /^(["']).*\1$/s.test(value)) {
+      // `docker run --env-file` and Kubernetes keep the quotes of `AMPLITUDE_API_KEY="..."`: sent, the key would
+      // only be refused, after a whole export was downloaded, with advice about the region.
+      problems.push({ path: s.path, message: `${fromEnv ? `${s.env} is` : 'is'} wrapped in quotes, which are then part of the key and no key has: remove them (the value is not shown)` });
     }
   }
   if (problems.length > 0) throw new ConfigError(problems, filePath);
@@ -130,10 +135,38 @@ async function searchFolder(dir: string): Promise<FoundConfig | undefined> {
   } catch (err) {
     throw unreadable(err, dir);
   }
+  await refuseSkipped(dir, found?.filepath);
   if (!found) return undefined;
   if (found.isEmpty) throw fileError(found.filepath, IS_EMPTY);
   // jsonLoader has checked it with configIn.
   return { raw: found.config as Record<string, unknown>, filePath: found.filepath };
+}
+
+/**
+ * cosmiconfig passes over a search place that is a folder or cannot be read (EISDIR, EACCES) as if it were not
+ * there, and goes on to the next place or to the defaults (the production hosts, region us): a config file the
+ * user wrote but amp-fme cannot read (a root-owned file under cron, a Docker bind mount of a missing file, which
+ * Docker creates as a folder) would be silently ignored. Refuses any such place before `foundPath`.
+ */
+async function refuseSkipped(dir: string, foundPath: string | undefined): Promise<void> {
+  for (const place of CONFIG_SEARCH_PLACES) {
+    const filePath = join(dir, place);
+    if (foundPath !== undefined && resolve(foundPath) === resolve(filePath)) return;
+    let isFolder: boolean;
+    try {
+      isFolder = (await stat(filePath)).isDirectory();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT' || code === 'ENOTDIR') continue;
+      throw fileError(filePath, `could not be read (${unreadableBecause(code, 'unknown error')}): fix it, or give --config <path>.`);
+    }
+    if (isFolder) throw fileError(filePath, 'is a folder, not a file: remove it, or give --config the path of the JSON config file.');
+    try {
+      await access(filePath, constants.R_OK);
+    } catch (err) {
+      throw fileError(filePath, `could not be read (${unreadableBecause((err as NodeJS.ErrnoException).code, 'unknown error')}): make it readable by the user that runs amp-fme, or give --config <path>.`);
+    }
+  }
 }
 
 /** amp-fme's own package folder: it holds no cosmiconfig settings (no "cosmiconfig" key in its package.json, no .config folder). */

@@ -211,7 +211,9 @@ function walk(raw: unknown, schema: Schema, target: Record<string, unknown>, pat
   }
   for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
     const p = path ? `${path}.${key}` : key;
-    const node = schema[key];
+    // Own keys only: `constructor`, `toString` or `__proto__` would otherwise find Object.prototype's members,
+    // pass as known keys, and (for `__proto__`) write into Object.prototype itself.
+    const node = Object.hasOwn(schema, key) ? schema[key] : undefined;
     if (key === '$schema' && !path) continue;
     if (node === undefined) {
       problems.push({ path: p, message: `unknown key (known keys here: ${Object.keys(schema).join(', ')})` });

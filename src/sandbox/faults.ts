@@ -72,8 +72,9 @@ export class FaultScript {
 export function parseFaultRates(spec: string): FaultRates {
   const out: FaultRates = {};
   for (const part of spec.split(',').map((p) => p.trim()).filter(Boolean)) {
-    const [name, value] = part.split('=');
-    const rate = Number(value);
+    const [name, value, ...extra] = part.split('=');
+    // Number('') is 0: "5xx=" must not quietly mean "no faults", nor "5xx=0.1=3" take the 0.1.
+    const rate = value === undefined || value.trim() === '' || extra.length > 0 ? NaN : Number(value);
     if (!name || !['5xx', '429', 'slow', 'reset'].includes(name) || !Number.isFinite(rate) || rate < 0 || rate > 1) {
       throw new Error(`bad fault "${part}": use 5xx=0.1,429=0.05,slow=0.02,reset=0.01 (rates between 0 and 1)`);
     }

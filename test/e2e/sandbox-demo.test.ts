@@ -40,6 +40,39 @@ describe('amp-fme demo and sandbox (spawned)', () => {
     expect(out.received.amplitude.events).toBe(1500);
   });
 
+  it('demo: a step that fails says why, not only exit 1', async () => {
+    // Every request answers 503: both steps run out of retries (about 6 s each with the sandbox's short waits).
+    const r = await runCli(['demo', '--events', '50', '--impressions', '10', '--faults', '5xx=1'], process.cwd());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/amp-fme demo: export-events exited 1: .*503.*gave up after/);
+    expect(r.stderr).toMatch(/amp-fme demo: push-impressions exited 1: .*503/);
+  });
+
+  it('demo: a bad --faults or --impressions is a usage error (exit 2) before anything runs', async () => {
+    for (const args of [['--faults', '5xx=2'], ['--impressions', 'abc']]) {
+      const r = await runCli(['demo', ...args], process.cwd());
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(args[0] as string);
+      expect(r.stderr).not.toMatch(/Unexpected error|a bug in amp-fme|\n\s+at /);
+      // Nothing ran: no export-events step was printed.
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('sandbox --port that is taken: a usage error (exit 2) that says so', async () => {
+    const { createServer } = await import('node:net');
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const r = await runCli(['sandbox', '--port', String(port), '--events', '10', '--days', '1'], tempDir('sandbox'));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`--port ${port}: already in use`);
+    } finally {
+      taken.close();
+    }
+  });
+
   it('sandbox: serves a seeded project, a ready config and /_sandbox/received, until stopped', async () => {
     const dir = tempDir('sandbox');
     const sandbox = runCli(['sandbox', '--events', '600', '--days', '1', '--write-config', 'sandbox.json'], dir);

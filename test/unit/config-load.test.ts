@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exitCodeFor, messageFor } from '../../src/cli/exit-codes.js';
@@ -220,6 +220,25 @@ describe('loadConfig: a config found by searching', () => {
     expect(message).toMatch(/"amp-fme".*must be a JSON object/);
   });
 
+  it('refuses an amp-fme.config.json that is a folder rather than silently using the defaults', async () => {
+    // What `docker run -v ./amp-fme.config.json:/app/amp-fme.config.json` leaves when the host file is missing.
+    const dir = tempDir('cfgload');
+    mkdirSync(join(dir, 'amp-fme.config.json'));
+    writeFileSync(join(dir, '.amp-fmerc'), GOOD);
+    const message = expectUserError(await loadError({ cwd: dir }));
+    expect(message).toContain(join(dir, 'amp-fme.config.json'));
+    expect(message).toMatch(/is a folder/);
+  });
+
+  it.skipIf(process.getuid?.() === 0)('refuses an amp-fme.config.json it may not read rather than silently using the defaults', async () => {
+    const dir = tempDir('cfgload');
+    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ amplitude: { region: 'eu' } }));
+    chmodSync(join(dir, 'amp-fme.config.json'), 0o000);
+    const message = expectUserError(await loadError({ cwd: dir }));
+    expect(message).toContain(join(dir, 'amp-fme.config.json'));
+    expect(message).toMatch(/permission denied/);
+  });
+
   it('uses the defaults when there is no config file at all', async () => {
     const dir = tempDir('cfgload');
     const loaded = await loadConfig({ cwd: dir, env: {} });
@@ -273,6 +292,18 @@ describe('loadConfig: keys with a stray character', () => {
     expect(message).toMatch(/fme\.sdkKey: FME_SDK_KEY holds a space, a control character or a non-ASCII character/);
     expect(message).toMatch(/amplitude\.apiKey: holds a space/);
     for (const part of ['0123456789', 'abc def', 'secret-']) expect(message).not.toContain(part);
+  });
+
+  it('refuses a key wrapped in quotes (as docker --env-file passes KEY="..."), without showing it', async () => {
+    const dir = tempDir('cfgkeys');
+    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ fme: { sdkKey: "'fme-key-0123456789'" } }));
+    const err = await loadError({ cwd: dir, env: { AMPLITUDE_API_KEY: '"a1b2c3d4e5f6a1b2"', AMPLITUDE_SECRET_KEY: ' "s1s2s3s4s5s6" ' } });
+    const message = expectUserError(err);
+    expect((err as ConfigError).problems.map((p) => p.path).sort()).toEqual(['amplitude.apiKey', 'amplitude.secretKey', 'fme.sdkKey']);
+    expect(message).toMatch(/amplitude\.apiKey: AMPLITUDE_API_KEY is wrapped in quotes/);
+    expect(message).toMatch(/fme\.sdkKey: is wrapped in quotes/);
+    expect(message).toContain(join(dir, 'amp-fme.config.json'));
+    for (const part of ['a1b2', 's1s2', '0123456789']) expect(message).not.toContain(part);
   });
 
   it('takes keys of printable ASCII, trimmed from the environment', async () => {

@@ -69,6 +69,14 @@ describe('validateConfig', () => {
     expect(problems.find((p) => p.path === 'amplitude.region')?.message).toContain('"us", "eu"');
   });
 
+  it('reports keys named like Object.prototype members as unknown, and leaves Object.prototype alone', () => {
+    const raw = JSON.parse('{"constructor": 1, "amplitude": {"toString": "x"}, "__proto__": {"valueOf": 1}}') as unknown;
+    const { problems } = validateConfig(raw);
+    expect(problems.map((p) => p.path).sort()).toEqual(['__proto__', 'amplitude.toString', 'constructor']);
+    expect(problems.every((p) => p.message.startsWith('unknown key'))).toBe(true);
+    expect(typeof Object.prototype.valueOf).toBe('function');
+  });
+
   it('refuses more identities than progress marks can tell apart', () => {
     const ids = (n: number): { trafficType: string; from: string }[] => Array.from({ length: n }, (_, i) => ({ trafficType: `t${i}`, from: `user_properties.id${i}` }));
     expect(validateConfig({ exportEvents: { identities: ids(16) } }).problems).toEqual([]);
