@@ -38,8 +38,20 @@ export async function writeOutput(out: WriteStream, chunk: Uint8Array): Promise<
   const failed = outputError(out);
   if (failed) throw failed;
   if (out.write(chunk)) return;
-  // Either it drains, or it fails (and `finished` rejects, also for an error that came before this call).
-  await Promise.race([once(out, 'drain'), finished(out)]);
+  // Either it drains, or it fails (and `finished` rejects, also for an error that came before this call). The
+  // wait that loses is called off: its listeners would otherwise pile up on the stream, one set per wait.
+  const done = new AbortController();
+  const drained = once(out, 'drain', { signal: done.signal });
+  const ended = finished(out, { signal: done.signal });
+  drained.catch(() => undefined);
+  ended.catch(() => undefined);
+  try {
+    await Promise.race([drained, ended]);
+  } catch {
+    // A failed write: outputError below says which.
+  } finally {
+    done.abort();
+  }
   const late = outputError(out);
   if (late) throw late;
 }
