@@ -109,8 +109,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   try {
     if (flags.takeOver !== undefined) takeOverFrom({ logger, stateDir: ctx.loaded.stateDir, config }, flags.takeOver, paths.state, scope);
     const stateFile = stateFileOf(ctx, paths.state, scope, sending);
-    if (sending) finishTakeOver(logger, stateFile);
     const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile.path, stateFile.scope) : undefined;
+    if (sending && store) finishTakeOver(logger, store);
     let checkpoint: TrackCheckpoint | undefined;
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
     let skip: SkipPlan | undefined;

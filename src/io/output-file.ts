@@ -20,7 +20,7 @@ export async function openOutputFile(path: string): Promise<WriteStream> {
   }
   // A write that fails later (a full disk, `ulimit -f`) must not be an unhandled 'error' event: it is kept in
   // `out.errored` and thrown, naming the file, by the next writeOutput or by closeOutput.
-  out.on('error', (err) => withPath(err, path));
+  out.on('error', () => undefined);
   return out;
 }
 

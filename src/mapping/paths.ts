@@ -69,7 +69,7 @@ function parseGlob(p: string, at: number, inBraces: boolean, memo: Map<number, {
     const c = p.charAt(i);
     if (inBraces && (c === ',' || c === '}')) break;
     if (c === '*') {
-      // `**` is the same as `*`: one node keeps the matcher's states few.
+      // `**` is the same as `*`: one step, and no backtracking between the two.
       if (nodes[nodes.length - 1]?.t !== 'star') nodes.push({ t: 'star' });
       i++;
     } else if (c === '?') {
@@ -112,7 +112,7 @@ function parseGlob(p: string, at: number, inBraces: boolean, memo: Map<number, {
 }
 
 /** One step of an expanded glob: a literal code point, `?` (any one code point) or `*` (any run). */
-type Step = { t: 'lit'; cp: number } | { t: 'any' } | { t: 'star' };
+type Step = Exclude<GlobNode, { t: 'alt' }>;
 
 /** At most this many patterns from one glob's `{a,b}` alternatives (`{a,b}{c,d}` is 4): more is a config mistake. */
 const MAX_EXPANSIONS = 1024;

@@ -6,7 +6,7 @@ import { UsageError } from '../errors.js';
 import { currentFolder } from '../io/current-folder.js';
 import { withPath } from '../io/file-errors.js';
 import type { Logger } from '../log/logger.js';
-import { earlierState, fileDigest, isUnused, otherStates, readExportState, stateFileScope, statePaths, takeOverState, type OtherState } from './export-state.js';
+import { earlierState, type ExportStateStore, fileDigest, isUnused, otherStates, readExportState, stateFileScope, statePaths, takeOverState, type OtherState } from './export-state.js';
 import { acquireLock } from './lock.js';
 
 /**
@@ -97,8 +97,8 @@ export function takeOverFrom(ctx: TakeOverContext, file: string, path: string, s
  * these keys deliver. The next sending run finishes the rename, holding the old file's lock, if the file is as it
  * was taken over; if runs went on from it since, the two states disagree and the run stops.
  */
-export function finishTakeOver(logger: Logger, stateFile: { path: string; scope: string }): void {
-  const taken = readExportState(stateFile.path, stateFile.scope).takenOver;
+export function finishTakeOver(logger: Logger, store: ExportStateStore): void {
+  const taken = store.snapshot.takenOver;
   if (taken === undefined || !existsSync(taken.from)) return;
   const theirs = stateFileScope(taken.from);
   if (theirs === undefined) return;
@@ -107,8 +107,8 @@ export function finishTakeOver(logger: Logger, stateFile: { path: string; scope:
     if (!existsSync(taken.from)) return;
     if (fileDigest(taken.from) !== taken.digest) {
       throw new UsageError(
-        `${stateFile.path} was taken over from ${taken.from} (${taken.at}), which is still there and has changed since: runs of the old keys went on from it, ` +
-          `and the two states disagree on what FME has (FME does not deduplicate). To go on from where the old keys stopped, move ${stateFile.path} away and run once with ` +
+        `${store.path} was taken over from ${taken.from} (${taken.at}), which is still there and has changed since: runs of the old keys went on from it, ` +
+          `and the two states disagree on what FME has (FME does not deduplicate). To go on from where the old keys stopped, move ${store.path} away and run once with ` +
           `--since-last-run --take-over ${taken.from} (if these keys delivered hours since ${taken.at} as well, those are in FME twice over from then on). ` +
           `To go on from this state instead, rename ${taken.from} to ${basename(taken.from)}.taken-over.`,
       );

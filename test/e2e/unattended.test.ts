@@ -45,6 +45,14 @@ function editState<T>(file: string, change: (state: T) => void): void {
   writeFileSync(file, JSON.stringify(state));
 }
 
+/** FME received `n` distinct events (by uuid), each exactly once; returns the counts per uuid. */
+function expectEachOnce(w: World, n: number): Map<string, number> {
+  const counts = uuidCounts(w);
+  expect(counts.size).toBe(n);
+  expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  return counts;
+}
+
 function uuidCounts(w: World): Map<string, number> {
   const m = new Map<string, number>();
   for (const e of w.fme.events) {
@@ -59,9 +67,7 @@ async function expectNextRunCompletesExactlyOnce(w: World, wanted: Record<string
   w.fme.faults.clear();
   const again = await runCli(['export-events', '--since-last-run'], w.dir);
   expect(again.code).toBe(0);
-  const counts = uuidCounts(w);
-  expect(counts.size).toBe(wanted.length);
-  expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  expectEachOnce(w, wanted.length);
 }
 
 const CONFIG = { exportEvents: { properties: ['uuid'], windowHours: 6, lagHours: 3 } };
@@ -131,9 +137,7 @@ describe('unattended runs (spawned)', () => {
       expect(r.stderr).not.toMatch(/"level":"error"/);
       expect(r.code).toBe(0);
     }
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expectEachOnce(world, wanted.length);
     const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { lastDeliveredHour: string; inProgress: unknown } };
     // The newest settled hour: it ended at least 3 h ago (the clock may have crossed an hour since the run).
     const settled = floorHour(Date.now() - 3 * HOUR_MS) - HOUR_MS;
@@ -186,9 +190,7 @@ describe('unattended runs (spawned)', () => {
     expect(existsSync(oldFile)).toBe(false);
     expect(existsSync(`${oldFile}.taken-over`)).toBe(true);
     expect((await cron()).code).toBe(0);
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expectEachOnce(world, wanted.length);
     expect(world.fme.count).toBe(wanted.length);
     const after = await cron();
     expect(after.code).toBe(0);
@@ -265,9 +267,7 @@ describe('unattended runs (spawned)', () => {
     const refused = await cron(third);
     expect(refused.code).toBe(2);
     expect(refused.stderr).not.toContain(basename(oldFile));
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expectEachOnce(world, wanted.length);
   });
 
   it('after a --take-over killed before the rename, runs of the old keys going on from the old file stop the new keys: nothing is sent twice, and the command the message gives goes on', async () => {
@@ -290,9 +290,7 @@ describe('unattended runs (spawned)', () => {
     expect(stopped.stderr).toContain(`move ${newFile} away and run once with --since-last-run --take-over ${oldFile}`);
     rmSync(newFile);
     expect((await cron('--take-over', oldFile)).code).toBe(0);
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expectEachOnce(world, wanted.length);
   });
 
   it('a --take-over run that stops on a mistake after taking over: the corrected command, --take-over still in it, goes on', async () => {
@@ -306,9 +304,7 @@ describe('unattended runs (spawned)', () => {
     const right = await run();
     expect(right.code, right.stderr).toBe(0);
     expect(right.stderr).toContain('was taken over by these keys already');
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expectEachOnce(world, wanted.length);
   });
 
   it('needs a start on the very first --since-last-run', async () => {
@@ -625,9 +621,7 @@ describe('unattended runs (spawned)', () => {
     expect(second.code, second.stderr).toBe(0);
     expect(logLines(second.stderr).some((l) => l.message === `--since-last-run passes over ${formatHour(ago(24))}..${formatHour(ago(23))}: delivered by the range ${formatHour(ago(24))}..${formatHour(ago(23))}`)).toBe(true);
 
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expectEachOnce(world, wanted.length);
     const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { lastDeliveredHour: string; skipped: { start: string; end: string; deliveredBy?: string }[] } };
     expect(state.cursor.lastDeliveredHour).toBe(formatHour(ago(20)));
     expect(state.cursor.skipped).toEqual([
@@ -655,9 +649,7 @@ describe('unattended runs (spawned)', () => {
     expect(logLines(first.stderr).some((l) => l.message.startsWith(`--since-last-run goes up to ${formatHour(ago(27))} this time`))).toBe(true);
     const second = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(20)), '--log-format', 'json'], world.dir);
     expect(second.code, second.stderr).toBe(0);
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(wanted.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expectEachOnce(world, wanted.length);
   });
 
   it('stops at a window of a range folded into the older ones while part-way through, since what it delivered is no longer known; the --skip-to it advises works', async () => {
@@ -1053,9 +1045,7 @@ describe('unattended runs (spawned)', () => {
     const skipped = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8)), '--skip-to', formatHour(ago(7)), '--json'], world.dir);
     expect(skipped.code).toBe(0);
     expect(JSON.parse(skipped.stdout).skippedHours).toBe(formatHour(ago(8)));
-    const counts = uuidCounts(world);
-    expect(counts.size).toBe(after.length);
-    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+    expectEachOnce(world, after.length);
     const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { firstHour: string; skipped: unknown[] } };
     expect(state.cursor.firstHour).toBe(formatHour(ago(8)));
     expect(state.cursor.skipped).toMatchObject([{ start: formatHour(ago(8)), end: formatHour(ago(8)) }]);

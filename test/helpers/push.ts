@@ -107,3 +107,14 @@ export function usersDump(bed: { readonly dir: string }, name: string, users: nu
   writeFileSync(join(bed.dir, name), `${lines.join('\n')}\n`);
   return name;
 }
+
+/** Aborts `stop` (as a SIGINT would) as soon as the emulator has received its first request; returns the cancel. */
+export function stopOnFirstRequest(emulator: { readonly requests: readonly unknown[] }, stop: AbortController): () => void {
+  const timer = setInterval(() => {
+    if (emulator.requests.length > 0) {
+      clearInterval(timer);
+      stop.abort('SIGINT received');
+    }
+  }, 5);
+  return () => clearInterval(timer);
+}

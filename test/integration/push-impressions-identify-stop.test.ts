@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ingestionTestBed, pushConfig, startPush, usersDump } from '../helpers/push.js';
+import { ingestionTestBed, pushConfig, startPush, stopOnFirstRequest, usersDump } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-identify-stop';
 const bed = ingestionTestBed('push-identify-stop', { apiKey: API_KEY });
@@ -15,18 +15,13 @@ describe('identify mode: a stop while identifications are being sent', () => {
       c.pushImpressions.batchSize = 10;
     });
     const r = startPush(bed, [usersDump(bed, 'many-users.ndjson', 400)], { config, mode: 'identify', signal: stop.signal });
-    const timer = setInterval(() => {
-      if (emulator.requests.length > 0) {
-        clearInterval(timer);
-        stop.abort('SIGINT received');
-      }
-    }, 5);
+    const cancelStop = stopOnFirstRequest(emulator, stop);
     const started = Date.now();
     const err = (await r.done.then(
       () => undefined,
       (e: unknown) => e,
     )) as Error | undefined;
-    clearInterval(timer);
+    cancelStop();
     expect(err?.message).toMatch(/^stopped after \d+ of 400 users' identifications were sent; running the same command again is safe/);
     expect(err?.message).not.toMatch(/insert_id/);
     expect(Date.now() - started).toBeLessThan(3_000);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { PushMode } from '../../src/config/types.js';
-import { ingestionTestBed, pushConfig, startPush, usersDump } from '../helpers/push.js';
+import { ingestionTestBed, pushConfig, startPush, stopOnFirstRequest, usersDump } from '../helpers/push.js';
 
 const API_KEY = 'amp-test-api-key-stop-retry';
 const bed = ingestionTestBed('push-stop-retry', { apiKey: API_KEY });
@@ -19,15 +19,10 @@ describe('a stop while a request waits to be tried again after a 5xx', () => {
       });
       const stop = new AbortController();
       const r = startPush(bed, [usersDump(bed, `503-${mode}.ndjson`, 10)], { config, mode, signal: stop.signal });
-      const timer = setInterval(() => {
-        if (emulator.requests.length > 0) {
-          clearInterval(timer);
-          stop.abort('SIGINT received');
-        }
-      }, 5);
+      const cancelStop = stopOnFirstRequest(emulator, stop);
       const started = Date.now();
       await expect(r.done).rejects.toThrow(/^stopped after (10 impressions \(0 delivered\)|0 of 10 users' identifications were sent); running the same command again is safe/);
-      clearInterval(timer);
+      cancelStop();
       expect(Date.now() - started).toBeLessThan(2_000);
       // No attempt after the stop.
       expect(emulator.requests.length).toBe(1);
