@@ -57,6 +57,20 @@ export interface SkippedHours {
 export interface RangeTrack extends Track {
   start: string;
   end: string;
+  /**
+   * Hours an earlier run of the same range had delivered when it was run again with `--force`, and that the forced
+   * run has not delivered again yet. The forced run starts a fresh track, but those hours are still in FME: other
+   * tracks are refused over them (or pass over them) as before; the range itself, resumed, sends them as forced.
+   * Absent in files written before this existed, and once the forced run has delivered them again.
+   */
+  deliveredBefore?: DeliveredBefore[];
+}
+
+/** Upload hours `start..end` (inclusive) that a range delivered before it was forced; `partly`: in part (an interrupted window). */
+export interface DeliveredBefore {
+  start: string;
+  end: string;
+  partly?: true;
 }
 
 /** The export-events state file: one per Amplitude project and FME environment. */
@@ -264,6 +278,13 @@ function checkTrack(t: unknown, path: string, where: string): void {
   }
 }
 
+function isDeliveredBefore(x: Partial<DeliveredBefore> | null): boolean {
+  if (x === null || typeof x !== 'object') return false;
+  const a = parseStateHour(x.start);
+  const b = parseStateHour(x.end);
+  return a !== undefined && b !== undefined && a <= b && (x.partly === undefined || x.partly === true);
+}
+
 /** Reads and checks a state file; a missing file is a fresh state. Corrupt or unknown versions stop the run. */
 export function readExportState(path: string, scope: string): ExportState {
   if (!existsSync(path)) return { version: STATE_VERSION, kind: 'export-events', scope, cursor: emptyTrack(), ranges: [] };
@@ -292,6 +313,8 @@ export function readExportState(path: string, scope: string): ExportState {
   s.ranges.forEach((r, i) => {
     checkTrack(r, path, `ranges[${i}]`);
     if (parseStateHour(r.start) === undefined || parseStateHour(r.end) === undefined) throw corrupt(path, `ranges[${i}] has no start/end`);
+    const before = r.deliveredBefore;
+    if (before !== undefined && !(Array.isArray(before) && before.every(isDeliveredBefore))) throw corrupt(path, `ranges[${i}].deliveredBefore is malformed`);
   });
   for (const key of ['earlierRanges', 'earlierPartly'] as const) {
     const spans = s[key];
@@ -343,7 +366,6 @@ function mergeHourSpans(spans: [number, number][], more: [number, number][]): [n
   return out;
 }
 
-/** Every hour span a state file's tracks delivered, with the track it belongs to: the cursor, each range, older ranges. */
 /** Writes a state file whole (atomically), making its folder if need be. */
 function writeStateFile(path: string, state: ExportState): void {
   makeDirs(dirname(path));
@@ -365,6 +387,7 @@ export interface LabelledSpan {
   partly?: true;
 }
 
+/** Every hour span a state file's tracks delivered, with the track it belongs to: the cursor, each range, older ranges. */
 function labelledSpans(state: ExportState): LabelledSpan[] {
   const out: LabelledSpan[] = [];
   const add = (t: Track, label: string): void => {
@@ -379,7 +402,12 @@ function labelledSpans(state: ExportState): LabelledSpan[] {
     }
   };
   add(state.cursor, CURSOR_LABEL);
-  for (const r of state.ranges) add(r, rangeLabel(r.start, r.end));
+  for (const r of state.ranges) {
+    const label = rangeLabel(r.start, r.end);
+    add(r, label);
+    // The range's own label: other tracks meet these hours as the range's, and the range itself, resumed, does not.
+    for (const b of beforeSpans(r)) out.push({ label, span: b.span, ...(b.partly ? { partly: true as const } : {}) });
+  }
   for (const span of earlierSpans(state)) out.push({ label: EARLIER_RANGES, span });
   for (const span of earlierPartlySpans(state)) out.push({ label: EARLIER_RANGES, span, partly: true });
   return out;
@@ -421,6 +449,41 @@ export function deliveredSpans(t: Track): [number, number][] {
     });
   }
   return [...spans, ...partly];
+}
+
+/** A range's `deliveredBefore` as epoch ms spans. */
+function beforeSpans(r: RangeTrack): { span: [number, number]; partly: boolean }[] {
+  return (r.deliveredBefore ?? []).map((b) => ({ span: [parseStateHour(b.start) as number, parseStateHour(b.end) as number], partly: b.partly === true }));
+}
+
+/**
+ * Everything a range had delivered when `--force` starts it over (its own `deliveredBefore` too): its hours merged,
+ * and the window an interrupted run was part-way through kept apart as partly delivered, unless inside them.
+ */
+function deliveredBeforeForcing(r: RangeTrack): DeliveredBefore[] {
+  const window = partlyDeliveredWindow(r);
+  const all = [...beforeSpans(r), ...deliveredSpans(r).map((span) => ({ span, partly: window !== undefined && span[0] === window[0] && span[1] === window[1] }))];
+  const full = mergeHourSpans([], all.filter((x) => !x.partly).map((x) => x.span));
+  const partly = all.filter((x) => x.partly && !full.some(([a, b]) => a <= x.span[0] && b >= x.span[1])).map((x) => x.span);
+  return [
+    ...full.map(([a, b]): DeliveredBefore => ({ start: formatHour(a), end: formatHour(b) })),
+    ...partly.map(([a, b]): DeliveredBefore => ({ start: formatHour(a), end: formatHour(b), partly: true })),
+  ];
+}
+
+/** Drops from a forced range's `deliveredBefore` the hours it has now delivered again (or passed over, delivered by another track). */
+function forgetDeliveredAgain(r: RangeTrack): void {
+  const from = parseStateHour(r.firstHour);
+  const to = parseStateHour(r.lastDeliveredHour);
+  if (from === undefined || to === undefined) return;
+  const left = beforeSpans(r).flatMap(({ span: [a, b], partly }): DeliveredBefore[] => {
+    const rest: [number, number][] = [];
+    if (a < from) rest.push([a, Math.min(b, from - HOUR_MS)]);
+    if (b > to) rest.push([Math.max(a, to + HOUR_MS), b]);
+    return rest.map(([x, y]) => ({ start: formatHour(x), end: formatHour(y), ...(partly ? { partly: true as const } : {}) }));
+  });
+  if (left.length > 0) r.deliveredBefore = left;
+  else delete r.deliveredBefore;
 }
 
 /** The window an interrupted run of this track was part-way through, if it delivered any of it. */
@@ -465,12 +528,13 @@ export class ExportStateStore {
     const e = formatHour(end);
     let track = this.findRange(start, end);
     if (!track || fresh) {
-      track = { start: s, end: e, ...emptyTrack() };
+      const before = track ? deliveredBeforeForcing(track) : [];
+      track = { start: s, end: e, ...emptyTrack(), ...(before.length > 0 ? { deliveredBefore: before } : {}) };
     }
     const all = [track, ...this.state.ranges.filter((r) => !(r.start === s && r.end === e))];
     this.state.ranges = all.slice(0, MAX_RANGES);
     const foldedRanges = all.slice(MAX_RANGES);
-    const folded = foldedRanges.flatMap((r) => deliveredSpans(r));
+    const folded = foldedRanges.flatMap((r) => [...deliveredSpans(r), ...beforeSpans(r).map((b) => b.span)]);
     if (folded.length > 0) {
       // A folded range that was part-way through loses its progress marks: its hours count as delivered, so
       // running it again is refused (narrow it, or --force) rather than sent twice; its window is remembered
@@ -492,10 +556,15 @@ export class ExportStateStore {
       ...earlierPartlySpans(this.state).map((window) => ({ window, of: undefined })),
       ...foldedRanges.flatMap((r) => {
         const window = partlyDeliveredWindow(r);
-        return window ? [{ window, of: r as Track }] : [];
+        const before = beforeSpans(r).flatMap((b) => (b.partly ? [{ window: b.span, of: r as Track }] : []));
+        return window ? [{ window, of: r as Track }, ...before] : before;
       }),
     ];
-    const full = [this.state.cursor, ...all].map((t) => ({ t, spans: fullyDeliveredSpans(t) }));
+    // What a range delivered before --force started it over was delivered in full, its own window in progress included.
+    const full = [
+      ...[this.state.cursor, ...all].map((t) => ({ t: t as Track | null, spans: fullyDeliveredSpans(t) })),
+      ...all.map((r) => ({ t: null, spans: beforeSpans(r).flatMap((b) => (b.partly ? [] : [b.span])) })),
+    ];
     const open = partly.filter(({ window: [a, b], of }) => !full.some(({ t, spans }) => t !== of && spans.some(([x, y]) => x <= a && y >= b)));
     if (open.length > 0) this.state.earlierPartly = open.map(({ window: [a, b] }) => [formatHour(a), formatHour(b)]);
     else delete this.state.earlierPartly;
@@ -609,6 +678,7 @@ export class TrackCheckpoint implements ExportCheckpoint {
     t.firstHour ??= formatHour(window.start);
     t.lastDeliveredHour = formatHour(window.end);
     t.inProgress = null;
+    if ('deliveredBefore' in t) forgetDeliveredAgain(t as RangeTrack);
     t.updatedAt = new Date().toISOString();
     await this.store.persist();
   }

@@ -572,6 +572,38 @@ describe('unattended runs (spawned)', () => {
     expect(forced.code).toBe(0);
     expect(world.fme.count).toBe(sent * 2);
   });
+
+  it('a delivered range run again with --force that stops part-way still counts its first delivery: another range over those hours is refused, and the forced range, resumed, sends the rest', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(30), 4, 5); // ago(30)..ago(27), one window an hour
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, windowHours: 1 }, http: { ...FAST_HTTP, retries: 0 } });
+    const range = ['export-events', '--start', formatHour(ago(30)), '--end', formatHour(ago(27)), '--log-format', 'text'];
+    expect((await runCli(range, world.dir)).code).toBe(0);
+    expectEachOnce(world, wanted.length);
+    // Sent again on purpose, and FME fails after its first hour.
+    world.fme.faults.push({ status: 202, afterProcessing: true }, 1).push({ status: 500 }, 10_000);
+    expect((await runCli([...range, '--force'], world.dir)).code).toBe(1);
+    world.fme.faults.clear();
+    const sent = world.fme.count;
+    const twice = [...uuidCounts(world).values()].filter((c) => c === 2).length;
+    expect(twice).toBeGreaterThan(0);
+    expect(sent).toBe(wanted.length + twice);
+
+    // ago(28)..ago(27) were delivered by the range's first run: a narrower range over them is not sent a second time.
+    const other = await runCli(['export-events', '--start', formatHour(ago(28)), '--end', formatHour(ago(27)), '--log-format', 'text'], world.dir);
+    expect(other.code, other.stderr).toBe(2);
+    expect(other.stderr).toContain(`${formatHour(ago(28))}..${formatHour(ago(27))} (delivered by the range ${formatHour(ago(30))}..${formatHour(ago(27))})`);
+    expect(world.fme.count).toBe(sent);
+
+    // The forced range, resumed, goes on as it was meant to: every event twice in all, and then it is delivered in full.
+    const resumed = await runCli(range, world.dir);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect([...uuidCounts(world).values()].every((c) => c === 2)).toBe(true);
+    expect(world.fme.count).toBe(wanted.length * 2);
+    const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { ranges: Record<string, unknown>[] };
+    expect(state.ranges[0]).not.toHaveProperty('deliveredBefore');
+    expect((await runCli(range, world.dir)).code).toBe(2);
+  });
   it("keeps refusing a delivered range after an upgrade when fme.eventsBaseUrl ends in '/': the earlier version's state file is taken over", async () => {
     world = await startWorld();
     seedHours(world, ago(30), 2, 5);

@@ -186,6 +186,50 @@ describe('ExportStateStore', () => {
     expect(readFileSync(path, 'utf8').length).toBeLessThan(20_000);
   });
 
+  it('keeps what a range delivered before --force started it over, until the forced run has delivered those hours again', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const hour = (i: number): { start: number; end: number } => ({ start: h('20240301T00') + i * HOUR_MS, end: h('20240301T00') + i * HOUR_MS });
+    const label = 'the range 20240301T00..20240301T05';
+    const first = store.range(hour(0).start, hour(5).end, false);
+    for (let i = 0; i < 5; i++) await first.completeWindow(hour(i));
+    await first.acknowledge(hour(5), 0, 9); // interrupted inside its last hour
+    const forced = store.range(hour(0).start, hour(5).end, true);
+    await forced.completeWindow(hour(0));
+    expect(new ExportStateStore(path, scope).deliveredSpans()).toEqual([
+      { label, span: [hour(0).start, hour(0).end] },
+      { label, span: [hour(1).start, hour(4).end] },
+      { label, span: [hour(5).start, hour(5).end], partly: true },
+    ]);
+    // Forced again before it got further: nothing it knew is lost.
+    const again = store.range(hour(0).start, hour(5).end, true);
+    expect(again.snapshot).toMatchObject({ deliveredBefore: [{ start: '20240301T00', end: '20240301T04' }, { start: '20240301T05', end: '20240301T05', partly: true }] });
+    for (let i = 0; i < 5; i++) await again.completeWindow(hour(i));
+    expect(again.snapshot).toMatchObject({ deliveredBefore: [{ start: '20240301T05', end: '20240301T05', partly: true }] });
+    await again.completeWindow(hour(5));
+    expect(again.snapshot).not.toHaveProperty('deliveredBefore');
+    expect(new ExportStateStore(path, scope).deliveredSpans()).toEqual([{ label, span: [hour(0).start, hour(5).end] }]);
+  });
+
+  it('folds what a forced range delivered before with its other hours', async () => {
+    const { path, scope } = fresh();
+    const store = new ExportStateStore(path, scope);
+    const day = (i: number): { start: number; end: number } => ({ start: h('20240101T00') + i * 24 * HOUR_MS, end: h('20240101T23') + i * 24 * HOUR_MS });
+    await store.range(day(0).start, day(1).end, false).completeWindow({ start: day(0).start, end: day(1).end });
+    // Forced, and stopped inside its first day: day 1 was delivered only by the first run.
+    await store.range(day(0).start, day(1).end, true).acknowledge(day(0), 0, 9);
+    for (let i = 10; i < 10 + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, false).completeWindow(day(i));
+    const label = `explicit ranges older than the last ${MAX_RANGES}`;
+    expect(new ExportStateStore(path, scope).deliveredSpans().filter((s) => s.label === label)).toEqual([{ label, span: [day(0).start, day(1).end] }]);
+  });
+
+  it('stops on a malformed deliveredBefore list', () => {
+    const { path, scope } = fresh();
+    const range = { start: '20240301T00', end: '20240301T05', firstHour: null, lastDeliveredHour: null, inProgress: null, updatedAt: 'x', deliveredBefore: [{ start: '20240301T03', end: '20240301T01' }] };
+    writeFileSync(path, JSON.stringify({ version: 1, kind: 'export-events', scope, cursor: { firstHour: null, lastDeliveredHour: null, inProgress: null, updatedAt: 'x' }, ranges: [range] }));
+    expect(() => new ExportStateStore(path, scope)).toThrow(/ranges\[0\].deliveredBefore is malformed/);
+  });
+
   it('stops on a malformed earlierRanges list', () => {
     const { path, scope } = fresh();
     writeFileSync(path, JSON.stringify({ version: 1, kind: 'export-events', scope, cursor: { firstHour: null, lastDeliveredHour: null, inProgress: null, updatedAt: '' }, ranges: [], earlierRanges: [['20240102T00', '20240101T00']] }));
