@@ -25,8 +25,8 @@ export function addCommonOptions(cmd: Command): Command {
     .option('-q, --quiet', 'print warnings and errors only');
 }
 
-/** The logger of the command running, for lines that do not come from it (Node's process warnings). */
-let activeLogger: Logger | undefined;
+/** The command running, for lines that do not come from it (Node's process warnings, an error nothing caught). */
+let activeContext: CommandContext | undefined;
 
 /**
  * A warning Node emits (a deprecation in a dependency, a listener limit...) as a log line of the run, in its
@@ -36,13 +36,36 @@ let activeLogger: Logger | undefined;
 export function logProcessWarning(warning: Error & { code?: unknown }, fallback: LogFormat): void {
   const code = typeof warning.code === 'string' ? warning.code : undefined;
   const message = `Node.js ${warning.name}: ${warning.message}`;
-  if (activeLogger) {
-    activeLogger.warn(message, { warning: warning.name, ...(code ? { warningCode: code } : {}) });
+  if (activeContext) {
+    activeContext.logger.warn(message, { warning: warning.name, ...(code ? { warningCode: code } : {}) });
   } else if (fallback === 'json') {
     process.stderr.write(`${redact(JSON.stringify({ time: new Date().toISOString(), level: 'warn', message, warning: warning.name, ...(code ? { warningCode: code } : {}) }))}\n`);
   } else {
     process.stderr.write(`${redact(`amp-fme: ${message}`)}\n`);
   }
+}
+
+/**
+ * An error nothing caught (a bug, or one thrown in a library's callback, got's included), reported as one error
+ * line of the run, in its format and redacted (messageFor), with its exit code (exitCodeFor), which is returned.
+ * Node's own report would print the error with util.inspect: a got error carries its request options, so the
+ * Authorization header (both Amplitude keys in base64) or a body with the api_key, and many lines that are not
+ * JSON under cron. Before a command has its logger, `fallback` says the format.
+ */
+export function logUncaughtError(err: unknown, event: 'uncaughtException' | 'unhandledRejection', fallback: LogFormat): number {
+  const exitCode = exitCodeFor(err);
+  // What it means for the run first: messageFor ends with the stack of an error it takes for a bug.
+  const message = `stopped at once by an error nothing caught (${event}); batches that were in flight were not recorded and will be sent again by the next run. ${messageFor(err)}`;
+  if (activeContext) {
+    // A progress bar stopped by the exit would leave the terminal's cursor hidden.
+    activeContext.stopProgress();
+    activeContext.logger.error(message, { event, exitCode });
+  } else if (fallback === 'json') {
+    process.stderr.write(`${redact(JSON.stringify({ time: new Date().toISOString(), level: 'error', message, event, exitCode }))}\n`);
+  } else {
+    process.stderr.write(`${redact(`amp-fme: ${message}`)}\n`);
+  }
+  return exitCode;
 }
 
 /** What a command gets: its config, logger, dead letters and output helpers. */
@@ -71,7 +94,7 @@ export class CommandContext {
       level: flags.quiet ? 'warn' : loaded.config.log.level,
       write: (line) => (this.progress ? this.progress.log(line) : process.stderr.write(line)),
     });
-    activeLogger = this.logger;
+    activeContext = this;
   }
 
   get config(): Config {

@@ -12,7 +12,7 @@ export const EXIT = {
 
 export const EXIT_CODES_HELP = `Exit codes:
   0   done: everything was delivered
-  1   the run failed (remote refused, retries exhausted, interrupted); see the last log line
+  1   the run failed (remote refused, retries exhausted, interrupted, a bug); see the last log line
   2   usage or configuration error
   3   the run finished, but some records are in the dead-letter file (its path is printed)
   75  another run holds the lock for the same state; try again later`;

@@ -1,7 +1,8 @@
 import { Command, CommanderError } from 'commander';
 import type { LogFormat } from '../log/logger.js';
 import { VERSION } from '../version.js';
-import { logProcessWarning, pickLogFormat } from './context.js';
+import { releaseHeldLocks } from '../state/lock.js';
+import { logProcessWarning, logUncaughtError, pickLogFormat } from './context.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor, messageFor } from './exit-codes.js';
 import { demoCommand } from './demo.js';
 import { exportEventsCommand } from './export-events.js';
@@ -49,6 +50,20 @@ async function main(): Promise<void> {
   // Node prints its warnings on stderr as text; they go out as the run's log lines instead (logProcessWarning).
   process.removeAllListeners('warning');
   process.on('warning', (warning) => logProcessWarning(warning, usageErrorFormat(process.argv)));
+  // An error nothing caught leaves the run in a state nobody knows: it is reported as one redacted line (Node's
+  // report would print a got error's request options, credentials included) and the process exits at once,
+  // releasing its locks so that the next run (cron's next hour) is not refused. What was recorded stays recorded.
+  const onUncaught = (event: 'uncaughtException' | 'unhandledRejection') => (err: unknown) => {
+    let code: number = EXIT.FAILED;
+    try {
+      code = logUncaughtError(err, event, usageErrorFormat(process.argv));
+    } finally {
+      releaseHeldLocks();
+      process.exit(code);
+    }
+  };
+  process.on('uncaughtException', onUncaught('uncaughtException'));
+  process.on('unhandledRejection', onUncaught('unhandledRejection'));
   const program = buildProgram();
   // What commander writes to stderr (an error and its hint, or help shown for a missing command) is held, then written below.
   let stderrText = '';

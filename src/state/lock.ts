@@ -141,13 +141,26 @@ function takeOverStale(path: string, seen: LockInfo | undefined): void {
   }
 }
 
+/** The locks this process holds, for `releaseHeldLocks`. */
+const heldLocks = new Set<HeldLock>();
+
+/**
+ * Releases every lock this process holds: for an exit that skips the code that would release them (an error
+ * nothing caught). A lock left behind would be taken over only once its pid is seen dead, and not at all from
+ * another host sharing `state.dir`, or where /proc cannot tell a reused pid.
+ */
+export function releaseHeldLocks(): void {
+  for (const lock of [...heldLocks]) lock.release();
+}
+
 function held(path: string, mine: LockInfo): HeldLock {
   let released = false;
-  return {
+  const lock: HeldLock = {
     path,
     release() {
       if (released) return;
       released = true;
+      heldLocks.delete(lock);
       const now = readLock(path);
       if (now && now.pid === mine.pid && now.startedAt === mine.startedAt) {
         try {
@@ -158,5 +171,7 @@ function held(path: string, mine: LockInfo): HeldLock {
       }
     },
   };
+  heldLocks.add(lock);
+  return lock;
 }
 

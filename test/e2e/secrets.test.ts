@@ -8,6 +8,9 @@ import { parseHourArg } from '../../src/amplitude/hours.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { FAST_HTTP, KEYS, runCli, startWorld, type World } from '../helpers/world.js';
 
+/** Preload that throws an error nothing catches (carrying got-like request options with the credentials) once the run holds its lock. */
+const THROW_WHILE_LOCKED = join(__dirname, '../helpers/throw-while-locked.cjs');
+
 /**
  * Secrets never leave the process, even when a server (a proxy, a debugging endpoint) echoes the request back in
  * its error answer, and even when that answer is cut short for a message: a key cut in two must not show its
@@ -107,5 +110,41 @@ describe('a server that echoes the request in its error answer', () => {
     expect(r.code).toBe(1);
     expect(r.stdout + r.stderr).toMatch(/HTTP 500/);
     expectNoSecret(r.stdout + r.stderr + filesUnder(dir));
+  });
+});
+
+describe('an error nothing caught during a run (a bug, or thrown in a library callback)', () => {
+  it.each([
+    ['an uncaught exception', 'exception', 'uncaughtException'],
+    ['an unhandled promise rejection', 'rejection', 'unhandledRejection'],
+  ])('%s: one redacted JSON error line, exit 1, the lock released for the next run', async (_title, kind, event) => {
+    world = await startWorld();
+    const hour = parseHourArg('2024-03-01T00', 'start');
+    world.store.add([...generateExportRows(hour, 20, { users: 5 })].map((row, i) => ({ ...row, user_id: `user-${i}` })));
+    world.writeConfig();
+    const args = ['export-events', '--start', '2024-03-01T00', '--end', '2024-03-01T00', '--json', '--log-format', 'json'];
+    const r = await runCli(args, world.dir, { NODE_OPTIONS: `--require ${THROW_WHILE_LOCKED}`, AMP_FME_TEST_THROW: kind });
+    expect(r.code, r.stderr).toBe(1);
+    // Node's report (the stack, then util.inspect of the error and its request options) is not there: every line is a log line.
+    const lines = r.stderr
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => {
+        try {
+          return JSON.parse(l) as { level: string; message: string; [k: string]: unknown };
+        } catch {
+          return expect.fail(`a stderr line that is not JSON: ${l}`);
+        }
+      });
+    const errors = lines.filter((l) => l.level === 'error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ message: expect.stringMatching(/^stopped at once by an error nothing caught .*Unexpected error \(a bug in amp-fme; please report it\): Error: boom/), event, exitCode: 1 });
+    expectNoSecret(r.stdout + r.stderr + filesUnder(world.dir));
+    expect(r.stdout + r.stderr).not.toMatch(/authorization|api_key/i);
+    // The run had taken its lock; it is not left behind for cron's next run to find.
+    expect(readdirSync(join(world.dir, '.amp-fme')).filter((f) => f.endsWith('.lock'))).toEqual([]);
+    const next = await runCli(args, world.dir);
+    expect(next.code, next.stderr).toBe(0);
+    expect(world.fme.count).toBe(20);
   });
 });
