@@ -8,7 +8,7 @@ import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { CURSOR_LABEL, earlierState, ExportStateStore, onlyPlaced, rangeLabel, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
+import { CURSOR_LABEL, earlierState, ExportStateStore, onlyPlaced, outside, rangeLabel, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
 import { finishTakeOver, refuseAfterKeyChange, takeOverFrom } from '../state/take-over.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
@@ -112,6 +112,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile.path, stateFile.scope) : undefined;
     if (sending && store) finishTakeOver(logger, store);
     let checkpoint: TrackCheckpoint | undefined;
+    /** --force, unless a range run with --force resumes (it goes on as that run was asked to). */
+    let force = flags.force === true;
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
     let skip: SkipPlan | undefined;
     /** A cursor that has done nothing yet (placed by a first --start that failed) starts again where --start says. */
@@ -129,10 +131,19 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       // FME does not deduplicate: an explicit range is remembered, so a failed run resumes and a finished
       // one, or one overlapping hours already delivered, is not sent twice by accident.
       const earlier = store.findRange(start, end);
-      if (earlier && earlier.lastDeliveredHour === formatHour(end) && !flags.force) {
+      const complete = earlier !== undefined && earlier.lastDeliveredHour === formatHour(end);
+      if (complete && !flags.force) {
         throw new UsageError(`${formatHour(start)}..${formatHour(end)} was already delivered in full (${earlier.updatedAt}). FME does not deduplicate: add --force only if you really want these events counted twice.`);
       }
-      checkpoint = store.range(start, end, flags.force === true);
+      // A range run with --force that stopped part-way goes on where it stopped, whether --force is given again (the
+      // same command, run again) or not: starting over would send what it had sent once more. It sends the hours the
+      // force was given for (forcedOver), and passes over hours other runs delivered since.
+      const forcedResume = earlier?.forcedOver !== undefined && !complete && !onlyPlaced(earlier);
+      if (forcedResume) {
+        force = false;
+        logger.info(`${formatHour(start)}..${formatHour(end)} was run with --force and stopped part-way: it goes on where it stopped, and sends again the hours --force was given for`);
+      }
+      checkpoint = store.range(start, end, { force });
     }
     // The plan sees the cursor as --skip-to leaves it; the skip is recorded once the plan and the guard accept the run.
     const planFrom = (nextHour: number | undefined, lowerEnd?: number): Plan =>
@@ -166,14 +177,14 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     } else if (
       !flags.sinceLastRun &&
       sending &&
-      !flags.force &&
+      !force &&
       store &&
       checkpoint &&
       plan.kind === 'run' &&
       (checkpoint.nextHour !== undefined || checkpoint.inProgressWindow)
     ) {
-      // A range resuming meets hours other runs delivered as the cursor does: it passes over them (and says so),
-      // also when it was first run with --force (its state does not say which hours that was meant for).
+      // A range resuming meets hours other runs delivered as the cursor does: it passes over them (and says so); a
+      // range run with --force does not (above).
       plan = await passOverRanges(logger, store, checkpoint, plan, planFrom, resumingRange(formatHour(start as number), formatHour(end as number)));
     }
     if (plan.kind === 'nothing') {
@@ -185,13 +196,17 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     }
     if (store && sending) {
       const own = flags.sinceLastRun ? CURSOR_LABEL : rangeLabel(formatHour(start as number), formatHour(end as number));
-      const clash = overlaps(plan.start, plan.end, store.deliveredSpans().filter((s) => s.label !== own));
-      if (clash.length > 0 && !flags.force) {
+      const others = store.deliveredSpans().filter((s) => s.label !== own);
+      // A range run with --force, resumed, sends the hours the force was given for.
+      const clash = overlaps(plan.start, plan.end, checkpoint ? outside(others, checkpoint.sendsAgain) : others);
+      if (clash.length > 0 && !force) {
         // A range that resumes would start over with --force, sending what it delivered before again too.
         const resuming = !flags.sinceLastRun && plan.resumed ? ` This range was interrupted after delivering part of it: --force would start it over and send that part again as well.` : '';
         throw new UsageError(`part of ${formatHour(plan.start)}..${formatHour(plan.end)} was already delivered: ${clash.join('; ')}. FME does not deduplicate: narrow the range, or add --force to send those hours again.${resuming}`);
       }
-      if (clash.length > 0) logger.warn(`--force: sending hours that were already delivered again (${clash.join('; ')}); FME will count them twice`);
+      const again = overlaps(plan.start, plan.end, others);
+      const why = force ? '--force' : 'a range run with --force, resumed';
+      if (again.length > 0) logger.warn(`${why}: sending hours that were already delivered again (${again.join('; ')}); FME will count them twice`);
     }
     await placeCursor();
     if (skip && checkpoint && store) skipped = await recordSkip(ctx, store, checkpoint, skip);

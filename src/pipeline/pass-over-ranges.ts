@@ -1,7 +1,7 @@
 import { formatHour, HOUR_MS, type HourWindow } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { CURSOR_LABEL, EARLIER_RANGES, rangeLabel, type ExportStateStore, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
+import { CURSOR_LABEL, EARLIER_RANGES, outside, rangeLabel, type ExportStateStore, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
 import type { Plan } from './export-plan.js';
 
 /**
@@ -53,7 +53,8 @@ export async function passOverRanges(
   let plan = first;
   while (plan.kind === 'run') {
     const { start, end } = plan;
-    const spans = store.deliveredSpans();
+    // Hours a range run with --force was asked to send again are not in the way (RangeTrack.forcedOver).
+    const spans = outside(store.deliveredSpans(), checkpoint.sendsAgain);
     const theirs = spans.filter((s) => s.label !== who.label && s.span[0] <= end && s.span[1] >= start).sort((a, b) => a.span[0] - b.span[0]);
     // A window an interrupted run of the track was part-way through is finished first (it cannot be split): only
     // hours after it are looked at, and ranges over the window itself are left to the double-send guard.

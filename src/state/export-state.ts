@@ -64,6 +64,13 @@ export interface RangeTrack extends Track {
    * Absent in files written before this existed, and once the forced run has delivered them again.
    */
   deliveredBefore?: DeliveredBefore[];
+  /**
+   * Set when the range was run with `--force`: the hours in it that other runs had delivered then, which the force
+   * was given to send again. Resumed, with `--force` again or not, the range goes on where it stopped (it does not
+   * start over) and sends these hours as forced; hours other runs delivered since are passed over as usual. Absent
+   * in files written before this existed (such a range, resumed, passes over every hour other runs delivered).
+   */
+  forcedOver?: [string, string][];
 }
 
 /** Upload hours `start..end` (inclusive) that a range delivered before it was forced; `partly`: in part (an interrupted window). */
@@ -278,6 +285,18 @@ function checkTrack(t: unknown, path: string, where: string): void {
   }
 }
 
+/** Whether a value is a list of `[first, last]` state hours. */
+function isHourSpans(spans: unknown): boolean {
+  return (
+    Array.isArray(spans) &&
+    spans.every((x: unknown) => {
+      if (!Array.isArray(x) || x.length !== 2) return false;
+      const [a, b] = [parseStateHour(x[0] as string), parseStateHour(x[1] as string)];
+      return a !== undefined && b !== undefined && a <= b;
+    })
+  );
+}
+
 function isDeliveredBefore(x: Partial<DeliveredBefore> | null): boolean {
   if (x === null || typeof x !== 'object') return false;
   const a = parseStateHour(x.start);
@@ -315,18 +334,11 @@ export function readExportState(path: string, scope: string): ExportState {
     if (parseStateHour(r.start) === undefined || parseStateHour(r.end) === undefined) throw corrupt(path, `ranges[${i}] has no start/end`);
     const before = r.deliveredBefore;
     if (before !== undefined && !(Array.isArray(before) && before.every(isDeliveredBefore))) throw corrupt(path, `ranges[${i}].deliveredBefore is malformed`);
+    if (r.forcedOver !== undefined && !isHourSpans(r.forcedOver)) throw corrupt(path, `ranges[${i}].forcedOver is malformed`);
   });
   for (const key of ['earlierRanges', 'earlierPartly'] as const) {
     const spans = s[key];
-    if (spans === undefined) continue;
-    const ok =
-      Array.isArray(spans) &&
-      spans.every((x: unknown) => {
-        if (!Array.isArray(x) || x.length !== 2) return false;
-        const [a, b] = [parseStateHour(x[0] as string), parseStateHour(x[1] as string)];
-        return a !== undefined && b !== undefined && a <= b;
-      });
-    if (!ok) throw corrupt(path, `${key} is malformed`);
+    if (spans !== undefined && !isHourSpans(spans)) throw corrupt(path, `${key} is malformed`);
   }
   const t = s.takenOver;
   if (t !== undefined && (t === null || typeof t !== 'object' || typeof t.from !== 'string' || typeof t.at !== 'string' || typeof t.digest !== 'string')) {
@@ -385,6 +397,22 @@ export interface LabelledSpan {
   label: string;
   span: [number, number];
   partly?: true;
+}
+
+/** The parts of `spans` outside the hours of `hours` (a track's `sendsAgain`). */
+export function outside(spans: LabelledSpan[], hours: [number, number][]): LabelledSpan[] {
+  let out = spans;
+  for (const [from, to] of hours) {
+    out = out.flatMap((s): LabelledSpan[] => {
+      const [x, y] = s.span;
+      if (to < x || from > y) return [s];
+      const kept: LabelledSpan[] = [];
+      if (x < from) kept.push({ ...s, span: [x, from - HOUR_MS] });
+      if (to < y) kept.push({ ...s, span: [to + HOUR_MS, y] });
+      return kept;
+    });
+  }
+  return out;
 }
 
 /** Every hour span a state file's tracks delivered, with the track it belongs to: the cursor, each range, older ranges. */
@@ -522,14 +550,22 @@ export class ExportStateStore {
     return this.state.ranges.find((r) => r.start === formatHour(start) && r.end === formatHour(end));
   }
 
-  /** A checkpoint for an explicit range; `fresh` forgets what an earlier run of the same range recorded. */
-  range(start: number, end: number, fresh: boolean): TrackCheckpoint {
+  /**
+   * A checkpoint for an explicit range. `force`: run with --force, which starts its track over (what an earlier run
+   * of it delivered is kept as `deliveredBefore`, and the hours in it other runs delivered as `forcedOver`).
+   */
+  range(start: number, end: number, o: { force: boolean }): TrackCheckpoint {
     const s = formatHour(start);
     const e = formatHour(end);
     let track = this.findRange(start, end);
-    if (!track || fresh) {
+    if (!track || o.force) {
       const before = track ? deliveredBeforeForcing(track) : [];
       track = { start: s, end: e, ...emptyTrack(), ...(before.length > 0 ? { deliveredBefore: before } : {}) };
+      if (o.force) {
+        const label = rangeLabel(s, e);
+        const others = labelledSpans(this.state).flatMap(({ label: l, span: [a, b] }): [number, number][] => (l !== label && a <= end && b >= start ? [[Math.max(a, start), Math.min(b, end)]] : []));
+        track.forcedOver = mergeHourSpans([], others).map(([a, b]) => [formatHour(a), formatHour(b)]);
+      }
     }
     const all = [track, ...this.state.ranges.filter((r) => !(r.start === s && r.end === e))];
     this.state.ranges = all.slice(0, MAX_RANGES);
@@ -598,6 +634,12 @@ export class TrackCheckpoint implements ExportCheckpoint {
 
   get snapshot(): Readonly<Track> {
     return this.track();
+  }
+
+  /** Hours other runs delivered that this track sends anyway (a range run with --force: RangeTrack.forcedOver), as epoch ms spans. */
+  get sendsAgain(): [number, number][] {
+    const over = (this.track() as Partial<RangeTrack>).forcedOver ?? [];
+    return over.map(([a, b]) => [parseStateHour(a) as number, parseStateHour(b) as number]);
   }
 
   /** Whether the track has delivered any hour (a cursor only placed by a first --start has not). */

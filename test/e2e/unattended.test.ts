@@ -595,14 +595,32 @@ describe('unattended runs (spawned)', () => {
     expect(other.stderr).toContain(`${formatHour(ago(28))}..${formatHour(ago(27))} (delivered by the range ${formatHour(ago(30))}..${formatHour(ago(27))})`);
     expect(world.fme.count).toBe(sent);
 
-    // The forced range, resumed, goes on as it was meant to: every event twice in all, and then it is delivered in full.
-    const resumed = await runCli(range, world.dir);
+    // The same command again goes on where the forced run stopped (it does not start over): every event twice in all.
+    const resumed = await runCli([...range, '--force'], world.dir);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect([...uuidCounts(world).values()].every((c) => c === 2)).toBe(true);
     expect(world.fme.count).toBe(wanted.length * 2);
     const state = JSON.parse(readFileSync(stateFile(world), 'utf8')) as { ranges: Record<string, unknown>[] };
     expect(state.ranges[0]).not.toHaveProperty('deliveredBefore');
     expect((await runCli(range, world.dir)).code).toBe(2);
+  });
+
+  it('a range run with --force over hours the cursor delivered, stopped part-way, goes on re-sending them when run again without --force', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(30), 4, 5); // ago(30)..ago(27)
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, windowHours: 1 }, http: { ...FAST_HTTP, retries: 0 } });
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(30))], world.dir)).code).toBe(0);
+    expectEachOnce(world, wanted.length);
+    // The events are missing in FME (say), so the range is sent again on purpose, and FME fails after its first hour.
+    const range = ['export-events', '--start', formatHour(ago(30)), '--end', formatHour(ago(27)), '--log-format', 'text'];
+    world.fme.faults.push({ status: 202, afterProcessing: true }, 1).push({ status: 500 }, 10_000);
+    expect((await runCli([...range, '--force'], world.dir)).code).toBe(1);
+    world.fme.faults.clear();
+    const resumed = await runCli(range, world.dir);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toContain('was run with --force and stopped part-way');
+    expect([...uuidCounts(world).values()].every((c) => c === 2)).toBe(true);
+    expect(world.fme.count).toBe(wanted.length * 2);
   });
   it("keeps refusing a delivered range after an upgrade when fme.eventsBaseUrl ends in '/': the earlier version's state file is taken over", async () => {
     world = await startWorld();
@@ -834,6 +852,24 @@ describe('unattended runs (spawned)', () => {
     const sentBefore = world.fme.count;
     const r = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'json'], world.dir);
     expect(r.code, r.stderr).toBe(0);
+    expect(logLines(r.stderr).some((l) => l.message === `the range ${a}..${b} passes over ${b}..${b}: delivered by the range ${b}..${b}`)).toBe(true);
+    expect(world.fme.count).toBe(sentBefore);
+  });
+
+  it('a range run with --force and stopped, then run again with --force, goes on where it stopped: it neither starts over nor sends hours delivered since the force', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 4, 5);
+    world.writeConfig(CONFIG);
+    const [a, b] = [formatHour(ago(30)), formatHour(ago(27))];
+    expect((await runCli(['export-events', '--start', b, '--end', b], world.dir)).code).toBe(0);
+    editState(stateFile(world), (state: { ranges: unknown[] }) => {
+      // The range a..b, run with --force when nothing in it had been delivered (b..b was sent after), stopped after ago(28).
+      state.ranges.push({ start: a, end: b, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString(), forcedOver: [] });
+    });
+    const sentBefore = world.fme.count;
+    const r = await runCli(['export-events', '--start', a, '--end', b, '--force', '--log-format', 'json'], world.dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(logLines(r.stderr).some((l) => l.message.includes('was run with --force and stopped part-way: it goes on where it stopped'))).toBe(true);
     expect(logLines(r.stderr).some((l) => l.message === `the range ${a}..${b} passes over ${b}..${b}: delivered by the range ${b}..${b}`)).toBe(true);
     expect(world.fme.count).toBe(sentBefore);
   });

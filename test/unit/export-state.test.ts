@@ -9,6 +9,9 @@ import { ExportStateStore, MAX_RANGES, StateError, stateScope, statePaths } from
 import { tempDir } from '../helpers/temp-dir.js';
 
 const h = (s: string): number => parseHourArg(s, 'start');
+/** An explicit range as a run without --force opens it, and as a run with --force does (started over). */
+const PLAIN = { force: false };
+const FORCED = { force: true };
 function fresh(): { dir: string; path: string; scope: string } {
   const dir = tempDir('state');
   const { config } = validateConfig({});
@@ -93,7 +96,7 @@ describe('ExportStateStore', () => {
     const { path, scope } = fresh();
     const store = new ExportStateStore(path, scope);
     const w = { start: h('20240305T00'), end: h('20240305T23') };
-    await store.range(w.start, w.end, false).acknowledge(w, 0, 99);
+    await store.range(w.start, w.end, PLAIN).acknowledge(w, 0, 99);
     const cursor = store.cursor();
     await cursor.completeWindow({ start: h('20240301T00'), end: h('20240301T23') });
     await cursor.acknowledge({ start: h('20240302T00'), end: h('20240302T23') }, 0, 9);
@@ -134,7 +137,7 @@ describe('ExportStateStore', () => {
   it('remembers explicit ranges separately from the cursor', async () => {
     const { path, scope } = fresh();
     const store = new ExportStateStore(path, scope);
-    const r = store.range(h('20240301T00'), h('20240302T23'), false);
+    const r = store.range(h('20240301T00'), h('20240302T23'), PLAIN);
     await r.completeWindow({ start: h('20240301T00'), end: h('20240301T23') });
     const again = new ExportStateStore(path, scope);
     expect(again.findRange(h('20240301T00'), h('20240302T23'))?.lastDeliveredHour).toBe('20240301T23');
@@ -147,14 +150,14 @@ describe('ExportStateStore', () => {
     const store = new ExportStateStore(path, scope);
     const day = (i: number): { start: number; end: number } => ({ start: h('20240101T00') + i * 24 * HOUR_MS, end: h('20240101T23') + i * 24 * HOUR_MS });
     const fill = async (from: number): Promise<void> => {
-      for (let i = from; i < from + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, false).completeWindow(day(i));
+      for (let i = from; i < from + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, PLAIN).completeWindow(day(i));
     };
     // Interrupted inside day 5, then folded: which of its events reached FME is no longer known.
-    await store.range(day(5).start, day(5).end, false).acknowledge(day(5), 0, 9);
+    await store.range(day(5).start, day(5).end, PLAIN).acknowledge(day(5), 0, 9);
     await fill(100);
     expect(store.snapshot.earlierPartly).toEqual([['20240106T00', '20240106T23']]);
     // Day 5 sent again in full (--force), and that range folded in turn: the window is delivered, by it.
-    await store.range(day(5).start, day(5).end, true).completeWindow(day(5));
+    await store.range(day(5).start, day(5).end, FORCED).completeWindow(day(5));
     await fill(200);
     expect(new ExportStateStore(path, scope).snapshot.earlierPartly).toBeUndefined();
     expect(new ExportStateStore(path, scope).deliveredSpans().some((s) => s.partly)).toBe(false);
@@ -165,11 +168,11 @@ describe('ExportStateStore', () => {
     const store = new ExportStateStore(path, scope);
     const day = (i: number): { start: number; end: number } => ({ start: h('20240101T00') + i * 24 * HOUR_MS, end: h('20240101T23') + i * 24 * HOUR_MS });
     // A day-by-day backfill, one range a day, then a range that stopped part-way through its second day.
-    for (let i = 0; i < MAX_RANGES + 5; i++) await store.range(day(i).start, day(i).end, false).completeWindow(day(i));
-    const partial = store.range(day(100).start, day(101).end, false);
+    for (let i = 0; i < MAX_RANGES + 5; i++) await store.range(day(i).start, day(i).end, PLAIN).completeWindow(day(i));
+    const partial = store.range(day(100).start, day(101).end, PLAIN);
     await partial.completeWindow(day(100));
     await partial.acknowledge(day(101), 0, 99);
-    for (let i = 200; i < 200 + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, false).completeWindow(day(i));
+    for (let i = 200; i < 200 + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, PLAIN).completeWindow(day(i));
     const again = new ExportStateStore(path, scope);
     expect(again.snapshot.ranges.length).toBe(MAX_RANGES);
     expect(again.findRange(day(0).start, day(0).end)).toBeUndefined();
@@ -191,10 +194,10 @@ describe('ExportStateStore', () => {
     const store = new ExportStateStore(path, scope);
     const hour = (i: number): { start: number; end: number } => ({ start: h('20240301T00') + i * HOUR_MS, end: h('20240301T00') + i * HOUR_MS });
     const label = 'the range 20240301T00..20240301T05';
-    const first = store.range(hour(0).start, hour(5).end, false);
+    const first = store.range(hour(0).start, hour(5).end, PLAIN);
     for (let i = 0; i < 5; i++) await first.completeWindow(hour(i));
     await first.acknowledge(hour(5), 0, 9); // interrupted inside its last hour
-    const forced = store.range(hour(0).start, hour(5).end, true);
+    const forced = store.range(hour(0).start, hour(5).end, FORCED);
     await forced.completeWindow(hour(0));
     expect(new ExportStateStore(path, scope).deliveredSpans()).toEqual([
       { label, span: [hour(0).start, hour(0).end] },
@@ -202,7 +205,7 @@ describe('ExportStateStore', () => {
       { label, span: [hour(5).start, hour(5).end], partly: true },
     ]);
     // Forced again before it got further: nothing it knew is lost.
-    const again = store.range(hour(0).start, hour(5).end, true);
+    const again = store.range(hour(0).start, hour(5).end, FORCED);
     expect(again.snapshot).toMatchObject({ deliveredBefore: [{ start: '20240301T00', end: '20240301T04' }, { start: '20240301T05', end: '20240301T05', partly: true }] });
     for (let i = 0; i < 5; i++) await again.completeWindow(hour(i));
     expect(again.snapshot).toMatchObject({ deliveredBefore: [{ start: '20240301T05', end: '20240301T05', partly: true }] });
@@ -215,10 +218,10 @@ describe('ExportStateStore', () => {
     const { path, scope } = fresh();
     const store = new ExportStateStore(path, scope);
     const day = (i: number): { start: number; end: number } => ({ start: h('20240101T00') + i * 24 * HOUR_MS, end: h('20240101T23') + i * 24 * HOUR_MS });
-    await store.range(day(0).start, day(1).end, false).completeWindow({ start: day(0).start, end: day(1).end });
+    await store.range(day(0).start, day(1).end, PLAIN).completeWindow({ start: day(0).start, end: day(1).end });
     // Forced, and stopped inside its first day: day 1 was delivered only by the first run.
-    await store.range(day(0).start, day(1).end, true).acknowledge(day(0), 0, 9);
-    for (let i = 10; i < 10 + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, false).completeWindow(day(i));
+    await store.range(day(0).start, day(1).end, FORCED).acknowledge(day(0), 0, 9);
+    for (let i = 10; i < 10 + MAX_RANGES; i++) await store.range(day(i).start, day(i).end, PLAIN).completeWindow(day(i));
     const label = `explicit ranges older than the last ${MAX_RANGES}`;
     expect(new ExportStateStore(path, scope).deliveredSpans().filter((s) => s.label === label)).toEqual([{ label, span: [day(0).start, day(1).end] }]);
   });
