@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { Command } from 'commander';
 import { formatHour, HOUR_MS } from '../amplitude/hours.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import type { PushImpressionsSummary } from '../pipeline/push-impressions.js';
-import type { ReceivedReport } from '../sandbox/sandbox.js';
+import type { ReceivedReport, Sandbox } from '../sandbox/sandbox.js';
 import { EXIT } from './exit-codes.js';
 import { summaryLines as exportSummaryLines } from './export-events.js';
 import { n } from './format.js';
@@ -31,18 +31,33 @@ interface Child {
   stderr: string;
 }
 
-function runAmpFme(args: string[], cwd: string): Promise<Child> {
+/** A SIGINT or SIGTERM that stops the tour, and the step it has to reach (the amp-fme process running, if any). */
+interface Stop {
+  signal?: NodeJS.Signals;
+  child?: ChildProcess | undefined;
+}
+
+class Stopped extends Error {}
+
+function runAmpFme(args: string[], cwd: string, stop: Stop): Promise<Child> {
   return new Promise((resolve, reject) => {
     // The sandbox's keys are in the config file; real keys in the environment would override them.
     const env = { ...process.env };
     for (const k of ['AMPLITUDE_API_KEY', 'AMPLITUDE_SECRET_KEY', 'FME_SDK_KEY']) delete env[k];
+    // Its downloads go in the tour's folder too: a step stopped before it could remove them leaves nothing
+    // behind once that folder is removed.
+    env.TMPDIR = cwd;
     const child = spawn(process.execPath, [BIN, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    stop.child = child;
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => {
+      stop.child = undefined;
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
@@ -91,17 +106,33 @@ export function demoCommand(): Command {
       const events = intFlag(flags.events, '--events', 1, 5_000_000) ?? 5000;
       const impressions = intFlag(flags.impressions, '--impressions', 1, 5_000_000) ?? 2000;
       const faults = flags.faults !== undefined ? parseFaults(flags.faults) : undefined;
+      // Ctrl-C (or SIGTERM) stops the tour, which then cleans up like any other end: Node's default would exit at
+      // once, leaving the temporary folder behind and the step running. The signal is passed on to the step: after
+      // Ctrl-C in a terminal it got one of its own too, and a second one makes it stop at once, which the tour,
+      // throwing its result away, wants anyway.
+      const stop: Stop = {};
+      const onSignal = (signal: NodeJS.Signals): void => {
+        stop.signal ??= signal;
+        stop.child?.kill(signal);
+      };
+      const stopped = (): void => {
+        if (stop.signal !== undefined) throw new Stopped();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const dir = mkdtempSync(join(tmpdir(), 'amp-fme-demo-'));
       let code: number = EXIT.OK;
-      // The emulators are loaded only by the commands that start them (see cli/main.ts).
-      const { startSandbox } = await import('../sandbox/sandbox.js');
-      const { generateWebhookImpressions } = await import('../sandbox/generate.js');
-      const sandbox = await startSandbox({
-        events,
-        days: 2,
-        ...(faults ? { faults } : {}),
-      });
+      let sandbox: Sandbox | undefined;
       try {
+        // The emulators are loaded only by the commands that start them (see cli/main.ts).
+        const { startSandbox } = await import('../sandbox/sandbox.js');
+        const { generateWebhookImpressions } = await import('../sandbox/generate.js');
+        sandbox = await startSandbox({
+          events,
+          days: 2,
+          ...(faults ? { faults } : {}),
+        });
+        stopped();
         const say = (line = ''): void => {
           if (!flags.json) process.stdout.write(`${line}\n`);
         };
@@ -110,7 +141,8 @@ export function demoCommand(): Command {
         say();
 
         say(`1. amp-fme export-events --start ${formatHour(sandbox.firstHour)} --end ${formatHour(sandbox.lastHour)}`);
-        const exp = await runAmpFme(['export-events', '--start', formatHour(sandbox.firstHour), '--end', formatHour(sandbox.lastHour), '--json', '--quiet'], dir);
+        const exp = await runAmpFme(['export-events', '--start', formatHour(sandbox.firstHour), '--end', formatHour(sandbox.lastHour), '--json', '--quiet'], dir, stop);
+        stopped();
         reportFailure(exp, 'export-events');
         const exportSummary = parseSummary<ExportEventsSummary & { deadLetters: number }>(exp, 'export-events');
         for (const l of exportSummaryLines(exportSummary, exportSummary.deadLetters)) say(`   ${l}`);
@@ -122,13 +154,20 @@ export function demoCommand(): Command {
         gz.pipe(file);
         const now = Date.now();
         for (const rec of generateWebhookImpressions(impressions, { from: now - 2 * 24 * HOUR_MS, to: now - HOUR_MS, users: 3000 })) {
+          if (stop.signal !== undefined) {
+            gz.destroy();
+            file.destroy();
+            stopped();
+          }
           if (!gz.write(`${JSON.stringify(rec)}\n`)) await once(gz, 'drain');
         }
         gz.end();
         await once(file, 'finish');
+        stopped();
 
         say(`2. amp-fme push-impressions impressions.ndjson.gz   (${n(impressions)} impressions, FME webhook shape, gzip)`);
-        const push = await runAmpFme(['push-impressions', dump, '--json', '--quiet'], dir);
+        const push = await runAmpFme(['push-impressions', dump, '--json', '--quiet'], dir, stop);
+        stopped();
         reportFailure(push, 'push-impressions');
         const pushSummary = parseSummary<PushImpressionsSummary>(push, 'push-impressions');
         for (const l of pushSummaryLines(pushSummary, pushSummary.deadLetters, pushSummary.deadLettersByReason)) say(`   ${l}`);
@@ -147,12 +186,16 @@ export function demoCommand(): Command {
         const childrenOk = (exp.code === 0 || exp.code === 3) && (push.code === 0 || push.code === 3);
         code = childrenOk && fmeOk && ampOk ? EXIT.OK : EXIT.FAILED;
       } catch (err) {
-        process.stderr.write(`amp-fme demo: ${(err as Error).message}\n`);
+        // Interrupted, like any run: exit 1 (README, Exit codes). What a step stopped mid-way said is not news.
+        if (stop.signal === undefined) process.stderr.write(`amp-fme demo: ${(err as Error).message}\n`);
         code = EXIT.FAILED;
       } finally {
-        await sandbox.close();
+        await sandbox?.close();
         rmSync(dir, { recursive: true, force: true });
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
       }
+      if (code !== EXIT.OK && stop.signal !== undefined) process.stderr.write(`amp-fme demo: stopped (${stop.signal}); emulators closed, temporary folder removed\n`);
       process.exitCode = code;
     });
 }

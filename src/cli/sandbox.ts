@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { Command } from 'commander';
 import { formatHour } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
@@ -13,10 +14,14 @@ interface SandboxFlags {
   writeConfig?: string;
 }
 
+/**
+ * A whole-number flag, in plain decimal digits only: Number() alone also reads '0x50' (80), '1e3', ' 80', '80.0',
+ * '+80' and '' (0), so a typo would quietly become another port or count instead of a usage error.
+ */
 export function intFlag(value: string | undefined, flag: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${value}"`);
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be a whole number from ${min} to ${max} in decimal digits, got "${value}"`);
   return n;
 }
 
@@ -40,7 +45,7 @@ export function sandboxCommand(): Command {
           ...(flags.faults !== undefined ? { faults: parseFaults(flags.faults) } : {}),
         });
         const configText = `${JSON.stringify(sandbox.config, null, 2)}\n`;
-        if (flags.writeConfig) writeFileSync(flags.writeConfig, configText);
+        if (flags.writeConfig) writeConfig(flags.writeConfig, configText);
         const configHint = flags.writeConfig ? `--config ${flags.writeConfig}` : '--config sandbox.json';
         process.stdout.write(
           [
@@ -78,6 +83,29 @@ export function sandboxCommand(): Command {
       }
       process.exitCode = code;
     });
+}
+
+/**
+ * `--write-config`: a path that cannot be written (its folder missing, a folder, no permission) is a mistake in the
+ * flag, said with the path and what to do (exit 2), not a raw ENOENT from the machine (exit 1).
+ */
+function writeConfig(file: string, text: string): void {
+  try {
+    writeFileSync(file, text);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why: Record<string, string> = {
+      ENOENT: `its folder ${dirname(file)} does not exist; create the folder first, or give a path in an existing one`,
+      ENOTDIR: 'part of the path is a file, not a folder; give a path in an existing folder',
+      EISDIR: 'it is a folder; give a file name, e.g. sandbox.json',
+      EACCES: 'permission denied; give a path you can write to',
+      EPERM: 'not permitted; give a path you can write to',
+      EROFS: 'the file system is read-only; give a path you can write to',
+    };
+    const reason = code !== undefined ? why[code] : undefined;
+    if (reason === undefined) throw err;
+    throw new UsageError(`--write-config ${file}: cannot write the config there: ${reason}`);
+  }
 }
 
 /** `--faults`, a mistake in it as a usage error (exit 2). */

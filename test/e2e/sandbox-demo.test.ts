@@ -1,7 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runCli } from '../helpers/world.js';
+import { BIN, runCli } from '../helpers/world.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const num = (text: string, re: RegExp): number => {
@@ -48,6 +49,41 @@ describe('amp-fme demo and sandbox (spawned)', () => {
     expect(r.stderr).toMatch(/amp-fme demo: push-impressions exited 1: .*503/);
   });
 
+  it('demo stopped by SIGINT (the demo alone, or its process group as Ctrl-C in a terminal): exit 1, says so, leaves nothing', async () => {
+    for (const target of ['demo', 'group'] as const) {
+      const tmp = tempDir('demo-tmp');
+      // detached: its own process group, which the 'group' case signals as a terminal's Ctrl-C does.
+      const child = spawn(process.execPath, [BIN, 'demo', '--events', '20000', '--impressions', '10'], {
+        cwd: tmp,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: tmp },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true,
+      });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      const deadline = Date.now() + 20_000;
+      while (!out.includes('1. amp-fme export-events')) {
+        if (Date.now() > deadline) throw new Error(`demo did not reach export-events:\n${out}${err}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      // Still exporting (20,000 events take several seconds), with its folder in TMPDIR.
+      expect(readdirSync(tmp).length).toBeGreaterThan(0);
+      const url = /Sandbox on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1] as string;
+      process.kill(target === 'group' ? -(child.pid as number) : (child.pid as number), 'SIGINT');
+      const code = await done;
+      expect(code, `${target}: ${err}`).toBe(1);
+      expect(err).toMatch(/^amp-fme demo: stopped \(SIGINT\); emulators closed, temporary folder removed\n$/);
+      expect(out).not.toContain('2. amp-fme push-impressions');
+      // Its folder, and the step's downloads that were in it, are gone; the emulators no longer answer.
+      expect(readdirSync(tmp)).toEqual([]);
+      await expect(fetch(`${url}/_sandbox/received`)).rejects.toThrow();
+    }
+  });
+
   it('demo: a bad --faults or --impressions is a usage error (exit 2) before anything runs', async () => {
     for (const args of [['--faults', '5xx=2'], ['--impressions', 'abc']]) {
       const r = await runCli(['demo', ...args], process.cwd());
@@ -55,6 +91,29 @@ describe('amp-fme demo and sandbox (spawned)', () => {
       expect(r.stderr).toContain(args[0] as string);
       expect(r.stderr).not.toMatch(/Unexpected error|a bug in amp-fme|\n\s+at /);
       // Nothing ran: no export-events step was printed.
+      expect(r.stdout).toBe('');
+    }
+  });
+
+  it('numeric flags take plain decimal digits only: 0x0, 1e1, " 0", 0.0, +0 or "" is a usage error (exit 2) naming flag and value', async () => {
+    // Number() reads each of these as a number (0x50 would be port 80); the values are 0-ish so that, if one were
+    // taken, the sandbox would listen on a free port and be stopped, instead of touching a real one.
+    const cases: [string, string[]][] = [
+      ...['0x0', '1e1', ' 0', '0.0', '+0', ''].map((v): [string, string[]] => ['sandbox', ['--port', v]]),
+      ['sandbox', ['--events', '1e1']],
+      ['sandbox', ['--days', '0x1']],
+      ['demo', ['--events', '1e1']],
+      ['demo', ['--impressions', '0x10']],
+    ];
+    for (const [command, args] of cases) {
+      // Small defaults first: the flag under test comes last, and commander keeps the last value.
+      const run = runCli([command, ...(command === 'sandbox' ? ['--events', '10', '--days', '1'] : []), ...args], tempDir('sandbox'));
+      const stop = setTimeout(() => run.child.kill('SIGTERM'), 10_000);
+      const r = await run.finally(() => clearTimeout(stop));
+      expect(r.code, `${command} ${args.join(' ')}`).toBe(2);
+      expect(r.stderr).toContain(`${args[0] as string} must be a whole number`);
+      expect(r.stderr).toContain(`got "${args[1] as string}"`);
+      expect(r.stderr).not.toMatch(/Unexpected error|a bug in amp-fme|\n\s+at /);
       expect(r.stdout).toBe('');
     }
   });
@@ -70,6 +129,23 @@ describe('amp-fme demo and sandbox (spawned)', () => {
       expect(r.stderr).toContain(`--port ${port}: already in use`);
     } finally {
       taken.close();
+    }
+  });
+
+  it('sandbox --write-config to a path that cannot be written: a usage error (exit 2) naming it and what to do', async () => {
+    const dir = tempDir('sandbox');
+    for (const [target, hint] of [
+      [join(dir, 'missing', 'sandbox.json'), /its folder .*missing does not exist; create the folder/],
+      [dir, /it is a folder; give a file name/],
+    ] as const) {
+      const run = runCli(['sandbox', '--events', '10', '--days', '1', '--write-config', target], dir);
+      // Without the check a sandbox that wrote its config would serve until stopped.
+      const stop = setTimeout(() => run.child.kill('SIGTERM'), 10_000);
+      const r = await run.finally(() => clearTimeout(stop));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`amp-fme sandbox: --write-config ${target}: cannot write the config there`);
+      expect(r.stderr).toMatch(hint);
+      expect(r.stderr).not.toMatch(/ENOENT|EISDIR|Unexpected error|a bug in amp-fme|\n\s+at /);
     }
   });
 
