@@ -17,7 +17,8 @@ function summaryLines(s: RetrySummary): string[] {
     `  re-sent to FME       ${n(s.resent.fme)}`,
     `  re-sent to Amplitude ${n(s.resent.amplitudeEvents)} events, ${n(s.resent.amplitudeIdentifications)} identifications`,
     `  still failing        ${byReason(s.stillFailing)}`,
-    `  carried over         ${n(s.carriedOver)} (cannot be re-sent as they are)`,
+    `  carried over         ${n(s.carriedOver)} (cannot be re-sent as they are${s.invalid > 0 ? `; ${n(s.invalid)} of them not a valid dead-letter record` : ''})`,
+    ...(s.notSent > 0 ? [`  not sent             ${n(s.notSent)} (the retry was stopped first; in the new dead-letter file, to retry)`] : []),
     `  original file        ${s.renamedTo ? `renamed to ${s.renamedTo}` : 'kept (the retry did not finish)'}`,
     `  duration             ${duration(s.durationMs)}`,
   ];
@@ -41,7 +42,10 @@ export function retryCommand(): Command {
       const interrupts = watchInterrupts({ logger: ctx.logger, onForce: () => lock.release() });
       try {
         const summary = await runRetry({ config: ctx.config, file: path, logger: ctx.logger, deadLetters: ctx.deadLetters, force: flags.force === true, signal: interrupts.signal });
-        if (interrupts.reason) ctx.logger.warn(`stopped (${interrupts.reason}); run the same retry again to continue`);
+        if (interrupts.reason) {
+          const notSent = summary.notSent > 0 ? `; the ${n(summary.notSent)} record(s) read but not sent are in the new dead-letter file: retry that one too` : '';
+          ctx.logger.warn(`stopped (${interrupts.reason}); run the same retry again to continue${notSent}`);
+        }
         const code = await ctx.finish({ command: 'retry', ...summary }, summaryLines(summary));
         return interrupts.reason ? 1 : code;
       } finally {

@@ -3,9 +3,9 @@ import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/identify-client.js';
 import { INGESTION_LIMITS, IngestionClient } from '../amplitude/ingestion-client.js';
-import { requireSecrets } from '../config/load.js';
+import { requireSecrets, type Requirement } from '../config/load.js';
 import { ingestionBaseUrl, type Config } from '../config/types.js';
-import { UsageError, withSummary } from '../errors.js';
+import { ConfigError, UsageError, withSummary } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
@@ -34,6 +34,13 @@ export interface RetrySummary {
   stillFailing: Record<string, number>;
   /** Records that cannot be re-sent as they are, carried over to the new file. */
   carriedOver: number;
+  /** Records read but not sent because the retry was stopped: in the new dead-letter file, retriable. */
+  notSent: number;
+  /**
+   * Of `carriedOver`, the lines that are no dead-letter record amp-fme can judge (not JSON, no `reason`, a
+   * `retriable` neither true nor false): carried over as `unreadable_dead_letter`, the line as it was.
+   */
+  invalid: number;
   renamedTo: string | undefined;
   durationMs: number;
 }
@@ -199,6 +206,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   checkDeadLetterFile(file, { force: opts.force, deadLetterDir: dirname(deadLetters.path) });
   const progressPath = `${file}.retry-progress.json`;
   const linesDone = existsSync(progressPath) ? readProgress(progressPath) : 0;
+  await requireKeysOfRecords(config, file, linesDone);
   if (linesDone > 0) logger.info(`continuing an interrupted retry of ${file} after line ${linesDone}`);
 
   const summary: RetrySummary = {
@@ -208,6 +216,8 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     resent: { fme: 0, amplitudeEvents: 0, amplitudeIdentifications: 0 },
     stillFailing: {},
     carriedOver: 0,
+    invalid: 0,
+    notSent: 0,
     renamedTo: undefined,
     durationMs: 0,
   };
@@ -270,13 +280,37 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     }
   };
 
+  /**
+   * After a stop nothing more goes out, not even the batch that was about to: its records go to the new file (as
+   * a batch FME refused and sent in part does), so that the progress can count their lines as done, and the
+   * records carried over next to them are not carried over a second time by the next retry.
+   */
+  const setAside = (target: Target): void => {
+    const batch = pending[target];
+    pending[target] = [];
+    sizes[target] = 0;
+    for (const p of batch) {
+      summary.notSent++;
+      deadLetters.write({
+        reason: target === 'fme' ? 'fme_not_sent' : 'amplitude_not_sent',
+        detail: `${file} line ${p.line}: not sent, the retry was stopped (${String(opts.signal?.reason)}) before its batch went out`,
+        ...(p.letter.source ? { source: p.letter.source } : {}),
+        retriable: true,
+        payload: p.letter.payload,
+      });
+    }
+  };
+
   /** An error that ends the retry once the lines it concerns are recorded as done (a batch FME refused, sent in part). */
   let stopAfterProgress: unknown;
   const flushAll = async (line: number): Promise<void> => {
     // A missing key stops the flush before any of its batches goes out (and is sent again by the next retry).
     const busy = SEND_ORDER.filter((t) => pending[t].length > 0);
     if (busy.length > 0) requireSecrets(config, busy.map((t) => (t === 'fme' ? 'fmeEvents' : 'amplitudeIngestion')));
-    for (const t of SEND_ORDER) await send(t);
+    for (const t of SEND_ORDER) {
+      if (opts.signal?.aborted) setAside(t);
+      else await send(t);
+    }
     // What still fails is on disk before the progress says its lines are done (dead-letters.ts).
     deadLetters.sync();
     writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: line }));
@@ -300,10 +334,25 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
       let letter: StoredLetter;
       try {
         letter = JSON.parse(text) as StoredLetter;
-        if (letter === null || typeof letter !== 'object' || typeof letter.reason !== 'string') throw new Error('not a dead-letter record');
+        if (letter === null || typeof letter !== 'object' || typeof letter.reason !== 'string') throw new Error('it is not a JSON object with a string "reason"');
+        // Only `true` means "may be re-sent": a "yes" or a 1 (a file edited by hand, or not written by amp-fme) is
+        // not guessed at, as FME stores every copy of what is sent. Its type only is said: the value may be anything.
+        const r: unknown = letter.retriable;
+        if (typeof r !== 'boolean') {
+          const what = r === undefined ? 'missing' : r === null ? 'null' : Array.isArray(r) ? 'an array' : typeof r === 'object' ? 'an object' : `a ${typeof r}`;
+          throw new Error(`its "retriable" is ${what}, not true or false`);
+        }
       } catch (err) {
+        const why = (err as Error).message;
         summary.carriedOver++;
-        deadLetters.write({ reason: 'unreadable_dead_letter', detail: `${file} line ${line}: ${(err as Error).message}`, source: { file, line }, retriable: false, payload: text });
+        if (summary.invalid++ === 0) {
+          // JSON.parse's message quotes the line, which may hold secrets: the log does not.
+          logger.warn(
+            `${file} line ${line} is not a dead-letter record retry can use (${err instanceof SyntaxError ? 'it is not JSON' : why}): it is not re-sent, ` +
+              'and goes to the new dead-letter file as unreadable_dead_letter with the line as it was. Any more such lines are counted in the summary (invalid) and named in that file.',
+          );
+        }
+        deadLetters.write({ reason: 'unreadable_dead_letter', detail: `${file} line ${line}: ${why}`, source: { file, line }, retriable: false, payload: text });
         continue;
       }
       const target = letter.retriable ? targetOf(letter) : undefined;
@@ -344,6 +393,57 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     summary.renamedTo = done;
   }
   return summary;
+}
+
+/**
+ * Refuses (ConfigError, exit 2) a retry whose file holds records to re-send with a key the config lacks, before
+ * anything is sent, written or renamed. Found at the flush that needs it, the key would stop the retry after
+ * records were carried over to a new dead-letter file (and, in a file with both, FME batches sent), so the next
+ * retry would carry them over a second time. The file is read for it only when a key is missing, and only the
+ * lines an earlier, interrupted retry has not handled. Only records marked `retriable: true` are re-sent.
+ */
+async function requireKeysOfRecords(config: Config, file: string, linesDone: number): Promise<void> {
+  const lacks = (need: Requirement): boolean => {
+    try {
+      requireSecrets(config, [need]);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  const lacking = new Set((['fmeEvents', 'amplitudeIngestion'] as const).filter(lacks));
+  if (lacking.size === 0) return;
+  const input = createReadStream(file, { encoding: 'utf8' });
+  try {
+    let line = 0;
+    for await (const text of createInterface({ input, crlfDelay: Infinity })) {
+      line++;
+      if (line <= linesDone || text.trim() === '') continue;
+      let letter: StoredLetter;
+      try {
+        letter = JSON.parse(text) as StoredLetter;
+      } catch {
+        continue;
+      }
+      if (letter === null || typeof letter !== 'object' || letter.retriable !== true) continue;
+      const target = targetOf(letter);
+      if (target === undefined) continue;
+      const need: Requirement = target === 'fme' ? 'fmeEvents' : 'amplitudeIngestion';
+      if (!lacking.has(need)) continue;
+      try {
+        requireSecrets(config, [need]);
+      } catch (err) {
+        if (!(err instanceof ConfigError)) throw err;
+        const to = target === 'fme' ? 'FME' : 'Amplitude';
+        throw new ConfigError(
+          err.problems.map((p) => ({ ...p, message: `${p.message} (${file} line ${line} is a record to re-send to ${to}); nothing was sent, written or renamed` })),
+          err.source,
+        );
+      }
+    }
+  } finally {
+    input.destroy();
+  }
 }
 
 function readProgress(path: string): number {

@@ -67,9 +67,11 @@ describe('amp-fme retry (spawned)', () => {
     const s = JSON.parse(r.stdout) as { deadLetterFile: string; stillFailing: Record<string, number>; carriedOver: number; deadLetters: number; deadLettersRetriable: number };
     expect(s.stillFailing).toEqual({ fme_rejected: 1 });
     expect(s.carriedOver).toBe(2);
+    expect(s).toMatchObject({ invalid: 1 });
     expect(s).toMatchObject({ deadLetters: 3, deadLettersRetriable: 1 });
     // The advice says how many of them a retry can re-send.
     expect(logLines(r.stderr).filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([
+      `${file} line 3 is not a dead-letter record retry can use (it is not JSON): it is not re-sent, and goes to the new dead-letter file as unreadable_dead_letter with the line as it was. Any more such lines are counted in the summary (invalid) and named in that file.`,
       `3 record(s) could not be delivered; they are in ${s.deadLetterFile}. 1 of them can be re-sent: fix the cause, then run: amp-fme retry ${s.deadLetterFile} (the other 2 cannot be re-sent as they are; the file gives each one's reason)`,
     ]);
     const lines = readFileSync(s.deadLetterFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; command: string });
@@ -111,6 +113,33 @@ describe('amp-fme retry (spawned)', () => {
     expect(readdirSync(world.dir).sort()).toEqual(before);
     expect(readFileSync(configPath, 'utf8')).toContain(fileOnlySecret);
     expect(world.fme.count).toBe(0);
+  });
+
+  it('refuses a file whose records need a key that is not set (exit 2) before anything is sent, written or renamed', async () => {
+    world = await startWorld();
+    // One FME event a batch: FME's records would go out before the Amplitude record's key is needed.
+    world.writeConfig({ exportEvents: { batchSize: 1 } });
+    const file = join(world.dir, 'mixed.ndjson');
+    const fmeLetter = (key: string) => JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key, timestamp: 1_709_287_200_000 } });
+    const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123' };
+    const content = `${[
+      fmeLetter('user-1'),
+      fmeLetter('user-2'),
+      JSON.stringify({ command: 'export-events', reason: 'invalid_json', retriable: false, payload: '{"broken' }),
+      JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event }),
+    ].join('\n')}\n`;
+    writeFileSync(file, content);
+    const before = readdirSync(world.dir, { recursive: true }).sort();
+    const r = await runCli(['retry', file, '--json', '--log-format', 'text'], world.dir, { AMPLITUDE_API_KEY: undefined });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain('set AMPLITUDE_API_KEY');
+    expect(r.stderr).toContain(`${file} line 4 is a record to re-send to Amplitude); nothing was sent, written or renamed`);
+    expect(r.stderr).not.toMatch(/a bug|Unexpected error|\n\s+at /);
+    // The user's files as they were: no new dead-letter file, no progress file, not renamed; nothing sent.
+    expect(world.fme.count).toBe(0);
+    expect(readdirSync(world.dir, { recursive: true }).sort()).toEqual(before);
+    expect(readFileSync(file, 'utf8')).toBe(content);
   });
 
   it('says a mistyped path is no dead-letter file (exit 2), without a stack trace, whatever the file system answers', async () => {
@@ -201,6 +230,69 @@ describe('amp-fme retry (spawned)', () => {
       expect(arrivals).toBe(1);
       expect(world.fme.events).toEqual([expect.objectContaining({ key: 'user-1' })]);
       expect(existsSync(lockFile)).toBe(false);
+    } finally {
+      release();
+      await gated.close();
+    }
+  });
+
+  it('sends nothing more after SIGINT: the batch read but not sent goes to the new file, and the next retries send each event once', async () => {
+    world = await startWorld();
+    // The first request to FME is held until the test lets it go: the retry gets SIGINT while it is in flight.
+    let arrivals = 0;
+    let arrived!: () => void;
+    const firstArrived = new Promise<void>((r) => (arrived = r));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const gateRoute: Route = async (req: IncomingMessage) => {
+      if (req.method === 'POST' && (req.url ?? '').startsWith('/api/events')) {
+        arrivals++;
+        if (arrivals === 1) {
+          arrived();
+          await gate;
+        }
+      }
+      return false;
+    };
+    const gated = await startServer([gateRoute, world.fme.route]);
+    try {
+      world.writeConfig({ fme: { eventsBaseUrl: `${gated.url}/api` }, exportEvents: { batchSize: 2 }, http: { timeoutMs: 300_000 } });
+      const file = join(world.dir, 'rejected.ndjson');
+      const letter = (key: string) => JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key, timestamp: 1_709_287_200_000 } });
+      // Two batches: user-1 and user-2 go out first; user-3 waits for its batch to fill.
+      writeFileSync(file, `${['user-1', 'user-2', 'user-3'].map(letter).join('\n')}\n`);
+
+      const run = runCli(['retry', file, '--json', '--log-format', 'text'], world.dir);
+      await Promise.race([
+        firstArrived,
+        run.then((r) => {
+          throw new Error(`the retry ended (exit ${r.code}) before sending: ${r.stderr}`);
+        }),
+      ]);
+      // The stop is taken (the CLI logs it) while the request is still held; then the request is answered.
+      const stopLogged = new Promise<void>((r) => run.child.stderr?.on('data', (d: string) => d.includes('SIGINT received') && r()));
+      run.child.kill('SIGINT');
+      await stopLogged;
+      release();
+      const r = await run;
+      expect(r.code).toBe(1);
+      // The request in flight was answered; the batch after it never went out.
+      expect(arrivals).toBe(1);
+      expect(world.fme.events.map((e) => e.key)).toEqual(['user-1', 'user-2']);
+      const s = JSON.parse(r.stdout) as { notSent: number; resent: { fme: number }; deadLetterFile: string; deadLettersByReason: Record<string, number> };
+      expect(s).toMatchObject({ resent: { fme: 2 }, notSent: 1, deadLettersByReason: { fme_not_sent: 1 } });
+      expect(r.stderr).toContain('the 1 record(s) read but not sent are in the new dead-letter file');
+      expect(existsSync(file)).toBe(true);
+      const notSent = readFileSync(s.deadLetterFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; retriable: boolean; payload: { key: string } });
+      expect(notSent.map((l) => [l.reason, l.retriable, l.payload.key])).toEqual([['fme_not_sent', true, 'user-3']]);
+
+      // The same retry again finds nothing left to send in its file; the new file sends user-3: each event once.
+      const again = await runCli(['retry', file, '--json'], world.dir);
+      expect(again.code).toBe(0);
+      expect(JSON.parse(again.stdout)).toMatchObject({ resent: { fme: 0 }, alreadyHandled: 3, renamedTo: `${file}.retried` });
+      const rest = await runCli(['retry', s.deadLetterFile, '--json'], world.dir);
+      expect(rest.code).toBe(0);
+      expect(world.fme.events.map((e) => e.key)).toEqual(['user-1', 'user-2', 'user-3']);
     } finally {
       release();
       await gated.close();

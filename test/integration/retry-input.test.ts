@@ -6,7 +6,7 @@ import { exitCodeFor, messageFor } from '../../src/cli/exit-codes.js';
 import { defaultConfig } from '../../src/config/defaults.js';
 import type { Config } from '../../src/config/types.js';
 import { UsageError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { createMemoryLogger, silentLogger, type Logger } from '../../src/log/logger.js';
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { runRetry } from '../../src/pipeline/retry.js';
 import { createFmeEventsEmulator } from '../../src/sandbox/fme-events.js';
@@ -42,13 +42,13 @@ const fmeLetter = (key: string, extra: Record<string, unknown> = {}): string =>
   });
 
 /** Runs a retry of `name` (written with `content`, or made by `make`) with the run's dead letters in `<dir>/state/dead-letters/`. */
-async function retryOf(name: string, content: string | Buffer | ((path: string) => void)) {
+async function retryOf(name: string, content: string | Buffer | ((path: string) => void), logger: Logger = silentLogger) {
   const dir = tempDir('retry-input');
   const file = join(dir, name);
   if (typeof content === 'function') content(file);
   else writeFileSync(file, content);
   const deadLetters = new DeadLetterWriter(join(dir, 'state', 'dead-letters', 'retry-new.ndjson'), 'retry');
-  const outcome = await runRetry({ config: config(), file, logger: silentLogger, deadLetters, force: false }).then(
+  const outcome = await runRetry({ config: config(), file, logger, deadLetters, force: false }).then(
     (summary) => ({ summary, err: undefined }),
     (err: unknown) => ({ summary: undefined, err }),
   );
@@ -117,5 +117,27 @@ describe('amp-fme retry refuses what is not a dead-letter file', () => {
     const reasons = readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { reason: string }).reason);
     expect(reasons).toEqual(['unreadable_dead_letter', 'invalid_json']);
     expect(deadLetters.retriableCount).toBe(0);
+  });
+
+  it('re-sends only records whose retriable is true: "yes", 1 or none is not guessed at, but carried over and said', async () => {
+    const before = fme.count;
+    const logger = createMemoryLogger();
+    const lines = [fmeLetter('user-5'), fmeLetter('user-6', { retriable: 'yes' }), fmeLetter('user-7', { retriable: 1 }), fmeLetter('user-8', { retriable: undefined })];
+    const { file, deadLetters, summary, err } = await retryOf('old.ndjson', `${lines.join('\n')}\n`, logger);
+    expect(err).toBeUndefined();
+    expect(fme.events.slice(before).map((e) => e.key)).toEqual(['user-5']);
+    expect(summary).toMatchObject({ records: 4, resent: { fme: 1 }, carriedOver: 3, invalid: 3 });
+    // Each line kept as it was, not retriable, its line named.
+    const carried = readFileSync(deadLetters.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; detail: string; retriable: boolean; payload: string });
+    expect(carried.map((l) => [l.reason, l.retriable, l.payload])).toEqual(lines.slice(1).map((l) => ['unreadable_dead_letter', false, l]));
+    expect(carried.map((l) => l.detail)).toEqual([
+      `${file} line 2: its "retriable" is a string, not true or false`,
+      `${file} line 3: its "retriable" is a number, not true or false`,
+      `${file} line 4: its "retriable" is missing, not true or false`,
+    ]);
+    expect(deadLetters.retriableCount).toBe(0);
+    expect(logger.lines.filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([
+      expect.stringContaining(`${file} line 2 is not a dead-letter record retry can use (its "retriable" is a string, not true or false): it is not re-sent`),
+    ]);
   });
 });

@@ -190,6 +190,30 @@ describe('an interrupted retry', () => {
     expect(amplitude.events.filter((e) => e.insert_id === 'fme-mixed-1')).toHaveLength(1);
   });
 
+  it('sends nothing more once stopped: a flush stopped during its Amplitude request does not send its FME batch after it', async () => {
+    const dir = tempDir('retry-stop-mixed');
+    const { file, config } = rejectedBatchFile(dir, 2);
+    const event = { user_id: 'user-00045', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-mixed-stop', event_properties: { flag: 'f', treatment: 'on' } };
+    writeFileSync(file, `${readFileSync(file, 'utf8')}${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`);
+    config.amplitude.apiKey = AMPLITUDE_KEY;
+    config.amplitude.ingestionBaseUrl = server.url;
+    // The stop comes as Amplitude (sent first) receives its request, which then finishes.
+    const stop = new AbortController();
+    amplitudeFaults.onRequest = () => stop.abort('SIGINT received');
+    const before = fme.count;
+    const dl = new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry');
+    const s = await runRetry({ config, file, logger: silentLogger, deadLetters: dl, force: false, signal: stop.signal });
+    await dl.close();
+    expect(s.resent).toEqual({ fme: 0, amplitudeEvents: 1, amplitudeIdentifications: 0 });
+    expect(fme.count - before).toBe(0);
+    expect(s.notSent).toBe(2);
+    const letters = readFileSync(dl.path, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; retriable: boolean; payload: { key: string } });
+    expect(letters.map((l) => [l.reason, l.retriable, l.payload.key])).toEqual([['fme_not_sent', true, 'user-1'], ['fme_not_sent', true, 'user-2']]);
+    // Their lines count as done: they are in the new file, and the same retry run again does not send them too.
+    expect(JSON.parse(readFileSync(`${file}.retry-progress.json`, 'utf8'))).toMatchObject({ linesDone: 3 });
+    expect(s.renamedTo).toBeUndefined();
+  });
+
   it('re-sends identifications with a warning that they may put older treatments back', async () => {
     const dir = tempDir('retry-identify');
     const { file, config } = amplitudeLetterFile(dir, 'amplitude_throttled', { user_id: 'user-00043', user_properties: { checkout: 'on' } });
