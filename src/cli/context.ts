@@ -4,6 +4,7 @@ import { loadConfig, requireSecrets, type LoadedConfig, type Requirement } from 
 import type { Config } from '../config/types.js';
 import { summaryOf } from '../errors.js';
 import { redact } from '../http/redact.js';
+import { shellArg } from '../io/shell-quote.js';
 import { createLogger, type LogFormat, type Logger } from '../log/logger.js';
 import { createProgress, type Progress, type ProgressBarSpec } from '../log/progress.js';
 import { DeadLetterWriter } from '../pipeline/dead-letters.js';
@@ -145,9 +146,9 @@ export class CommandContext {
       // Advise a retry only for what a retry can re-send: it would only carry the others over to a new file.
       const advice =
         retriable === deadLetters
-          ? `Fix the cause, then re-send them with: amp-fme retry ${file}`
+          ? `Fix the cause, then re-send them with: amp-fme retry ${shellArg(file)}`
           : retriable > 0
-            ? `${retriable} of them can be re-sent: fix the cause, then run: amp-fme retry ${file} (the other ${deadLetters - retriable} cannot be re-sent as they are; the file gives each one's reason)`
+            ? `${retriable} of them can be re-sent: fix the cause, then run: amp-fme retry ${shellArg(file)} (the other ${deadLetters - retriable} cannot be re-sent as they are; the file gives each one's reason)`
             : "None of them can be re-sent as they are: the file gives each one's reason.";
       this.logger.warn(`${deadLetters} record(s) could not be delivered; they are in ${file}. ${advice}`);
       return EXIT.DEAD_LETTERS;

@@ -189,6 +189,28 @@ export function isUnused(state: ExportState): boolean {
   return onlyPlaced(state.cursor) && state.ranges.length === 0 && labelledSpans(state).length === 0;
 }
 
+/** Every hour a state's tracks delivered (in full or in part), as sorted, merged [first, last] epoch ms spans. */
+export function deliveredHours(state: ExportState): [number, number][] {
+  return mergeHourSpans([], labelledSpans(state).map((s) => s.span));
+}
+
+/**
+ * Where --since-last-run goes on from `state` (a window it was part-way through, else the hour after its last
+ * delivered one; undefined for a cursor with no place yet), and which of `hours` it would send from there: it
+ * passes over what the state's ranges delivered (passOverRanges), but knows nothing of hours only another
+ * state recorded, and FME does not deduplicate.
+ */
+export function cursorWouldSend(state: ExportState, hours: [number, number][]): { goesOn: number | undefined; spans: [number, number][] } {
+  const ip = state.cursor.inProgress;
+  const last = parseStateHour(state.cursor.lastDeliveredHour);
+  const goesOn = ip ? parseStateHour(ip.start) : last === undefined ? undefined : last + HOUR_MS;
+  // Its own window in progress is finished, not passed over: the rest of its events are sent.
+  const passedOver = labelledSpans(state).filter((s) => s.label !== CURSOR_LABEL);
+  let spans = hours.flatMap(([a, b]): [number, number][] => (goesOn === undefined ? [[a, b]] : b < goesOn ? [] : [[Math.max(a, goesOn), b]]));
+  for (const { span } of passedOver) spans = withoutHours(spans, span[0], span[1]);
+  return { goesOn, spans };
+}
+
 export function statePaths(stateDir: string, scope: string): { state: string; lock: string } {
   return { state: join(stateDir, `export-events-${scope}.json`), lock: join(stateDir, `export-events-${scope}.lock`) };
 }
@@ -402,16 +424,7 @@ export interface LabelledSpan {
 /** The parts of `spans` outside the hours of `hours` (a track's `sendsAgain`). */
 export function outside(spans: LabelledSpan[], hours: [number, number][]): LabelledSpan[] {
   let out = spans;
-  for (const [from, to] of hours) {
-    out = out.flatMap((s): LabelledSpan[] => {
-      const [x, y] = s.span;
-      if (to < x || from > y) return [s];
-      const kept: LabelledSpan[] = [];
-      if (x < from) kept.push({ ...s, span: [x, from - HOUR_MS] });
-      if (to < y) kept.push({ ...s, span: [to + HOUR_MS, y] });
-      return kept;
-    });
-  }
+  for (const [from, to] of hours) out = out.flatMap((s) => withoutHours([s.span], from, to).map((span) => ({ ...s, span })));
   return out;
 }
 
@@ -465,16 +478,7 @@ export function deliveredSpans(t: Track): [number, number][] {
   if (a === undefined || b === undefined || a > b) return partly;
   let spans: [number, number][] = [[a, b]];
   for (const sk of t.skipped ?? []) {
-    if (sk.partlyDelivered) continue;
-    const from = parseStateHour(sk.start) as number;
-    const to = parseStateHour(sk.end) as number;
-    spans = spans.flatMap(([x, y]): [number, number][] => {
-      if (to < x || from > y) return [[x, y]];
-      const kept: [number, number][] = [];
-      if (x < from) kept.push([x, from - HOUR_MS]);
-      if (to < y) kept.push([to + HOUR_MS, y]);
-      return kept;
-    });
+    if (!sk.partlyDelivered) spans = withoutHours(spans, parseStateHour(sk.start) as number, parseStateHour(sk.end) as number);
   }
   return [...spans, ...partly];
 }
@@ -504,14 +508,22 @@ function forgetDeliveredAgain(r: RangeTrack): void {
   const from = parseStateHour(r.firstHour);
   const to = parseStateHour(r.lastDeliveredHour);
   if (from === undefined || to === undefined) return;
-  const left = beforeSpans(r).flatMap(({ span: [a, b], partly }): DeliveredBefore[] => {
-    const rest: [number, number][] = [];
-    if (a < from) rest.push([a, Math.min(b, from - HOUR_MS)]);
-    if (b > to) rest.push([Math.max(a, to + HOUR_MS), b]);
-    return rest.map(([x, y]) => ({ start: formatHour(x), end: formatHour(y), ...(partly ? { partly: true as const } : {}) }));
-  });
+  const left = beforeSpans(r).flatMap(({ span, partly }) =>
+    withoutHours([span], from, to).map(([x, y]): DeliveredBefore => ({ start: formatHour(x), end: formatHour(y), ...(partly ? { partly: true as const } : {}) })),
+  );
   if (left.length > 0) r.deliveredBefore = left;
   else delete r.deliveredBefore;
+}
+
+/** `spans` less the hours `from..to`. */
+function withoutHours(spans: [number, number][], from: number, to: number): [number, number][] {
+  return spans.flatMap(([x, y]): [number, number][] => {
+    if (to < x || from > y) return [[x, y]];
+    const kept: [number, number][] = [];
+    if (x < from) kept.push([x, from - HOUR_MS]);
+    if (to < y) kept.push([to + HOUR_MS, y]);
+    return kept;
+  });
 }
 
 /** The window an interrupted run of this track was part-way through, if it delivered any of it. */

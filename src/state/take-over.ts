@@ -1,12 +1,13 @@
 import { existsSync, renameSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { formatHour } from '../amplitude/hours.js';
+import { describeWindow, formatHour, HOUR_MS } from '../amplitude/hours.js';
 import type { Config } from '../config/types.js';
 import { UsageError } from '../errors.js';
 import { currentFolder } from '../io/current-folder.js';
+import { shellArg } from '../io/shell-quote.js';
 import { withPath } from '../io/file-errors.js';
 import type { Logger } from '../log/logger.js';
-import { earlierState, type ExportStateStore, fileDigest, isUnused, otherStates, readExportState, stateFileScope, statePaths, takeOverState, type OtherState } from './export-state.js';
+import { cursorWouldSend, deliveredHours, earlierState, type ExportState, type ExportStateStore, fileDigest, isUnused, otherStates, parseStateHour, readExportState, stateFileScope, statePaths, takeOverState, type OtherState } from './export-state.js';
 import { acquireLock } from './lock.js';
 
 /**
@@ -33,7 +34,7 @@ export function refuseAfterKeyChange(stateDir: string, scope: string, startAt: n
   const others = otherStates(stateDir, scope);
   if (others.length === 0) return;
   const list = others.map((o) => `${basename(o.file)} (${o.lastDeliveredHour === undefined ? 'unreadable' : `delivered ${o.delivered.join(', ')}`})`).join('; ');
-  const file = others.length === 1 ? (others[0] as OtherState).file : "<the old keys' state file>";
+  const file = others.length === 1 ? shellArg((others[0] as OtherState).file) : "<the old keys' state file>";
   const guard = startAt !== undefined ? `amp-fme will not start from exportEvents.startAt (${formatHour(startAt)}) by itself` : 'amp-fme does not guess a start';
   throw new UsageError(
     `there is no --since-last-run state for these keys yet, but ${stateDir} holds what other keys delivered: ${list}. ` +
@@ -72,9 +73,12 @@ export function takeOverFrom(ctx: TakeOverContext, file: string, path: string, s
   }
   if (!statSync(from).isFile()) throw new UsageError(`--take-over takes an export-events state file: ${from} is a folder`);
   if (!isUnused(current)) {
+    const ours = deliveredHours(current);
+    const delivered = ours.length > 0 ? ` (delivered ${ours.map(([a, b]) => describeWindow({ start: a, end: b })).join(', ')})` : '';
     throw new UsageError(
-      `--take-over only starts the state of keys that have none yet, and ${mine.path} already records runs of these keys: two histories cannot be merged. ` +
-        'Move that file away first if it holds nothing you need.',
+      `--take-over only starts the state of keys that have none yet, and ${mine.path} already records runs of these keys${delivered}: two histories cannot be merged. ` +
+        `To go on from ${shellArg(from)} all the same, move ${basename(mine.path)} out of ${shellArg(dirname(mine.path))} (keep it: it is the only record of what these keys delivered), then run this command again. ` +
+        sentAgain(readExportState(from, theirs), ours),
     );
   }
   const lock = acquireLock(statePaths(dirname(from), theirs).lock, 'export-events --take-over');
@@ -89,6 +93,30 @@ export function takeOverFrom(ctx: TakeOverContext, file: string, path: string, s
   } finally {
     lock.release();
   }
+}
+
+/**
+ * What a take-over of `theirs` would do with the hours these keys delivered (`ours`), which the state moved away
+ * to make room no longer records: the cursor sends those it reaches again, and FME counts them twice. Says which,
+ * and how to stop before each and pass over it (--end, then --skip-to).
+ */
+function sentAgain(theirs: ExportState, ours: [number, number][]): string {
+  const { goesOn, spans } = cursorWouldSend(theirs, ours);
+  const at = goesOn === undefined ? 'where --start or exportEvents.startAt places it' : `at ${formatHour(goesOn)}`;
+  if (spans.length === 0) return `That state's cursor goes on ${at}, passing over what its ranges delivered: none of the hours these keys delivered would be sent again.`;
+  const [x, y] = spans[0] as [number, number];
+  const risk =
+    `That state's cursor goes on ${at}, and would send ${spans.map(([a, b]) => describeWindow({ start: a, end: b })).join(', ')} again, which these keys delivered: ` +
+    'FME does not deduplicate and would count those events twice.';
+  const ip = theirs.cursor.inProgress;
+  if (goesOn === undefined) return risk;
+  if (ip && x <= (parseStateHour(ip.end) as number)) {
+    return `${risk} The window ${ip.start}..${ip.end} the old keys were part-way through holds some of them and cannot be split: --skip-to can only pass over it whole, and its undelivered events would then never be sent.`;
+  }
+  const pass = `--skip-to ${formatHour(y + HOUR_MS)} --end ${formatHour(y)}`;
+  const first = x > goesOn ? `add --end ${formatHour(x - HOUR_MS)} to that command, then run once with --since-last-run ${pass}` : `add ${pass} to that command`;
+  const more = spans.length > 1 ? '; likewise for each later span: stop before it with --end, then pass over it with --skip-to <the hour after it> --end <its last hour>' : '';
+  return `${risk} To leave them out, ${first}${more}.`;
 }
 
 /**
@@ -108,9 +136,9 @@ export function finishTakeOver(logger: Logger, store: ExportStateStore): void {
     if (fileDigest(taken.from) !== taken.digest) {
       throw new UsageError(
         `${store.path} was taken over from ${taken.from} (${taken.at}), which is still there and has changed since: runs of the old keys went on from it, ` +
-          `and the two states disagree on what FME has (FME does not deduplicate). To go on from where the old keys stopped, move ${store.path} away and run once with ` +
-          `--since-last-run --take-over ${taken.from} (if these keys delivered hours since ${taken.at} as well, those are in FME twice over from then on). ` +
-          `To go on from this state instead, rename ${taken.from} to ${basename(taken.from)}.taken-over.`,
+          `and the two states disagree on what FME has (FME does not deduplicate). To go on from where the old keys stopped, move ${shellArg(store.path)} away and run once with ` +
+          `--since-last-run --take-over ${shellArg(taken.from)} (if these keys delivered hours since ${taken.at} as well, those are in FME twice over from then on). ` +
+          `To go on from this state instead, rename ${shellArg(taken.from)} to ${basename(taken.from)}.taken-over.`,
       );
     }
     try {

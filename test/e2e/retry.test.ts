@@ -48,6 +48,22 @@ describe('amp-fme retry (spawned)', () => {
     expect(world.fme.count).toBe(wanted.length);
   });
 
+  it("in a state.dir whose path has a space and a quote, the retry command the run suggests pastes into a shell as it is", async () => {
+    world = await startWorld();
+    const rows = [...generateExportRows(parseHourArg('20240301T10', 'start'), 20, { users: 50, treatmentShare: 0 })];
+    world.store.add(rows);
+    world.writeConfig({ exportEvents: { properties: ['uuid'], batchSize: 10, concurrency: 1 }, state: { dir: "cron's state" } });
+    world.fme.faults.push({ status: 400, body: '{"code":400,"message":"temporarily refusing"}' }, 19);
+    const first = await runCli(['export-events', '--start', '20240301T10', '--end', '20240301T10', '--json'], world.dir);
+    expect(first.code).toBe(3);
+    const advice = logLines(first.stderr).find((l) => l.message.includes('could not be delivered'))?.message ?? '';
+    const [, pasted] = /re-send them with: amp-fme retry (.+)$/.exec(advice) ?? [];
+    expect(pasted).toBeDefined();
+    const retry = await runCli(['retry', '--json'], world.dir, {}, { pasted: pasted as string });
+    expect(retry.code, retry.stderr).toBe(0);
+    expect((JSON.parse(retry.stdout) as { resent: { fme: number } }).resent.fme).toBe(10);
+  });
+
   it('writes what still fails, and what cannot be re-sent, to a new dead-letter file (exit 3)', async () => {
     world = await startWorld();
     world.writeConfig();

@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { floorHour, formatHour, HOUR_MS } from '../../src/amplitude/hours.js';
@@ -31,8 +32,8 @@ function seedHours(w: World, from: number, hours: number, perHour: number): Reco
   return rows.filter((r) => typeof r.user_id === 'string');
 }
 
-function stateFile(w: World): string {
-  const dir = join(w.dir, '.amp-fme');
+function stateFile(w: World, stateDir = '.amp-fme'): string {
+  const dir = join(w.dir, stateDir);
   const f = readdirSync(dir).find((n) => n.startsWith('export-events-') && n.endsWith('.json'));
   if (!f) throw new Error('no state file');
   return join(dir, f);
@@ -76,13 +77,19 @@ const CONFIG = { exportEvents: { properties: ['uuid'], windowHours: 6, lagHours:
  * A world whose FME takes the test SDK key and `newKeys`, with nine hours seeded from ago(12), of which the test
  * (old) key's cursor delivered ago(12)..ago(10): its state file is what a --take-over takes.
  */
-async function oldKeysWorld(newKeys: string[]): Promise<{ w: World; wanted: Record<string, unknown>[]; oldFile: string }> {
+async function oldKeysWorld(newKeys: string[], stateDir = '.amp-fme'): Promise<{ w: World; wanted: Record<string, unknown>[]; oldFile: string }> {
   const w = await startWorld({ fmeOptions: { sdkKey: [KEYS.fmeSdkKey, ...newKeys] } });
   world = w; // closed after the test, whatever happens below
   const wanted = seedHours(w, ago(12), 9, 10);
-  w.writeConfig(CONFIG);
+  w.writeConfig({ ...CONFIG, state: { dir: stateDir } });
   expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(10))], w.dir)).code).toBe(0);
-  return { w, wanted, oldFile: stateFile(w) };
+  return { w, wanted, oldFile: stateFile(w, stateDir) };
+}
+
+/** What /bin/sh makes of `text`, pasted as one argument: a path a message suggests comes back whole, or split. */
+async function asShellReadsIt(text: string): Promise<string[]> {
+  const { stdout } = await promisify(execFile)('/bin/sh', ['-c', `printf '%s\\0' ${text}`]);
+  return stdout.split('\0').slice(0, -1);
 }
 
 /** A first `--since-last-run --start` whose FME requests all fail: exit 1, nothing delivered. FME answers again afterwards. */
@@ -248,6 +255,57 @@ describe('unattended runs (spawned)', () => {
     expect(world.fme.count).toBe(withRange);
   });
 
+  it('--take-over into a state that holds runs says which file to move away, which hours the take-over would send twice, and how to leave them out: followed, each event reaches FME once', async () => {
+    const rotated = 'fme-sdk-key-server-rotated-9876';
+    const { w, wanted, oldFile } = await oldKeysWorld([rotated]); // the old keys delivered ago(12)..ago(10)
+    const run = (...args: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--log-format', 'text', ...args], w.dir, { FME_SDK_KEY: rotated });
+    // The new keys sent an hour by hand before the take-over: the old cursor, taken over, would reach it.
+    expect((await run('--start', formatHour(ago(6)), '--end', formatHour(ago(6)))).code).toBe(0);
+    const newFile = readdirSync(join(w.dir, '.amp-fme'))
+      .map((f) => join(w.dir, '.amp-fme', f))
+      .find((f) => f.endsWith('.json') && f !== oldFile) as string;
+    const sent = w.fme.count;
+
+    const refused = await run('--since-last-run', '--take-over', oldFile);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`${newFile} already records runs of these keys (delivered ${formatHour(ago(6))})`);
+    expect(refused.stderr).toContain(`move ${basename(newFile)} out of ${join(w.dir, '.amp-fme')}`);
+    expect(refused.stderr).toContain(`goes on at ${formatHour(ago(9))}, and would send ${formatHour(ago(6))} again`);
+    const [, end, pass] = /add (--end \S+) to that command, then run once with --since-last-run (--skip-to \S+ --end \S+)\./.exec(refused.stderr) ?? [];
+    expect(end).toBe(`--end ${formatHour(ago(7))}`);
+    expect(w.fme.count).toBe(sent);
+
+    // As the message says: the file kept aside, the take-over stopping before the hour, then a skip past it.
+    renameSync(newFile, `${newFile}.kept`);
+    const taken = await run('--since-last-run', '--take-over', oldFile, ...(end as string).split(' '));
+    expect(taken.code, taken.stderr).toBe(0);
+    expect((await run('--since-last-run', ...(pass as string).split(' '))).code).toBe(0);
+    expect((await run('--since-last-run')).code).toBe(0);
+    expectEachOnce(w, wanted.length);
+  });
+
+  it('--take-over into a state whose runs lie before where the old cursor goes on says none of them would be sent again, and so it is', async () => {
+    const rotated = 'fme-sdk-key-server-rotated-9876';
+    const { w, wanted, oldFile } = await oldKeysWorld([rotated]); // the old keys delivered ago(12)..ago(10)
+    const run = (...args: string[]): ReturnType<typeof runCli> => runCli(['export-events', '--log-format', 'text', ...args], w.dir, { FME_SDK_KEY: rotated });
+    // By mistake, the new keys sent again an hour the old keys had delivered.
+    expect((await run('--start', formatHour(ago(11)), '--end', formatHour(ago(11)), '--force')).code).toBe(0);
+    const newFile = readdirSync(join(w.dir, '.amp-fme'))
+      .map((f) => join(w.dir, '.amp-fme', f))
+      .find((f) => f.endsWith('.json') && f !== oldFile) as string;
+    const refused = await run('--since-last-run', '--take-over', oldFile);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`goes on at ${formatHour(ago(9))}, passing over what its ranges delivered: none of the hours these keys delivered would be sent again`);
+    renameSync(newFile, `${newFile}.kept`);
+    expect((await run('--since-last-run', '--take-over', oldFile)).code).toBe(0);
+    const counts = uuidCounts(w);
+    // Every event once, but those of ago(11), which the mistake had already sent twice: the take-over sent none again.
+    expect(counts.size).toBe(wanted.length);
+    const twice = [...counts.values()].filter((c) => c === 2).length;
+    expect([...counts.values()].every((c) => c === 1 || c === 2)).toBe(true);
+    expect(w.fme.count).toBe(wanted.length + twice);
+  });
+
   it('a --take-over killed between writing the new state and renaming the old file: the same command run again, or the next cron run, finishes it, and a later rotation names one file', async () => {
     const [rotated, third] = ['fme-sdk-key-server-rotated-9876', 'fme-sdk-key-server-third-5555'];
     const { w, wanted, oldFile } = await oldKeysWorld([rotated, third]);
@@ -291,6 +349,36 @@ describe('unattended runs (spawned)', () => {
     rmSync(newFile);
     expect((await cron('--take-over', oldFile)).code).toBe(0);
     expectEachOnce(world, wanted.length);
+  });
+
+  it("in a state.dir whose path has a space and a quote, the commands the take-over messages suggest paste into a shell as they are, and go on", async () => {
+    const rotated = 'fme-sdk-key-server-rotated-9876';
+    const stateDir = "cron's state";
+    const { w, wanted, oldFile } = await oldKeysWorld([rotated], stateDir);
+    const killed = await runCli(['export-events', '--since-last-run', '--take-over', oldFile], w.dir, { FME_SDK_KEY: rotated, NODE_OPTIONS: `--require ${KILL_BEFORE_RETIRE}` });
+    expect(killed.signal).toBe('SIGKILL');
+    expect((await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(7))], w.dir)).code).toBe(0);
+    const cron = (pasted?: string): ReturnType<typeof runCli> =>
+      runCli(['export-events', '--since-last-run', '--log-format', 'text'], w.dir, { FME_SDK_KEY: rotated }, pasted === undefined ? {} : { pasted });
+
+    // The old keys went on from their file: the message says which file to move away and what to run then.
+    const stopped = await cron();
+    expect(stopped.code).toBe(2);
+    const [, move, from] = /move (.+?) away and run once with --since-last-run --take-over (.+?) \(if/.exec(stopped.stderr) ?? [];
+    const newFile = join(w.dir, stateDir, readdirSync(join(w.dir, stateDir)).find((f) => f.endsWith('.json') && join(w.dir, stateDir, f) !== oldFile) as string);
+    expect(await asShellReadsIt(move as string)).toEqual([newFile]);
+    expect(await asShellReadsIt(from as string)).toEqual([oldFile]);
+    rmSync(newFile);
+
+    // A fresh cursor is refused with the command to run, which pastes as it is.
+    const refused = await cron();
+    expect(refused.code).toBe(2);
+    const [, suggested] = /--since-last-run --take-over (.+?): the new keys/.exec(refused.stderr) ?? [];
+    expect(await asShellReadsIt(suggested as string)).toEqual([oldFile]);
+    const once = await cron(`--take-over ${suggested as string}`);
+    expect(once.code, once.stderr).toBe(0);
+    expect(existsSync(`${oldFile}.taken-over`)).toBe(true);
+    expectEachOnce(w, wanted.length);
   });
 
   it('a --take-over run that stops on a mistake after taking over: the corrected command, --take-over still in it, goes on', async () => {

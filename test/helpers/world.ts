@@ -72,22 +72,23 @@ export interface CliResult {
  * Runs `node bin/amp-fme.js ...args` in `cwd` with the test keys in the environment (override with `env`).
  * `fileSizeLimit` runs it under `ulimit -f` (in the shell's blocks): writes past that fail with EFBIG, as on a
  * full disk, without filling one. `removeCwd` removes `cwd` (an empty folder) just before, as if it was deleted
- * from under the shell.
+ * from under the shell. `pasted` is shell text put after the args as it is, as a user pastes what a message
+ * suggests: /bin/sh parses it.
  */
 export function runCli(
   args: string[],
   cwd: string,
   env: Record<string, string | undefined> = {},
-  opts: { fileSizeLimit?: number; removeCwd?: boolean; terminal?: boolean } = {},
+  opts: { fileSizeLimit?: number; removeCwd?: boolean; terminal?: boolean; pasted?: string } = {},
 ): Promise<CliResult> & { child: ReturnType<typeof spawn> } {
   const before = [opts.fileSizeLimit !== undefined ? `ulimit -f ${opts.fileSizeLimit}` : '', opts.removeCwd ? 'rmdir "$PWD"' : ''].filter(Boolean);
   const quote = (a: string): string => `'${a.replace(/'/g, `'\\''`)}'`;
   const [command, argv] = opts.terminal
     ? // On a terminal, as a person runs it: util-linux `script` gives the CLI a pty (stdout and stderr both come out on stdout).
       ['script', ['-qefc', [process.execPath, BIN, ...args].map(quote).join(' '), '/dev/null']]
-    : before.length === 0
+    : before.length === 0 && opts.pasted === undefined
       ? [process.execPath, [BIN, ...args]]
-      : ['/bin/sh', ['-c', `${before.join(' && ')} && exec "$0" "$@"`, process.execPath, BIN, ...args]];
+      : ['/bin/sh', ['-c', [...before, `exec "$0" "$@" ${opts.pasted ?? ''}`].join(' && '), process.execPath, BIN, ...args]];
   const child = spawn(command, argv, {
     cwd,
     env: {
