@@ -64,6 +64,13 @@ async function main(): Promise<void> {
   };
   process.on('uncaughtException', onUncaught('uncaughtException'));
   process.on('unhandledRejection', onUncaught('unhandledRejection'));
+  // A reader that went away (`amp-fme demo | head -1`) is not the run's failure: what is left to print has nowhere to
+  // go, and the run goes on to its own end (a demo cleans up) and exit code. Unheard, it would be an error nothing caught.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+    });
+  }
   const program = buildProgram();
   // What commander writes to stderr (an error and its hint, or help shown for a missing command) is held, then written below.
   let stderrText = '';

@@ -84,6 +84,26 @@ describe('amp-fme demo and sandbox (spawned)', () => {
     }
   });
 
+  it('demo piped into a reader that stops early (| head -1), stdout and stderr alike: exit 0, no error, nothing left behind', async () => {
+    for (const redirect of ['', '2>&1']) {
+      const tmp = tempDir('demo-pipe');
+      const child = spawn('bash', ['-c', `"$0" "$1" demo --events 200 --impressions 100 ${redirect} | head -1; echo "demo exited $\{PIPESTATUS[0]}"`, process.execPath, BIN], {
+        cwd: tmp,
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: tmp },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      await new Promise((resolve) => child.on('close', resolve));
+      // The reader got its line; the demo wrote the rest into the closed pipe, and ran and cleaned up as usual.
+      expect(out, redirect).toMatch(/^Sandbox on http:\/\/127\.0\.0\.1:\d+: .*\ndemo exited 0\n$/);
+      expect(err, redirect).toBe('');
+      expect(readdirSync(tmp), redirect).toEqual([]);
+    }
+  });
+
   it('demo: a bad --faults or --impressions is a usage error (exit 2) before anything runs', async () => {
     for (const args of [['--faults', '5xx=2'], ['--impressions', 'abc']]) {
       const r = await runCli(['demo', ...args], process.cwd());
