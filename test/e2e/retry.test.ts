@@ -9,6 +9,30 @@ import { generateExportRows } from '../../src/sandbox/generate.js';
 import { startServer, type Route } from '../../src/sandbox/server.js';
 import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
+
+/**
+ * A server in front of `w`'s FME emulator that holds the first events request until `release()` (later ones go
+ * straight through): a run can then be caught with a request in flight. `arrivals()` counts events requests.
+ */
+async function holdFirstFmeRequest(w: World): Promise<{ gated: Awaited<ReturnType<typeof startServer>>; firstArrived: Promise<void>; release: () => void; arrivals: () => number }> {
+  let arrivals = 0;
+  let arrived!: () => void;
+  const firstArrived = new Promise<void>((r) => (arrived = r));
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const gateRoute: Route = async (req: IncomingMessage) => {
+    if (req.method === 'POST' && (req.url ?? '').startsWith('/api/events')) {
+      arrivals++;
+      if (arrivals === 1) {
+        arrived();
+        await gate;
+      }
+    }
+    return false;
+  };
+  const gated = await startServer([gateRoute, w.fme.route]);
+  return { gated, firstArrived, release, arrivals: () => arrivals };
+}
 let world: World | undefined;
 afterEach(async () => {
   await world?.close();
@@ -195,22 +219,7 @@ describe('amp-fme retry (spawned)', () => {
     world = await startWorld();
     // The first request to FME is held here until the test lets it go, so the first retry holds its lock meanwhile;
     // later requests go straight to the FME emulator.
-    let arrivals = 0;
-    let arrived!: () => void;
-    const firstArrived = new Promise<void>((r) => (arrived = r));
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const gateRoute: Route = async (req: IncomingMessage) => {
-      if (req.method === 'POST' && (req.url ?? '').startsWith('/api/events')) {
-        arrivals++;
-        if (arrivals === 1) {
-          arrived();
-          await gate;
-        }
-      }
-      return false;
-    };
-    const gated = await startServer([gateRoute, world.fme.route]);
+    const { gated, firstArrived, release, arrivals } = await holdFirstFmeRequest(world);
     try {
       // A timeout far beyond the test's own: the held request must not be given up on and sent again meanwhile.
       world.writeConfig({ fme: { eventsBaseUrl: `${gated.url}/api` }, http: { timeoutMs: 300_000 } });
@@ -234,7 +243,7 @@ describe('amp-fme retry (spawned)', () => {
       expect(second.stderr).toContain(`another amp-fme run holds the lock ${lockFile}: pid ${first.child.pid}`);
       expect(second.stderr).toContain('This run did nothing');
       // Nothing sent by the second run, the file not renamed, the first run's lock left in place.
-      expect(arrivals).toBe(1);
+      expect(arrivals()).toBe(1);
       expect(world.fme.requests).toHaveLength(0);
       expect(existsSync(file)).toBe(true);
       expect(JSON.parse(readFileSync(lockFile, 'utf8')).pid).toBe(first.child.pid);
@@ -243,7 +252,7 @@ describe('amp-fme retry (spawned)', () => {
       const done = await first;
       expect(done.code).toBe(0);
       expect(JSON.parse(done.stdout)).toMatchObject({ resent: { fme: 1 }, renamedTo: `${file}.retried` });
-      expect(arrivals).toBe(1);
+      expect(arrivals()).toBe(1);
       expect(world.fme.events).toEqual([expect.objectContaining({ key: 'user-1' })]);
       expect(existsSync(lockFile)).toBe(false);
     } finally {
@@ -255,22 +264,7 @@ describe('amp-fme retry (spawned)', () => {
   it('sends nothing more after SIGINT: the batch read but not sent goes to the new file, and the next retries send each event once', async () => {
     world = await startWorld();
     // The first request to FME is held until the test lets it go: the retry gets SIGINT while it is in flight.
-    let arrivals = 0;
-    let arrived!: () => void;
-    const firstArrived = new Promise<void>((r) => (arrived = r));
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const gateRoute: Route = async (req: IncomingMessage) => {
-      if (req.method === 'POST' && (req.url ?? '').startsWith('/api/events')) {
-        arrivals++;
-        if (arrivals === 1) {
-          arrived();
-          await gate;
-        }
-      }
-      return false;
-    };
-    const gated = await startServer([gateRoute, world.fme.route]);
+    const { gated, firstArrived, release, arrivals } = await holdFirstFmeRequest(world);
     try {
       world.writeConfig({ fme: { eventsBaseUrl: `${gated.url}/api` }, exportEvents: { batchSize: 2 }, http: { timeoutMs: 300_000 } });
       const file = join(world.dir, 'rejected.ndjson');
@@ -293,7 +287,7 @@ describe('amp-fme retry (spawned)', () => {
       const r = await run;
       expect(r.code).toBe(1);
       // The request in flight was answered; the batch after it never went out.
-      expect(arrivals).toBe(1);
+      expect(arrivals()).toBe(1);
       expect(world.fme.events.map((e) => e.key)).toEqual(['user-1', 'user-2']);
       const s = JSON.parse(r.stdout) as { notSent: number; resent: { fme: number }; deadLetterFile: string; deadLettersByReason: Record<string, number> };
       expect(s).toMatchObject({ resent: { fme: 2 }, notSent: 1, deadLettersByReason: { fme_not_sent: 1 } });
