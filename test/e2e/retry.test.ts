@@ -9,7 +9,6 @@ import { generateExportRows } from '../../src/sandbox/generate.js';
 import { startServer, type Route } from '../../src/sandbox/server.js';
 import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
-
 /**
  * A server in front of `w`'s FME emulator that holds the first events request until `release()` (later ones go
  * straight through): a run can then be caught with a request in flight. `arrivals()` counts events requests.
@@ -33,6 +32,7 @@ async function holdFirstFmeRequest(w: World): Promise<{ gated: Awaited<ReturnTyp
   const gated = await startServer([gateRoute, w.fme.route]);
   return { gated, firstArrived, release, arrivals: () => arrivals };
 }
+
 let world: World | undefined;
 afterEach(async () => {
   await world?.close();
