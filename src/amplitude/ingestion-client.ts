@@ -199,7 +199,7 @@ export class IngestionClient {
     count: number,
     items: () => T[],
     onReject: (item: T, r: Rejection) => void,
-    extras: Pick<DeliveryExtras<T>, 'hold' | 'deferId'> = {},
+    extras: Pick<DeliveryExtras<T>, 'hold' | 'deferId' | 'onAcknowledged'> = {},
   ): Promise<number> {
     let list: T[] | undefined;
     const listed = (): T[] => (list ??= items());
@@ -209,7 +209,10 @@ export class IngestionClient {
       return this.deliver(listed(), onReject, extras);
     }
     const v = this.answer(await this.send(count, body), listed);
-    if (v.kind === 'ok') return count;
+    if (v.kind === 'ok') {
+      extras.onAcknowledged?.(count);
+      return count;
+    }
     return this.deliver(listed(), onReject, { ...extras, firstVerdict: v });
   }
 

@@ -42,6 +42,12 @@ export interface DeliveryOptions<T extends WireItem> {
   /** After this many throttle delays for the same items, they are set aside as `amplitude_throttled`. */
   maxThrottleRounds: number;
   onReject(item: T, rejection: Rejection): void;
+  /**
+   * Called as each request is acknowledged, with its count. The total is also returned at the end, but a delivery
+   * that fails part-way (retries run out after a 413 split, a stop during a wait) throws instead: what it had
+   * delivered by then is in Amplitude, and the run's counts must say so.
+   */
+  onAcknowledged?(count: number): void;
   onThrottle?(count: number, delayMs: number): void;
   signal?: AbortSignal;
   /** The answer to a first request of all `items` already sent by the caller: the loop starts from it. */
@@ -70,7 +76,7 @@ export interface DeliveryOptions<T extends WireItem> {
 }
 
 /** What `deliverItems` takes besides the items and the request: answers, throttling, a stop. */
-export type DeliveryExtras<T extends WireItem> = Pick<DeliveryOptions<T>, 'firstVerdict' | 'hold' | 'round' | 'deferId'>;
+export type DeliveryExtras<T extends WireItem> = Pick<DeliveryOptions<T>, 'firstVerdict' | 'hold' | 'round' | 'deferId' | 'onAcknowledged'>;
 
 interface Work<T> {
   items: T[];
@@ -154,6 +160,7 @@ export async function deliverItems<T extends WireItem>(items: T[], o: DeliveryOp
     switch (v.kind) {
       case 'ok':
         sent += batch.length;
+        o.onAcknowledged?.(batch.length);
         break;
       case 'reject_all':
         for (const it of batch) o.onReject(it, v.rejection);

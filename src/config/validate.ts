@@ -177,7 +177,15 @@ const SCHEMA: Schema = {
       environment: str({ nonEmpty: true, maxLength: 1024 }),
       bucketingKey: str({ nonEmpty: true, maxLength: 1024 }),
     },
-    userPropertyPrefix: str({ maxLength: 200 }),
+    userPropertyPrefix: (v, path, problems) => {
+      const prefix = str({ maxLength: 200 })(v, path, problems);
+      // A user property named `$...` is read as an operation (`$set`, `$unset`, ...; specs/amplitude.md): with such a
+      // prefix every flag would be taken for an unknown operation and no user property set, while the run says sent.
+      if (typeof prefix === 'string' && prefix.startsWith('$')) {
+        return fail(problems, path, `must not start with "$": Amplitude reads user properties named "$..." as operations ($set, $unset, ...), so no flag would be set; got ${describe(v)}`);
+      }
+      return prefix;
+    },
     coalesce: oneOf('none', 'first'),
     batchSize: int(1, 2000),
     concurrency: int(1, 64),

@@ -130,6 +130,8 @@ export class ImpressionLanes {
   private heldBytes = 0;
   /** Cleared by `stopHolding`: throttled items are then dropped, not held. */
   private holding = true;
+  /** Set by `stopSending`: requests not started yet are not sent (identify mode's stop). */
+  private stopped = false;
   /** Throttled items dropped, not sent: the run stopped or failed while they were held. */
   droppedHeld = 0;
   /** The first error that stopped a request (fatal answer, retries exhausted): nothing more is sent. */
@@ -216,6 +218,16 @@ export class ImpressionLanes {
     }
   }
 
+  /**
+   * A stop of the sending itself (identify mode, whose identifications go only once all was read): requests in
+   * flight finish, and nothing more goes out, neither the requests queued in a lane nor what a lane collects.
+   * Event mode does not call it: a stop there ends the reading, and what was read is still sent.
+   */
+  stopSending(): void {
+    this.stopped = true;
+    this.stopHolding();
+  }
+
   private fileNo(file: string): number {
     const n = this.inputNames.lastIndexOf(file);
     return n !== -1 ? n : this.inputNames.push(file) - 1;
@@ -227,6 +239,14 @@ export class ImpressionLanes {
     if (lane.items.length + lane.count >= this.o.limits.maxItems || lane.bytes + size + 1 > this.o.limits.maxBytes) this.submit(lane);
     return lane;
   }
+
+  /**
+   * Counted per acknowledged request, not per delivery: a delivery split in parts (413, 400) that then fails
+   * (retries run out, a stop) has delivered its first parts, and the summary must count them.
+   */
+  private readonly acknowledged = (count: number): void => {
+    this.o.onDelivered(count);
+  };
 
   private readonly reject = (item: Item, r: Rejection): void => {
     this.o.deadLetters.write({ reason: r.reason, detail: r.detail, status: r.status, source: item.source, retriable: r.retriable, payload: JSON.parse(item.json) as unknown });
@@ -366,10 +386,10 @@ export class ImpressionLanes {
           }
           this.sent++;
           if (this.o.ingestion) {
-            this.o.onDelivered(await this.o.ingestion.deliver(items, this.reject, { hold: this.holder(h.lane), round }));
+            await this.o.ingestion.deliver(items, this.reject, { hold: this.holder(h.lane), round, onAcknowledged: this.acknowledged });
             this.paceAgain(h.lane, items);
           } else if (this.o.identify) {
-            this.o.onDelivered(await this.o.identify.deliver(items as LaneIdentification[], this.reject, { hold: this.holder<LaneIdentification>(h.lane), round }));
+            await this.o.identify.deliver(items as LaneIdentification[], this.reject, { hold: this.holder<LaneIdentification>(h.lane), round, onAcknowledged: this.acknowledged });
           }
         }
       }),
@@ -431,15 +451,15 @@ export class ImpressionLanes {
     const { ingestion, identify, scratch } = this.o;
     this.track(
       lane.limit(async () => {
-        if (this.failure !== undefined) return;
+        if (this.failure !== undefined || this.stopped) return;
         this.sent++;
         if (ingestion && body) {
-          const extras = { hold: this.holder<EncodedEvent>(lane), deferId: (id: string): boolean => lane.heldIds.has(id) };
-          this.o.onDelivered(await ingestion.deliverEncoded(body, count, () => this.encodedEvents(body, events, count), this.reject, extras));
+          const extras = { hold: this.holder<EncodedEvent>(lane), deferId: (id: string): boolean => lane.heldIds.has(id), onAcknowledged: this.acknowledged };
+          await ingestion.deliverEncoded(body, count, () => this.encodedEvents(body, events, count), this.reject, extras);
           // Delivered, dead-lettered or held (as copies): nothing reads the body any more, its buffer serves the next one.
           scratch.give('bodies', body.buffer as ArrayBuffer);
         } else if (identify) {
-          this.o.onDelivered(await identify.deliver(items, this.reject, { hold: this.holder<LaneIdentification>(lane) }));
+          await identify.deliver(items, this.reject, { hold: this.holder<LaneIdentification>(lane), onAcknowledged: this.acknowledged });
         }
       }),
     );

@@ -340,8 +340,9 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   // --- Read ------------------------------------------------------------------------------------------------
   let interrupted = false;
   let failure: unknown;
-  // A stop does not wait out throttle delays (only requests in flight finish).
-  const stopHolding = (): void => lanes.stopHolding();
+  // A stop does not wait out throttle delays (only requests in flight finish). In identify mode a stop ends the
+  // sending itself (README): the requests queued in the lanes, and what they collected, do not go out after it.
+  const stopHolding = (): void => (opts.mode === 'identify' ? lanes.stopSending() : lanes.stopHolding());
   opts.signal?.addEventListener('abort', stopHolding, { once: true });
   try {
     for (const input of inputs) {

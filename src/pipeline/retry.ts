@@ -272,11 +272,12 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
       }
     } else if (target === 'amplitude-event') {
       ingestion ??= new IngestionClient({ baseUrl: ingestionBaseUrl(config.amplitude), apiKey: config.amplitude.apiKey ?? '', http, api: pc.api, minIdLength: config.amplitude.minIdLength, retry, throttleDelayMs: pc.throttleDelayMs[pc.api], logger, signal: opts.signal });
-      summary.resent.amplitudeEvents += await ingestion.deliver(batch, (item, r) => fail(item.letter, r.reason, r.detail, r.status, r.retriable));
+      // Counted as acknowledged: a batch split by a 413 that then fails has still delivered its first parts.
+      await ingestion.deliver(batch, (item, r) => fail(item.letter, r.reason, r.detail, r.status, r.retriable), { onAcknowledged: (n) => (summary.resent.amplitudeEvents += n) });
     } else {
       identify ??= new IdentifyClient({ baseUrl: ingestionBaseUrl(config.amplitude), apiKey: config.amplitude.apiKey ?? '', http, retry, throttleDelayMs: pc.throttleDelayMs.identify, logger, signal: opts.signal });
       const items = batch.map((b) => ({ ...identifyItem(b.id, b.json), pending: b }));
-      summary.resent.amplitudeIdentifications += await identify.deliver(items, (item, r) => fail(item.pending.letter, r.reason, r.detail, r.status, r.retriable));
+      await identify.deliver(items, (item, r) => fail(item.pending.letter, r.reason, r.detail, r.status, r.retriable), { onAcknowledged: (n) => (summary.resent.amplitudeIdentifications += n) });
     }
   };
 

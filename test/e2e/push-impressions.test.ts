@@ -75,6 +75,15 @@ describe('amp-fme push-impressions (spawned)', () => {
     expect(coalesce.stderr).toContain('--coalesce applies to event mode');
   });
 
+  it('identify mode: a userPropertyPrefix starting with "$" is refused (exit 2, nothing sent), as Amplitude would read every property as an operation', async () => {
+    const config = join(dir, 'dollar-prefix.config.json');
+    writeFileSync(config, JSON.stringify({ amplitude: { ingestionBaseUrl: server.url }, http: FAST_HTTP, pushImpressions: { userPropertyPrefix: '$fme.' } }));
+    const r = await runCli(['push-impressions', 'bulk.json', '--mode', 'identify', '--config', config, '--log-format', 'text'], dir);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain('pushImpressions.userPropertyPrefix: must not start with "$"');
+    expect(emulator.requests).toHaveLength(0);
+  });
+
   it('exit 1 on an invalid API key, exit 2 on a missing file or a missing key', async () => {
     const bad = await runCli(['push-impressions', 'webhook.json'], dir, { AMPLITUDE_API_KEY: 'not-the-right-key-42' });
     expect(bad.code).toBe(1);

@@ -30,6 +30,34 @@ describe('identify mode: a stop while identifications are being sent', () => {
     expect(err?.message).toContain(`stopped after ${emulator.identifications} of 400`);
   });
 
+  it('sends nothing more once stopped: neither a request queued in the lane nor what the lane had collected', async () => {
+    // One lane, 10 users per request: the first request is held open until the stop has come; by then the
+    // second request waits in the lane and the lane collects the next users.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    emulator.faults.push({ status: 200, afterProcessing: true, until: gate });
+    const stop = new AbortController();
+    const config = pushConfig(API_KEY, bed.url, 20, (c) => {
+      c.pushImpressions.concurrency = 1;
+      c.pushImpressions.batchSize = 10;
+    });
+    const r = startPush(bed, [usersDump(bed, 'forty-users.ndjson', 40)], { config, mode: 'identify', signal: stop.signal });
+    const cancelStop = stopOnFirstRequest(emulator, stop);
+    const released = new Promise<void>((resolve) => {
+      stop.signal.addEventListener('abort', () => setTimeout(() => resolve(open()), 50), { once: true });
+    });
+    const err = (await r.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as Error | undefined;
+    cancelStop();
+    await released;
+    // Only the request in flight when the stop came went out, and the message counts what Amplitude stored.
+    expect(emulator.requests).toHaveLength(1);
+    expect(emulator.identifications).toBe(10);
+    expect(err?.message).toMatch(/^stopped after 10 of 40 users' identifications were sent/);
+  });
+
   it('a stop while reading sends nothing, and says why', async () => {
     const stop = new AbortController();
     stop.abort('SIGINT received');
