@@ -133,6 +133,11 @@ export class ExportClient {
   private readonly opts: ExportClientOptions;
   private readonly logger: Logger;
   private readonly auth: string;
+  /**
+   * Amplitude's clock at its latest answer, from the HTTP `Date` header (1 s resolution), and this machine's clock
+   * when that answer came: undefined until an answer carried one. See `serverNow`.
+   */
+  private serverDate: { server: number; local: number } | undefined;
 
   constructor(options: ExportClientOptions) {
     this.opts = options;
@@ -144,6 +149,15 @@ export class ExportClient {
 
   get log(): Logger {
     return this.logger;
+  }
+
+  /**
+   * What time it is by Amplitude's clock, going by the `Date` header of its latest answer and the time elapsed here
+   * since (undefined before an answer with one). Lets a run check this machine's clock: the settling lag is counted
+   * from the local clock, and one that runs ahead asks for hours that have not settled, or not even begun.
+   */
+  serverNow(localNow = Date.now()): number | undefined {
+    return this.serverDate && this.serverDate.server + (localNow - this.serverDate.local);
   }
 
   /** Where downloads are spooled. */
@@ -244,6 +258,8 @@ export class ExportClient {
         throw err;
       }
       const status = response.statusCode;
+      const date = Date.parse(String(response.headers.date ?? ''));
+      if (Number.isFinite(date)) this.serverDate = { server: date, local: Date.now() };
       if (status !== 200) {
         const body = await readErrorBody(stream);
         // Amplitude's answer for a range without data (specs/amplitude.md).

@@ -2,9 +2,9 @@ import type { WriteStream } from 'node:fs';
 import pLimit from 'p-limit';
 import { readArchiveRecords, type LineSink } from '../amplitude/archive.js';
 import { ExportClient, exportWindows } from '../amplitude/export-client.js';
-import { describeWindow, formatHour, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
+import { describeWindow, floorHour, formatHour, HOUR_MS, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
-import { InterruptedError, withSummary } from '../errors.js';
+import { FatalRemoteError, InterruptedError, withSummary } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
@@ -101,6 +101,34 @@ async function* interruptible<T>(source: AsyncGenerator<T>, signal: AbortSignal 
 }
 
 const NEWLINE = Buffer.from('\n');
+
+/**
+ * How far this machine's clock may run ahead of Amplitude's (its answers' `Date` header) before a window the local
+ * clock calls settled, but Amplitude's does not, stops the run. Response latency and the header's 1 s resolution
+ * stay far below it, and the settling lag (3 h by default, for ~2 h of settling) absorbs the rest: a slightly fast
+ * clock must not stop a run started at the top of an hour.
+ */
+export const CLOCK_AHEAD_TOLERANCE_MS = 10 * 60_000;
+
+/**
+ * A sending run must not record as delivered a window that has not settled by Amplitude's clock: an export of it
+ * misses the events Amplitude adds later (or, hours that have not even begun, all of them), and the cursor would
+ * move past them for good. The plan's settling lag is counted from this machine's clock, so a clock that jumped
+ * ahead (a wrong hardware clock, NTP not yet synced after a boot) would do exactly that, and exit 0.
+ */
+function checkSettledByAmplitude(window: HourWindow, serverNow: number | undefined, lagHours: number): void {
+  if (serverNow === undefined) return; // no Date header: nothing to compare with
+  const settled = floorHour(serverNow + CLOCK_AHEAD_TOLERANCE_MS - lagHours * HOUR_MS) - HOUR_MS;
+  if (window.end <= settled) return;
+  const aheadMin = Math.round((Date.now() - serverNow) / 60_000);
+  const ahead = aheadMin >= 120 ? `${Math.round(aheadMin / 60)} hours` : `${aheadMin} minutes`;
+  throw new FatalRemoteError(
+    'CLOCK_AHEAD',
+    `this machine's clock (${new Date().toISOString()}) is about ${ahead} ahead of Amplitude's (${new Date(serverNow).toISOString()}, from its answer's Date header): ` +
+      `by Amplitude's clock ${describeWindow(window)} has not settled (exportEvents.lagHours ${lagHours}), so it was not exported nor recorded as delivered, or its later events would never reach FME. ` +
+      'Set the clock right (NTP) and run again: the run goes on from what was recorded.',
+  );
+}
 
 function retryPolicy(c: Config): RetryPolicy {
   return { retries: c.http.retries, baseDelayMs: c.http.retryBaseDelayMs, maxDelayMs: c.http.retryMaxDelayMs };
@@ -284,6 +312,15 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       const splittable = (w: HourWindow): boolean => checkpoint.resumeRanges(w).length === 0;
       for await (const part of interruptible(exportWindows(exportClient, window, opts.signal, splittable, opts.goOnAt), opts.signal)) {
         const sub = part.window;
+        // Only a run that records what it delivered: a dry run or --output may read unsettled hours (it warns).
+        if (opts.checkpoint && mode === 'send') {
+          try {
+            checkSettledByAmplitude(sub, exportClient.serverNow(), ec.lagHours);
+          } catch (err) {
+            await part.archive?.dispose();
+            throw err;
+          }
+        }
         if (!part.archive) {
           logger.info(`no data in ${describeWindow(sub)}`, { window: describeWindow(sub) });
           await checkpoint.completeWindow(sub);

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockedError } from '../errors.js';
@@ -15,6 +15,12 @@ export interface LockInfo {
   command: string;
   /** The holder's start time from /proc (Linux), to tell a dead holder from a new process reusing its pid. */
   procStart?: string;
+  /**
+   * The holder's pid namespace (Linux, `pid:[4026531836]`). Containers sharing `state.dir` (a volume) often share
+   * the hostname too (`--hostname`, compose's `hostname:`, `--network host`), but a pid of another namespace means
+   * nothing here: it looks absent, or is another process (each container's first process is pid 1).
+   */
+  pidNamespace?: string;
 }
 
 export interface HeldLock {
@@ -33,8 +39,24 @@ function procStart(pid: number): string | undefined {
   }
 }
 
+function pidNamespace(): string | undefined {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Why the holder's pid cannot be checked from here, if it cannot: then the lock is respected as if it were alive. */
+function uncheckable(info: LockInfo): string | undefined {
+  if (info.hostname !== hostname()) return 'another host';
+  const ours = pidNamespace();
+  if (info.pidNamespace !== undefined && ours !== undefined && info.pidNamespace !== ours) return 'another pid namespace (another container) on this host name';
+  return undefined;
+}
+
 function isAlive(info: LockInfo): boolean {
-  if (info.hostname !== hostname()) return true; // cannot tell from here: assume it is
+  if (uncheckable(info) !== undefined) return true; // cannot tell from here: assume it is
   if (!processExists(info.pid)) return false;
   if (info.procStart !== undefined) {
     const now = procStart(info.pid);
@@ -88,14 +110,17 @@ export function acquireLock(path: string, command: string): HeldLock {
   const mine: LockInfo = { pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), command };
   const start = procStart(process.pid);
   if (start !== undefined) mine.procStart = start;
+  const ns = pidNamespace();
+  if (ns !== undefined) mine.pidNamespace = ns;
   const content = `${JSON.stringify(mine)}\n`;
 
   for (let attempt = 0; attempt < 5; attempt++) {
     if (createExclusive(path, content)) return held(path, mine);
     const holder = readLock(path);
     if (holder && isAlive(holder)) {
+      const elsewhere = uncheckable(holder);
       throw new LockedError(
-        `another amp-fme run holds the lock ${path}: pid ${holder.pid} on ${holder.hostname}, ${holder.command}, started ${holder.startedAt}. ` +
+        `another amp-fme run holds the lock ${path}: pid ${holder.pid} on ${holder.hostname}${elsewhere ? ` (in ${elsewhere}: its pid cannot be checked from here)` : ''}, ${holder.command}, started ${holder.startedAt}. ` +
           'This run did nothing. If that process is gone for good, delete the lock file.',
       );
     }

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -87,5 +87,39 @@ describe('acquireLock and a lock from another host', () => {
     // The other host's lock is left exactly as it was, and no takeover guard is left behind.
     expect(readFileSync(p, 'utf8')).toBe(content);
     expect(existsSync(`${p}.takeover`)).toBe(false);
+  });
+});
+
+describe('acquireLock and a lock from another container on the same host name', () => {
+  /** The pid namespace of this process, as a lock records it. */
+  const ourNamespace = (): string => readlinkSync('/proc/self/ns/pid');
+
+  it('respects a lock of another pid namespace whose pid is this very process (each container starts at pid 1)', () => {
+    const p = lockPath();
+    // What a run in another container wrote: same host name (compose's hostname:, --network host), its own pid space.
+    const content = `${JSON.stringify({ pid: process.pid, hostname: hostname(), startedAt: '2024-03-05T10:00:00.000Z', command: 'export-events --since-last-run', procStart: '1', pidNamespace: 'pid:[1]' })}\n`;
+    writeFileSync(p, content);
+    const err = lockError(p);
+    expect(err).toBeInstanceOf(LockedError);
+    expect((err as Error).message).toContain('another pid namespace');
+    expect((err as Error).message).toContain('This run did nothing');
+    expect(readFileSync(p, 'utf8')).toBe(content);
+  });
+
+  it('respects a lock of another pid namespace whose pid does not exist here', () => {
+    const p = lockPath();
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim());
+    writeFileSync(p, JSON.stringify({ pid: deadPid, hostname: hostname(), startedAt: '2024-03-05T10:00:00.000Z', command: 'x', procStart: '1', pidNamespace: 'pid:[1]' }));
+    expect(lockError(p)).toBeInstanceOf(LockedError);
+  });
+
+  it('records its own pid namespace, and still takes over a dead holder of the same one at once', () => {
+    const p = lockPath();
+    const deadPid = Number(spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout.trim());
+    writeFileSync(p, JSON.stringify({ pid: deadPid, hostname: hostname(), startedAt: '2024-03-05T10:00:00.000Z', command: 'x', pidNamespace: ourNamespace() }));
+    const lock = acquireLock(p, 'export-events');
+    const info = JSON.parse(readFileSync(p, 'utf8')) as { pid: number; pidNamespace: string };
+    expect(info).toMatchObject({ pid: process.pid, pidNamespace: ourNamespace() });
+    lock.release();
   });
 });
