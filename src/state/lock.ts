@@ -1,4 +1,4 @@
-import { closeSync, openSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { LockedError } from '../errors.js';
@@ -21,6 +21,13 @@ export interface LockInfo {
    * nothing here: it looks absent, or is another process (each container's first process is pid 1).
    */
   pidNamespace?: string;
+  /**
+   * The holder touches the lock file every `heartbeatMs` while it runs. A lock whose pid cannot be checked from here
+   * (another host, another container) is judged by that instead: not touched for FOREIGN_STALE_MS, its holder is
+   * gone (a crashed pod of a Kubernetes CronJob, a container restarted in a new pid namespace). Absent in locks of
+   * earlier versions, which are respected until deleted by hand.
+   */
+  heartbeatMs?: number;
 }
 
 export interface HeldLock {
@@ -55,8 +62,24 @@ function uncheckable(info: LockInfo): string | undefined {
   return undefined;
 }
 
-function isAlive(info: LockInfo): boolean {
-  if (uncheckable(info) !== undefined) return true; // cannot tell from here: assume it is
+/** How often a held lock is touched (LockInfo.heartbeatMs). */
+export const HEARTBEAT_MS = 60_000;
+/**
+ * A lock from another host or container not touched for this long is taken over: far beyond its heartbeat, so that
+ * clocks of hosts sharing `state.dir` that disagree by minutes, or a run briefly stopped, do not make a live lock stale.
+ */
+export const FOREIGN_STALE_MS = 15 * 60_000;
+
+function isAlive(info: LockInfo, path: string): boolean {
+  if (uncheckable(info) !== undefined) {
+    // Its pid cannot be checked from here: alive while it keeps touching the lock, if it does so.
+    if (info.heartbeatMs === undefined) return true;
+    try {
+      return Date.now() - statSync(path).mtimeMs < FOREIGN_STALE_MS;
+    } catch {
+      return false; // gone: try again
+    }
+  }
   if (!processExists(info.pid)) return false;
   if (info.procStart !== undefined) {
     const now = procStart(info.pid);
@@ -102,12 +125,13 @@ const GUARD_STALE_MS = 30_000;
 
 /**
  * Takes the lock at `path` (O_EXCL create). If another live process holds it: LockedError (exit 75) naming
- * the holder. If the holder is dead (pid gone, or reused by another process): the stale lock is taken over
- * at once, under a guard file so two runs cannot both take it over.
+ * the holder. If the holder is dead (pid gone, or reused by another process; on another host or in another
+ * container: its lock not touched for FOREIGN_STALE_MS): the stale lock is taken over at once, under a guard file
+ * so two runs cannot both take it over.
  */
 export function acquireLock(path: string, command: string): HeldLock {
   makeDirs(dirname(path));
-  const mine: LockInfo = { pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), command };
+  const mine: LockInfo = { pid: process.pid, hostname: hostname(), startedAt: new Date().toISOString(), command, heartbeatMs: HEARTBEAT_MS };
   const start = procStart(process.pid);
   if (start !== undefined) mine.procStart = start;
   const ns = pidNamespace();
@@ -117,11 +141,11 @@ export function acquireLock(path: string, command: string): HeldLock {
   for (let attempt = 0; attempt < 5; attempt++) {
     if (createExclusive(path, content)) return held(path, mine);
     const holder = readLock(path);
-    if (holder && isAlive(holder)) {
+    if (holder && isAlive(holder, path)) {
       const elsewhere = uncheckable(holder);
       throw new LockedError(
         `another amp-fme run holds the lock ${path}: pid ${holder.pid} on ${holder.hostname}${elsewhere ? ` (in ${elsewhere}: its pid cannot be checked from here)` : ''}, ${holder.command}, started ${holder.startedAt}. ` +
-          'This run did nothing. If that process is gone for good, delete the lock file.',
+          `This run did nothing. If that process is gone for good, delete the lock file${elsewhere && holder.heartbeatMs !== undefined ? ` (or wait: a lock it has not refreshed for ${FOREIGN_STALE_MS / 60_000} minutes is taken over)` : ''}.`,
       );
     }
     if (!holder) {
@@ -180,11 +204,22 @@ export function releaseHeldLocks(): void {
 
 function held(path: string, mine: LockInfo): HeldLock {
   let released = false;
+  // Touched while held, so that a run on another host or in another container can tell it from one left by a crash.
+  const heartbeat = setInterval(() => {
+    try {
+      const now = new Date();
+      utimesSync(path, now, now);
+    } catch {
+      // gone or unwritable: the next beat tries again; a lock not touched is only taken over after FOREIGN_STALE_MS
+    }
+  }, HEARTBEAT_MS);
+  heartbeat.unref();
   const lock: HeldLock = {
     path,
     release() {
       if (released) return;
       released = true;
+      clearInterval(heartbeat);
       heldLocks.delete(lock);
       const now = readLock(path);
       if (now && now.pid === mine.pid && now.startedAt === mine.startedAt) {

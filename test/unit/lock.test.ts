@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { LockedError } from '../../src/errors.js';
-import { acquireLock } from '../../src/state/lock.js';
+import { acquireLock, FOREIGN_STALE_MS, HEARTBEAT_MS } from '../../src/state/lock.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 function lockPath(): string {
@@ -87,6 +87,48 @@ describe('acquireLock and a lock from another host', () => {
     // The other host's lock is left exactly as it was, and no takeover guard is left behind.
     expect(readFileSync(p, 'utf8')).toBe(content);
     expect(existsSync(`${p}.takeover`)).toBe(false);
+  });
+
+  it('takes over a lock of another host or container that its holder has stopped touching (a crashed pod, a restarted container), and only then', () => {
+    const minutesAgo = (m: number): Date => new Date(Date.now() - m * 60_000);
+    for (const where of [{ hostname: `pod-${hostname()}-7f9c` }, { hostname: hostname(), pidNamespace: 'pid:[1]' }]) {
+      const p = lockPath();
+      writeFileSync(p, JSON.stringify({ pid: 1, ...where, startedAt: '2024-03-05T10:00:00.000Z', command: 'export-events --since-last-run', heartbeatMs: HEARTBEAT_MS }));
+      // Touched two minutes ago: its holder is running.
+      utimesSync(p, minutesAgo(2), minutesAgo(2));
+      const err = lockError(p);
+      expect(err).toBeInstanceOf(LockedError);
+      expect((err as Error).message).toContain(`not refreshed for ${FOREIGN_STALE_MS / 60_000} minutes is taken over`);
+      // Not touched for longer than FOREIGN_STALE_MS: its holder is gone, and this run goes on.
+      utimesSync(p, minutesAgo(FOREIGN_STALE_MS / 60_000 + 1), minutesAgo(FOREIGN_STALE_MS / 60_000 + 1));
+      const lock = acquireLock(p, 'export-events');
+      expect(JSON.parse(readFileSync(p, 'utf8'))).toMatchObject({ pid: process.pid, heartbeatMs: HEARTBEAT_MS });
+      lock.release();
+    }
+  });
+
+  it('respects a lock of another host from an earlier version (no heartbeat), however old', () => {
+    const p = lockPath();
+    writeFileSync(p, JSON.stringify({ pid: 1, hostname: `other-${hostname()}`, startedAt: '2024-03-05T10:00:00.000Z', command: 'export-events' }));
+    const old = new Date(Date.now() - 24 * 3_600_000);
+    utimesSync(p, old, old);
+    expect(lockError(p)).toBeInstanceOf(LockedError);
+  });
+
+  it('touches the lock it holds every HEARTBEAT_MS until released', () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const p = lockPath();
+      const lock = acquireLock(p, 'export-events');
+      const old = new Date(Date.now() - 3_600_000);
+      utimesSync(p, old, old);
+      vi.advanceTimersByTime(HEARTBEAT_MS);
+      expect(Date.now() - statSync(p).mtimeMs).toBeLessThan(10_000);
+      lock.release();
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
