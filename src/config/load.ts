@@ -86,10 +86,24 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
       problems.push({ path: s.path, message: `${fromEnv ? `${s.env} is` : 'is'} wrapped in quotes, which are then part of the key and no key has: remove them (the value is not shown)` });
     }
   }
+  // A proxy's password in amplitude.ingestionBaseUrl (validate.ts allows it there): masked like a key if any text shows the URL.
+  registerUrlPassword(config.amplitude.ingestionBaseUrl);
   if (problems.length > 0) throw new ConfigError(problems, filePath);
 
   const baseDir = filePath ? dirname(filePath) : cwd();
   return { config, filePath, baseDir, stateDir: resolve(baseDir, config.state.dir) };
+}
+
+/** The password of a URL (as written, percent-encoded, and decoded), for `redact`. */
+function registerUrlPassword(value: string | undefined): void {
+  if (value === undefined || !URL.canParse(value)) return;
+  const { password } = new URL(value);
+  registerSecret(password);
+  try {
+    registerSecret(decodeURIComponent(password));
+  } catch {
+    // A malformed escape (%zz): the password is only the text as written.
+  }
 }
 
 interface FoundConfig {
@@ -136,7 +150,10 @@ async function searchFolder(dir: string): Promise<FoundConfig | undefined> {
     throw unreadable(err, dir);
   }
   await refuseSkipped(dir, found?.filepath);
-  if (!found) return undefined;
+  if (!found) {
+    await refuseUnsearched(dir);
+    return undefined;
+  }
   if (found.isEmpty) throw fileError(found.filepath, IS_EMPTY);
   // jsonLoader has checked it with configIn.
   return { raw: found.config as Record<string, unknown>, filePath: found.filepath };
@@ -166,6 +183,31 @@ async function refuseSkipped(dir: string, foundPath: string | undefined): Promis
     } catch (err) {
       throw fileError(filePath, `could not be read (${unreadableBecause((err as NodeJS.ErrnoException).code, 'unknown error')}): make it readable by the user that runs amp-fme, or give --config <path>.`);
     }
+  }
+}
+
+/**
+ * Where cosmiconfig would look by default, or a user by analogy with amp-fme.config.json, but amp-fme does not: a
+ * config written there (`.amp-fmerc.yml`, `amp-fme.config.js`, `.config/amp-fmerc.json`) would be passed over
+ * without a word and the run would go on the defaults (the production hosts, region us).
+ */
+const UNSEARCHED_PLACES = [
+  ...['yaml', 'yml', 'js', 'ts', 'cjs', 'mjs'].flatMap((ext) => [`.amp-fmerc.${ext}`, `amp-fme.config.${ext}`]),
+  ...['', '.json', '.yaml', '.yml', '.js', '.ts', '.cjs', '.mjs'].map((ext) => join('.config', `amp-fmerc${ext}`)),
+];
+
+/** No config found: refuses a file in one of UNSEARCHED_PLACES rather than running on the defaults. */
+async function refuseUnsearched(dir: string): Promise<void> {
+  for (const place of UNSEARCHED_PLACES) {
+    const filePath = join(dir, place);
+    try {
+      await stat(filePath);
+    } catch {
+      continue;
+    }
+    const format = NOT_JSON[extname(filePath).toLowerCase()];
+    const what = format !== undefined ? `is ${format}, but the config file is JSON: amp-fme reads no other format and runs no code.` : 'is not a place amp-fme reads its config from.';
+    throw fileError(filePath, `${what} Without --config, the config is the first of an "amp-fme" key in package.json, amp-fme.config.json, .amp-fmerc and .amp-fmerc.json in the current folder: move it to amp-fme.config.json (as JSON), or give --config <path>.`);
   }
 }
 

@@ -44,16 +44,33 @@ const str =
     return v;
   };
 
-const url = (): Check => (v, path, problems) => {
-  if (typeof v !== 'string') return fail(problems, path, `must be a URL string, got ${describe(v)}`);
-  try {
-    const u = new URL(v);
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail(problems, path, `must be an http(s) URL, got ${describe(v)}`);
-  } catch {
-    return fail(problems, path, `must be a URL like https://example.com, got ${describe(v)}`);
-  }
-  return v;
-};
+/** A URL as messages may show it: a user name or password in it (`https://user:pass@proxy`) masked. */
+function describeUrl(v: unknown): string {
+  return describe(typeof v === 'string' ? v.replace(/^([a-z][-+.a-z0-9]*:\/\/)[^/?#]*@/i, '$1***@') : v);
+}
+
+const url =
+  (opts: { credentials?: boolean } = {}): Check =>
+  (v, path, problems) => {
+    if (typeof v !== 'string') return fail(problems, path, `must be a URL string, got ${describeUrl(v)}`);
+    let u: URL;
+    try {
+      u = new URL(v);
+    } catch {
+      return fail(problems, path, `must be a URL like https://example.com, got ${describeUrl(v)}`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail(problems, path, `must be an http(s) URL, got ${describeUrl(v)}`);
+    // new URL() takes a space at the end of "http://host " (it trims the text), but the request URL built on it
+    // ("http://host /api/2/export") is invalid: every request would fail as a "network error", and be retried.
+    if (/[\s\u0000-\u001f\u007f]/.test(v)) return fail(problems, path, 'holds a space, a tab or a line break (one at the end, pasted with the URL?): remove it');
+    // got turns `user:pass@` into an Authorization header that replaces the one carrying the keys (the Export API's
+    // Basic key pair, FME's SDK key): every request would be refused as if the key were wrong, and messages that
+    // name the URL would print the password.
+    if (!opts.credentials && (u.username !== '' || u.password !== '')) {
+      return fail(problems, path, 'must not hold a user name or password (user:password@): they would replace the API key amp-fme sends in the Authorization header, so every request would be refused as with a wrong key (the value is not shown)');
+    }
+    return v;
+  };
 
 const int =
   (min: number, max: number): Check =>
@@ -135,7 +152,8 @@ const SCHEMA: Schema = {
     apiKey: str({ nonEmpty: true, secret: true }),
     secretKey: str({ nonEmpty: true, secret: true }),
     exportBaseUrl: url(),
-    ingestionBaseUrl: url(),
+    // Batch, HTTP V2 and Identify carry the key in the body: a proxy's Basic credentials take nothing away.
+    ingestionBaseUrl: url({ credentials: true }),
     minIdLength: int(1, 5),
   },
   fme: {

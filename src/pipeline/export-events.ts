@@ -511,6 +511,19 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       { mergedEventTypes: list.length },
     );
   }
+  // A field name with a typo ("userId" for user_id) is no config error, as any path may be meant: it only finds no
+  // value, every event is skipped (no_identity) and the hours are recorded as delivered, with nothing sent.
+  const mappedRows = mstats.rows - (mstats.skipped.excluded_event_type ?? 0) - (mstats.invalid.no_event_type ?? 0);
+  if (mappedRows > 0) {
+    ec.identities.forEach((rule, i) => {
+      if ((mstats.identities[`missing_${rule.from}`] ?? 0) < mappedRows) return;
+      logger.warn(
+        `exportEvents.identities[${i}].from "${rule.from}" had no value in any of the ${mappedRows} events mapped: if that is not expected, check the field name ` +
+          `(an Amplitude export row has user_id, device_id, amplitude_id, user_properties.<name>, ...)${mode === 'send' ? '; the hours are recorded as delivered all the same' : ''}`,
+        { identity: i, from: rule.from, events: mappedRows },
+      );
+    });
+  }
   const summary: ExportEventsSummary = {
     start: formatHour(opts.start),
     end: formatHour(opts.end),

@@ -270,6 +270,28 @@ describe('loadConfig: only JSON is read', () => {
     expect(message).toMatch(/is not valid JSON: unexpected 'e'/);
   });
 
+  it('refuses a config in a place it does not search (cosmiconfig\'s other names) rather than running on the defaults, and runs nothing', async () => {
+    const marker = join(tempDir('cfgload'), 'ran.txt');
+    const files: [string, string][] = [
+      ['amp-fme.config.yaml', 'exportEvents:\n  windowHours: 7\n'],
+      ['.amp-fmerc.yml', 'exportEvents:\n  windowHours: 7\n'],
+      ['amp-fme.config.js', jsThatLeaves(marker)],
+      ['.amp-fmerc.cjs', jsThatLeaves(marker)],
+      [join('.config', 'amp-fmerc.json'), GOOD],
+    ];
+    for (const [file, body] of files) {
+      const dir = tempDir('cfgload');
+      mkdirSync(join(dir, '.config'));
+      writeFileSync(join(dir, file), body);
+      const err = await inFolder(dir, () => loadError({ cwd: dir }));
+      const message = expectUserError(err);
+      expect((err as ConfigError).source, file).toBe(join(dir, file));
+      expect(message, file).toMatch(file.endsWith('.json') ? /is not a place amp-fme reads its config from/ : /config file is JSON/);
+      expect(message, file).toContain('amp-fme.config.json');
+    }
+    expect(existsSync(marker)).toBe(false);
+  });
+
   it('does not follow cosmiconfig\'s "$import" (an unknown key), and runs nothing', async () => {
     const dir = tempDir('cfgload');
     const marker = join(dir, 'ran.txt');
