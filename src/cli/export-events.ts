@@ -8,7 +8,7 @@ import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { CURSOR_LABEL, earlierState, ExportStateStore, onlyPlaced, outside, rangeLabel, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
+import { CURSOR_LABEL, deliveredSpans, earlierState, ExportStateStore, onlyPlaced, outside, parseStateHour, rangeLabel, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
 import { finishTakeOver, refuseAfterKeyChange, takeOverFrom } from '../state/take-over.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
@@ -257,11 +257,14 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       return await ctx.finish(full, summaryLines(full, ctx.deadLetters.count));
     } catch (err) {
       ctx.stopProgress();
-      if (checkpoint) {
-        const snap = checkpoint.snapshot;
+      if (checkpoint && store) {
+        // As the state file says it, which is where the next run goes on: after a failed write it is behind what
+        // this run did (the batches in flight then are sent again, as after a crash).
+        const snap = store.recordedTrack(flags.sinceLastRun ? undefined : { start: start as number, end: end as number }) ?? checkpoint.snapshot;
         const again = flags.sinceLastRun ? 'the next --since-last-run' : 'running the same --start/--end again';
         // A cursor placed by a first --start (TrackCheckpoint.begin) has a last hour before its start: not a delivered one.
-        const lastDelivered = checkpoint.delivered ? snap.lastDeliveredHour : null;
+        const lastDelivered = deliveredSpans(snap).length > 0 ? snap.lastDeliveredHour : null;
+        const next = parseStateHour(snap.lastDeliveredHour);
         const where = snap.inProgress
           ? `inside window ${snap.inProgress.start}..${snap.inProgress.end} (its delivered batches are recorded)`
           : lastDelivered
@@ -269,7 +272,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
             : 'before the first window';
         logger.warn(`stopped ${where}; ${again} continues from there`, {
           lastDeliveredHour: lastDelivered,
-          nextHour: checkpoint.nextHour !== undefined ? formatHour(checkpoint.nextHour) : undefined,
+          nextHour: next !== undefined ? formatHour(next + HOUR_MS) : undefined,
         });
       }
       throw err;

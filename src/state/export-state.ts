@@ -543,9 +543,24 @@ export class ExportStateStore {
 
   constructor(
     readonly path: string,
-    scope: string,
+    private readonly scope: string,
   ) {
     this.state = readExportState(path, scope);
+  }
+
+  /**
+   * The cursor (or the range `start..end`) as the state file says it now, which is what the next run goes on from:
+   * after a failed write (a full disk) it is behind this store. Undefined when the file cannot be read.
+   */
+  recordedTrack(range?: { start: number; end: number }): Track | undefined {
+    let state: ExportState;
+    try {
+      state = readExportState(this.path, this.scope);
+    } catch {
+      return undefined;
+    }
+    if (!range) return state.cursor;
+    return state.ranges.find((r) => r.start === formatHour(range.start) && r.end === formatHour(range.end)) ?? { ...emptyTrack() };
   }
 
   get snapshot(): Readonly<ExportState> {

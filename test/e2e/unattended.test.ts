@@ -14,6 +14,8 @@ import { FAST_HTTP, KEYS, logLines, runCli, startWorld, type CliResult, type Wor
 
 /** Preload that SIGKILLs amp-fme just before it renames a state file `<file>.taken-over`. */
 const KILL_BEFORE_RETIRE = join(__dirname, '../helpers/kill-before-retire.cjs');
+/** Preload whose state file writes fail with ENOSPC after AMP_FME_TEST_STATE_WRITES_OK of them. */
+const STATE_DISK_FULL = join(__dirname, '../helpers/state-disk-full.cjs');
 
 let world: World | undefined;
 afterEach(async () => {
@@ -643,6 +645,30 @@ describe('unattended runs (spawned)', () => {
     expect(r.code).toBe(1);
     expect(logLines(r.stderr).some((l) => l.message.includes('--max-runtime'))).toBe(true);
     await expectNextRunCompletesExactlyOnce(world, wanted);
+  });
+
+  it.runIf(existsSync('/dev/full'))('a state write that fails part-way (disk full): the stop line says where the state file, not the run, got to', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(12), 4, 20); // ago(12)..ago(9), one window an hour
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, windowHours: 1, concurrency: 1 } });
+    // Placing the cursor, the first hour's batch and the hour done: the write for the second hour's batch fails.
+    const r = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(9)), '--log-format', 'json'], world.dir, {
+      NODE_OPTIONS: `--require ${STATE_DISK_FULL}`,
+      AMP_FME_TEST_STATE_WRITES_OK: '4',
+    });
+    expect(r.code).toBe(1);
+    expect(logLines(r.stderr).some((l) => l.level === 'error' && /ENOSPC/.test(l.message))).toBe(true);
+    const stop = logLines(r.stderr).find((l) => l.message.startsWith('stopped '));
+    const cursor = (JSON.parse(readFileSync(stateFile(world), 'utf8')) as { cursor: { lastDeliveredHour: string; inProgress: { start: string; end: string } | null } }).cursor;
+    // The file has the first hour delivered and nothing of the second (whose acknowledged batch could not be
+    // recorded), and the stop line says so: not 'inside window' the second hour, as this run had got to.
+    expect(cursor).toMatchObject({ lastDeliveredHour: formatHour(ago(12)), inProgress: null });
+    expect(stop?.message).toBe(`stopped after ${formatHour(ago(12))}; the next --since-last-run continues from there`);
+    expect(stop).toMatchObject({ lastDeliveredHour: formatHour(ago(12)), nextHour: formatHour(ago(11)) });
+    // With room again, the next run goes on from there: every event reaches FME (the batch whose record failed, twice).
+    const again = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(9))], world.dir);
+    expect(again.code, again.stderr).toBe(0);
+    expect(uuidCounts(world).size).toBe(wanted.length);
   });
 
   it('refuses to re-send an explicit range already delivered, unless --force', async () => {
