@@ -6,7 +6,7 @@ import { writeAllSync } from '../io/write-all.js';
 /**
  * Writes a file so that a crash, `kill -9` or power cut leaves either the old or the new content, never a
  * mix: write a temp file beside it, fsync it, rename it over the target, fsync the folder. When the temp file
- * cannot be written (a full disk), it is removed and the error names it; the target keeps its old content.
+ * cannot be written (a full disk) or renamed, it is removed and the error names it; the target keeps its old content.
  */
 export function writeFileAtomic(path: string, content: string): void {
   const tmp = `${path}.${process.pid}.tmp`;
@@ -20,7 +20,13 @@ export function writeFileAtomic(path: string, content: string): void {
     throw withPath(err, tmp);
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    // The target cannot be replaced (a folder of that name, a read-only mount...): no temp file is left beside it.
+    rmSync(tmp, { force: true });
+    throw err; // Node's message names both paths
+  }
   try {
     const dir = openSync(dirname(path), 'r');
     try {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -30,6 +30,15 @@ describe.runIf(process.platform === 'linux')('a write cut short by the disk or a
     // The error names the temp file (`state.json.<pid>.tmp`), which is gone.
     expect(out.startsWith(`EFBIG ${file}.`) && out.endsWith('.tmp')).toBe(true);
     expect(readFileSync(file, 'utf8')).toBe('old');
+    expect(readdirSync(dir)).toEqual(['state.json']);
+  });
+
+  it('fails the state write when the target cannot be replaced (a folder of that name), with no temp file left', async () => {
+    const { writeFileAtomic } = await import('../../src/state/atomic-write.js');
+    const dir = tempDir('short-write');
+    const target = join(dir, 'state.json');
+    mkdirSync(target);
+    expect(() => writeFileAtomic(target, '{}')).toThrow(expect.objectContaining({ code: 'EISDIR' }));
     expect(readdirSync(dir)).toEqual(['state.json']);
   });
 
