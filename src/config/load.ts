@@ -1,5 +1,6 @@
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cosmiconfig, type Loader } from 'cosmiconfig';
@@ -91,7 +92,15 @@ export async function loadConfig(options: LoadOptions = {}): Promise<LoadedConfi
   if (problems.length > 0) throw new ConfigError(problems, filePath);
 
   const baseDir = filePath ? dirname(filePath) : cwd();
-  return { config, filePath, baseDir, stateDir: resolve(baseDir, config.state.dir) };
+  return { config, filePath, baseDir, stateDir: resolve(baseDir, expandHome(config.state.dir)) };
+}
+
+/**
+ * `~` and `~/...` as a shell reads them (the home folder): a JSON config is not read by a shell, and `"~/amp-state"`
+ * would otherwise be a folder named `~` next to the config, where a cron run from elsewhere would not look.
+ */
+function expandHome(path: string): string {
+  return path === '~' || path.startsWith('~/') ? join(homedir(), path.slice(1)) : path;
 }
 
 /** The password of a URL (as written, percent-encoded, and decoded), for `redact`. */

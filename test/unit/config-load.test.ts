@@ -1,4 +1,5 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { exitCodeFor, messageFor } from '../../src/cli/exit-codes.js';
@@ -332,5 +333,15 @@ describe('loadConfig: keys with a stray character', () => {
     const loaded = await loadConfig({ cwd: tempDir('cfgkeys'), env: { FME_SDK_KEY: '  fme-key_0123456789.x  \n', AMPLITUDE_API_KEY: 'a1b2c3d4e5f6' } });
     expect(loaded.config.fme.sdkKey).toBe('fme-key_0123456789.x');
     expect(loaded.config.amplitude.apiKey).toBe('a1b2c3d4e5f6');
+  });
+});
+
+describe('state.dir', () => {
+  it('takes ~/ as the home folder, as a shell would, and anything else relative to the config file', async () => {
+    const dir = tempDir('config-home');
+    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ state: { dir: '~/amp-state' } }));
+    expect((await loadConfig({ env: {}, cwd: dir })).stateDir).toBe(join(homedir(), 'amp-state'));
+    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ state: { dir: 'x/~/y' } }));
+    expect((await loadConfig({ env: {}, cwd: dir })).stateDir).toBe(join(dir, 'x/~/y'));
   });
 });
