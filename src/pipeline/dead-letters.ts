@@ -37,7 +37,9 @@ const WRITE_AT = 64 * 1024;
  * rare, and a write that has returned cannot be lost by the process dying.
  */
 export class DeadLetterWriter {
-  readonly path: string;
+  private file: string;
+  /** Whether this writer has created its file (after that, a reopen appends to it). */
+  private created = false;
   private fd: number | undefined;
   private pending: string[] = [];
   private pendingSize = 0;
@@ -53,8 +55,16 @@ export class DeadLetterWriter {
   private lock: HeldLock | undefined;
 
   constructor(path: string, command: string) {
-    this.path = path;
+    this.file = path;
     this.command = command;
+  }
+
+  /**
+   * The file's path: the one given, unless another run had already created a file of that name when this one
+   * wrote its first record; then the first free `<name>-2.ndjson`, `-3`... (see `open`).
+   */
+  get path(): string {
+    return this.file;
   }
 
   write(letter: DeadLetter): void {
@@ -127,13 +137,37 @@ export class DeadLetterWriter {
     }
   }
 
+  /**
+   * Opens the file for appending. The first time it must be a new file: names are per command, second and pid, and
+   * two containers sharing state.dir both run as pid 1, so two runs started in the same second would otherwise mix
+   * their records (each retried with one config's keys). Another run's file of that name is left alone.
+   */
+  private open(): number {
+    makeDirs(dirname(this.file));
+    if (this.created) {
+      this.takeLock();
+      return openSync(this.file, 'a');
+    }
+    const base = this.file.replace(/\.ndjson$/, '');
+    for (let n = 1; ; n++) {
+      const candidate = n === 1 ? this.file : `${base}-${n}.ndjson`;
+      let fd: number;
+      try {
+        fd = openSync(candidate, 'ax');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST' && n < 100) continue;
+        throw withPath(err, candidate);
+      }
+      this.file = candidate;
+      this.created = true;
+      this.takeLock();
+      return fd;
+    }
+  }
+
   private writeOut(): void {
     if (this.pending.length === 0) return;
-    if (this.fd === undefined) {
-      makeDirs(dirname(this.path));
-      this.takeLock();
-      this.fd = openSync(this.path, 'a');
-    }
+    if (this.fd === undefined) this.fd = this.open();
     const before = fstatSync(this.fd).size;
     try {
       writeAllSync(this.fd, this.pending.join(''));

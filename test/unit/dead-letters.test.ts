@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { messageFor } from '../../src/cli/exit-codes.js';
@@ -17,6 +17,20 @@ describe('DeadLetterWriter', () => {
     // Read at once, in the same turn: a record waiting for a stream's asynchronous write would not be there yet.
     expect(linesOf(dl.path).map((l) => l.reason)).toEqual(['invalid_json', 'fme_rejected']);
     expect(dl.counts()).toEqual({ invalid_json: 1, fme_rejected: 1 });
+  });
+
+  it("never writes into another run's file of the same name (two containers, both pid 1, started in the same second)", async () => {
+    const path = join(tempDir('dl'), 'export-events-20240301T110000Z-1.ndjson');
+    writeFileSync(path, '{"reason":"fme_rejected","retriable":true,"payload":{"key":"theirs"}}\n');
+    const dl = new DeadLetterWriter(path, 'export-events');
+    dl.write({ reason: 'fme_rejected', retriable: true, payload: { key: 'ours' } });
+    await dl.close();
+    expect(dl.path).toBe(path.replace(/\.ndjson$/, '-2.ndjson'));
+    expect(linesOf(path).map((l) => l.payload)).toEqual([{ key: 'theirs' }]);
+    // A later record of this run, after close, goes on in its own file.
+    dl.write({ reason: 'fme_rejected', retriable: true, payload: { key: 'ours, later' } });
+    await dl.close();
+    expect(linesOf(dl.path).map((l) => l.payload)).toEqual([{ key: 'ours' }, { key: 'ours, later' }]);
   });
 
   it('counts the records a retry may re-send', () => {
@@ -57,7 +71,13 @@ describe('DeadLetterWriter', () => {
   });
 
   it.runIf(existsSync('/dev/full'))('names its file when the disk is full', async () => {
-    const dl = new DeadLetterWriter('/dev/full', 'push-impressions');
+    const path = join(tempDir('dl'), 'dead.ndjson');
+    const dl = new DeadLetterWriter(path, 'push-impressions');
+    dl.write({ reason: 'invalid_json', retriable: false, payload: '{' });
+    await dl.close();
+    // The disk fills up before the run's next record: its file, opened again to append, now leads to /dev/full.
+    rmSync(path);
+    symlinkSync('/dev/full', path);
     dl.write({ reason: 'invalid_json', retriable: false, payload: '{' });
     let err: unknown;
     try {
@@ -65,8 +85,7 @@ describe('DeadLetterWriter', () => {
     } catch (e) {
       err = e;
     }
-    expect(messageFor(err)).toMatch(/^could not write \/dev\/full: no space left on the device \(ENOSPC\)/);
-    // Gives back the file's lock (/dev/full.lock, when the tests run as root).
+    expect(messageFor(err)).toMatch(new RegExp(`^could not write ${path}: no space left on the device \\(ENOSPC\\)`));
     await dl.close().catch(() => undefined);
   });
 });
