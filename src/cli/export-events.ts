@@ -8,7 +8,7 @@ import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
-import { CURSOR_LABEL, deliveredSpans, earlierState, ExportStateStore, onlyPlaced, outside, parseStateHour, rangeLabel, statePaths, stateScope, takeOverState, type TrackCheckpoint } from '../state/export-state.js';
+import { CURSOR_LABEL, deliveredSpans, earlierState, ExportStateStore, onlyPlaced, outside, parseStateHour, rangeLabel, statePaths, stateScope, takeOverState, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
 import { finishTakeOver, refuseAfterKeyChange, takeOverFrom } from '../state/take-over.js';
 import { addCommonOptions, runCommand, type CommandContext, type CommonFlags } from './context.js';
 import { EXIT } from './exit-codes.js';
@@ -114,6 +114,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     let checkpoint: TrackCheckpoint | undefined;
     /** --force, unless a range run with --force resumes (it goes on as that run was asked to). */
     let force = flags.force === true;
+    /** A range run with --force that stopped part-way, going on (RangeTrack.forcedOver). */
+    let forcedResume = false;
     const startAt = config.exportEvents.startAt !== undefined ? parseHourArg(config.exportEvents.startAt, 'start', 'exportEvents.startAt') : undefined;
     let skip: SkipPlan | undefined;
     /** A cursor that has done nothing yet (placed by a first --start that failed) starts again where --start says. */
@@ -138,7 +140,7 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       // A range run with --force that stopped part-way goes on where it stopped, whether --force is given again (the
       // same command, run again) or not: starting over would send what it had sent once more. It sends the hours the
       // force was given for (forcedOver), and passes over hours other runs delivered since.
-      const forcedResume = earlier?.forcedOver !== undefined && !complete && !onlyPlaced(earlier);
+      forcedResume = earlier?.forcedOver !== undefined && !complete && !onlyPlaced(earlier);
       if (forcedResume) {
         force = false;
         logger.info(`${formatHour(start)}..${formatHour(end)} was run with --force and stopped part-way: it goes on where it stopped, and sends again the hours --force was given for`);
@@ -198,14 +200,26 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
       const own = flags.sinceLastRun ? CURSOR_LABEL : rangeLabel(formatHour(start as number), formatHour(end as number));
       const others = store.deliveredSpans().filter((s) => s.label !== own);
       // A range run with --force, resumed, sends the hours the force was given for.
-      const clash = overlaps(plan.start, plan.end, checkpoint ? outside(others, checkpoint.sendsAgain) : others);
+      const inWay = checkpoint ? outside(others, checkpoint.sendsAgain) : others;
+      let clash = overlaps(plan.start, plan.end, inWay);
+      if (clash.length > 0 && forcedResume && flags.force === true) {
+        // In the way of a forced range resumed is only what was delivered since the force: passOverRanges passed over
+        // the hours delivered in full and stopped at a window another run delivered in part, which can neither be
+        // passed over nor split. --force given again (as the refusal below says) sends that window and stops after
+        // it, so that the next run passes over what follows; it does not start the range over.
+        const { start: from, end: to } = plan;
+        const first = inWay.filter((s) => s.span[0] <= to && s.span[1] >= from).sort((a, b) => a.span[0] - b.span[0])[0] as LabelledSpan;
+        const upTo = planFrom(checkpoint?.nextHour, Math.min(first.span[1], to));
+        if (upTo.kind === 'run') plan = upTo;
+        clash = [];
+      }
       if (clash.length > 0 && !force) {
         // A range that resumes would start over with --force, sending what it delivered before again too.
-        const resuming = !flags.sinceLastRun && plan.resumed ? ` This range was interrupted after delivering part of it: --force would start it over and send that part again as well.` : '';
+        const resuming = !flags.sinceLastRun && plan.resumed && !forcedResume ? ` This range was interrupted after delivering part of it: --force would start it over and send that part again as well.` : '';
         throw new UsageError(`part of ${formatHour(plan.start)}..${formatHour(plan.end)} was already delivered: ${clash.join('; ')}. FME does not deduplicate: narrow the range, or add --force to send those hours again.${resuming}`);
       }
       const again = overlaps(plan.start, plan.end, others);
-      const why = force ? '--force' : 'a range run with --force, resumed';
+      const why = flags.force === true ? '--force' : 'a range run with --force, resumed';
       if (again.length > 0) logger.warn(`${why}: sending hours that were already delivered again (${again.join('; ')}); FME will count them twice`);
     }
     await placeCursor();

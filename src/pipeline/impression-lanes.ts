@@ -134,6 +134,11 @@ export class ImpressionLanes {
   private stopped = false;
   /** Throttled items dropped, not sent: the run stopped or failed while they were held. */
   droppedHeld = 0;
+  /**
+   * Items a lane had queued or collected when `stopSending` came, not sent: the run was cut short even if reading
+   * and folding had ended before the stop, which then only the lanes know.
+   */
+  droppedByStop = 0;
   /** The first error that stopped a request (fatal answer, retries exhausted): nothing more is sent. */
   failure: unknown;
 
@@ -451,7 +456,11 @@ export class ImpressionLanes {
     const { ingestion, identify, scratch } = this.o;
     this.track(
       lane.limit(async () => {
-        if (this.failure !== undefined || this.stopped) return;
+        if (this.failure !== undefined) return;
+        if (this.stopped) {
+          this.droppedByStop += items.length + count;
+          return;
+        }
         this.sent++;
         if (ingestion && body) {
           const extras = { hold: this.holder<EncodedEvent>(lane), deferId: (id: string): boolean => lane.heldIds.has(id), onAcknowledged: this.acknowledged };

@@ -457,8 +457,9 @@ export async function runPushImpressions(opts: PushImpressionsOptions): Promise<
   // A stop that ended a wait between two attempts fails that request with an InterruptedError: the run was stopped, not failed.
   const stoppedRetrying = failure instanceof InterruptedError && opts.signal?.aborted === true;
   if (failure !== undefined && !stoppedRetrying) throw withSummary(failure, counts);
-  // Held items are dropped only by a stop (a failure has thrown above): even after reading ended, that stop cut the run short.
-  if (interrupted || stoppedRetrying || lanes.droppedHeld > 0) {
+  // Held items, and in identify mode the requests queued in the lanes, are dropped only by a stop (a failure has thrown
+  // above): even after reading (and folding) ended, that stop cut the run short.
+  if (interrupted || stoppedRetrying || lanes.droppedHeld > 0 || lanes.droppedByStop > 0) {
     const held = lanes.droppedHeld > 0 ? `, ${lanes.droppedHeld} held back (after a 429, or paced over HTTP V2) not sent` : '';
     // Identify mode has no insert_ids: a rerun is safe because it sets the same latest treatments again.
     const message =

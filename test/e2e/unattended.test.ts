@@ -1007,6 +1007,41 @@ describe('unattended runs (spawned)', () => {
     expect(r.stderr).toContain('This range was interrupted after delivering part of it: --force would start it over and send that part again as well.');
   });
 
+  it('a range run with --force, resumed, that reaches a window another range delivered in part: --force, as the refusal says, sends that window, and the next run passes over what follows', async () => {
+    world = await startWorld();
+    seedHours(world, ago(30), 3, 5);
+    const partlyHour = seedHours(world, ago(27), 1, 5);
+    seedHours(world, ago(26), 1, 5);
+    world.writeConfig(CONFIG);
+    const [a, b, p, d] = [formatHour(ago(30)), formatHour(ago(26)), formatHour(ago(27)), formatHour(ago(26))];
+    expect((await runCli(['export-events', '--start', a, '--end', formatHour(ago(28))], world.dir)).code).toBe(0);
+    // The range a..b, run with --force and stopped after ago(28); since then a range over ago(27) was interrupted
+    // inside it, and one over ago(26) delivered it.
+    editState(stateFile(world), (state: { ranges: unknown[] }) => {
+      state.ranges = [
+        { start: a, end: b, firstHour: a, lastDeliveredHour: formatHour(ago(28)), inProgress: null, updatedAt: new Date().toISOString(), forcedOver: [] },
+        { start: p, end: p, firstHour: null, lastDeliveredHour: null, inProgress: { start: p, end: p, acked: [[0, 1]] }, updatedAt: new Date().toISOString() },
+        { start: d, end: d, firstHour: d, lastDeliveredHour: d, inProgress: null, updatedAt: new Date().toISOString() },
+      ];
+    });
+    const sent = world.fme.count;
+    const refused = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'text'], world.dir);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('add --force to send those hours again');
+    expect(refused.stderr).not.toContain('--force would start it over');
+
+    const forced = await runCli(['export-events', '--start', a, '--end', b, '--force', '--log-format', 'text'], world.dir);
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stderr).toContain(`--force: sending hours that were already delivered again (${p}..${p} (delivered in part by the range ${p}..${p}))`);
+    expect(world.fme.count - sent).toBe(partlyHour.length);
+
+    const rest = await runCli(['export-events', '--start', a, '--end', b, '--log-format', 'text'], world.dir);
+    expect(rest.code, rest.stderr).toBe(0);
+    expect(rest.stderr).toContain(`passes over ${d}..${d}: delivered by the range ${d}..${d}`);
+    expect(world.fme.count - sent).toBe(partlyHour.length);
+    expect((await runCli(['export-events', '--start', a, '--end', b], world.dir)).stderr).toContain('was already delivered in full');
+  });
+
   it('stops, saying how to go on, when the cursor reaches a range an interrupted run was part-way through', async () => {
     world = await startWorld();
     seedHours(world, ago(30), 5, 5);

@@ -58,6 +58,29 @@ describe('identify mode: a stop while identifications are being sent', () => {
     expect(err?.message).toMatch(/^stopped after 10 of 40 users' identifications were sent/);
   });
 
+  it('a stop once every identification is queued still fails the run: the requests it kept from going out are not sent', async () => {
+    // 20 users, 10 per request, one lane: the folding ends at once, both requests are queued, and the stop comes
+    // while the first is held open; the second is then never sent.
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    emulator.faults.push({ status: 200, afterProcessing: true, until: gate });
+    const stop = new AbortController();
+    const config = pushConfig(API_KEY, bed.url, 20, (c) => {
+      c.pushImpressions.concurrency = 1;
+      c.pushImpressions.batchSize = 10;
+    });
+    const r = startPush(bed, [usersDump(bed, 'twenty-users.ndjson', 20)], { config, mode: 'identify', signal: stop.signal });
+    const cancelStop = stopOnFirstRequest(emulator, stop);
+    stop.signal.addEventListener('abort', () => setTimeout(() => open(), 50), { once: true });
+    const err = (await r.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    )) as Error | undefined;
+    cancelStop();
+    expect(emulator.identifications).toBe(10);
+    expect(err?.message).toMatch(/^stopped after 10 of 20 users' identifications were sent; running the same command again is safe/);
+  });
+
   it('a stop while reading sends nothing, and says why', async () => {
     const stop = new AbortController();
     stop.abort('SIGINT received');
