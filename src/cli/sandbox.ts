@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { Command } from 'commander';
 import { formatHour } from '../amplitude/hours.js';
 import { UsageError } from '../errors.js';
+import { shellArg } from '../io/shell-quote.js';
 import { parseFaultRates } from '../sandbox/faults.js';
 import { EXIT } from './exit-codes.js';
 
@@ -46,7 +47,7 @@ export function sandboxCommand(): Command {
         });
         const configText = `${JSON.stringify(sandbox.config, null, 2)}\n`;
         if (flags.writeConfig) writeConfig(flags.writeConfig, configText);
-        const configHint = flags.writeConfig ? `--config ${flags.writeConfig}` : '--config sandbox.json';
+        const configHint = flags.writeConfig ? `--config ${shellArg(flags.writeConfig)}` : '--config sandbox.json';
         process.stdout.write(
           [
             `amp-fme sandbox listening on ${sandbox.url}`,

@@ -21,12 +21,15 @@ export function registerSecret(value: string | undefined): void {
   forms = [...new Set([...forms, ...formsOf(value)])].sort((a, b) => b.length - a.length);
 }
 
+/** The user information of a URL in text (`https://user:password@proxy`): a proxy's credentials, short ones too. */
+const URL_USERINFO = /\b([a-z][-+.a-z0-9]*:\/\/)[^\s/?#@"'<>]*@/gi;
+
 export function redact(text: string): string {
   let out = text;
   for (const s of forms) {
     if (out.includes(s)) out = out.split(s).join('***');
   }
-  return out;
+  return out.includes('@') ? out.replace(URL_USERINFO, '$1***@') : out;
 }
 
 /**

@@ -516,7 +516,9 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
   const mappedRows = mstats.rows - (mstats.skipped.excluded_event_type ?? 0) - (mstats.invalid.no_event_type ?? 0);
   if (mappedRows > 0) {
     ec.identities.forEach((rule, i) => {
-      if ((mstats.identities[`missing_${rule.from}`] ?? 0) < mappedRows) return;
+      // Rules reading the same field (two traffic types from user_id) each count a row it lacks: said once, for the first.
+      const sharing = ec.identities.filter((r) => r.from === rule.from).length;
+      if (ec.identities.findIndex((r) => r.from === rule.from) !== i || (mstats.identities[`missing_${rule.from}`] ?? 0) < mappedRows * sharing) return;
       logger.warn(
         `exportEvents.identities[${i}].from "${rule.from}" had no value in any of the ${mappedRows} events mapped: if that is not expected, check the field name ` +
           `(an Amplitude export row has user_id, device_id, amplitude_id, user_properties.<name>, ...)${mode === 'send' ? '; the hours are recorded as delivered all the same' : ''}`,

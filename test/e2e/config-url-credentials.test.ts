@@ -2,11 +2,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
-import { loadConfig } from '../../src/config/load.js';
 import { redact } from '../../src/http/redact.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
-import { tempDir } from '../helpers/temp-dir.js';
-import { runCli, startWorld, type World } from '../helpers/world.js';
+import { ingestionTestBed, usersDump } from '../helpers/push.js';
+import { KEYS, runCli, startWorld, type World } from '../helpers/world.js';
 
 /**
  * A base URL with a user name and password in it (`http://user:pass@proxy`): got makes them the request's
@@ -62,11 +61,20 @@ describe('a user name and password in a base URL', () => {
     expect(r.stdout + r.stderr).not.toContain(PASSWORD);
   });
 
-  it('amplitude.ingestionBaseUrl (the key travels in the body) keeps working, its password masked like a key', async () => {
-    const dir = tempDir('cfg-url');
-    writeFileSync(join(dir, 'amp-fme.config.json'), JSON.stringify({ amplitude: { ingestionBaseUrl: `https://proxy:${PASSWORD}@ingest.example` } }));
-    const ok = await loadConfig({ cwd: dir, env: {} });
-    expect(ok.config.amplitude.ingestionBaseUrl).toBe(`https://proxy:${PASSWORD}@ingest.example`);
-    expect(redact(`at https://proxy:${PASSWORD}@ingest.example/batch`)).toBe('at https://proxy:***@ingest.example/batch');
+});
+
+describe('a user name and password in amplitude.ingestionBaseUrl (a proxy; the key travels in the body)', () => {
+  const bed = ingestionTestBed('cfg-url-ingest', { apiKey: KEYS.amplitudeApiKey });
+
+  it('keeps working: the events are stored, and the password is not shown', async () => {
+    const config = { amplitude: { ingestionBaseUrl: bed.url.replace('http://', `http://proxy:${PASSWORD}@`) } };
+    writeFileSync(join(bed.dir, 'amp-fme.config.json'), JSON.stringify(config));
+    const dump = usersDump(bed, 'proxied.ndjson', 20);
+    const r = await runCli(['push-impressions', dump, '--json', '--log-format', 'json'], bed.dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(bed.emulator.count).toBe(20);
+    expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+    // Any text that shows such a URL masks its user information, a short password too.
+    expect(redact(`at https://proxy:${PASSWORD}@ingest.example/batch`)).toBe('at https://***@ingest.example/batch');
   });
 });

@@ -35,6 +35,16 @@ describe('export-events: an identity field that no event has', () => {
     expect(warnings[0]?.message).toMatch(/^exportEvents\.identities\[0\]\.from "userId" had no value in any of the 20 events mapped: .*check the field name/);
   });
 
+  it('says nothing when half the events have it and two rules read it (two traffic types from one field)', async () => {
+    world = await startWorld();
+    const hour = parseHourArg('2024-03-01T00', 'start');
+    world.store.add([...generateExportRows(hour, 20, { users: 5 })].map((row, i) => ({ ...row, user_id: i % 2 === 0 ? `user-${i}` : null, device_id: `device-${i}`, event_type: 'Clicked' })));
+    world.writeConfig({ exportEvents: { identities: [{ trafficType: 'user', from: 'user_id' }, { trafficType: 'account', from: 'user_id' }, { trafficType: 'anonymous', from: 'device_id' }] } });
+    const r = await runCli(ARGS, world.dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(logLines(r.stderr).filter((l) => l.level === 'warn')).toEqual([]);
+  });
+
   it('says nothing when the field is there', async () => {
     world = await worldWithEvents();
     world.writeConfig({ exportEvents: { identities: [{ trafficType: 'user', from: 'user_id' }] } });

@@ -171,7 +171,8 @@ describe('amp-fme demo and sandbox (spawned)', () => {
 
   it('sandbox: serves a seeded project, a ready config and /_sandbox/received, until stopped', async () => {
     const dir = tempDir('sandbox');
-    const sandbox = runCli(['sandbox', '--events', '600', '--days', '1', '--write-config', 'sandbox.json'], dir);
+    // A file name with a space: the suggested command must paste as it is.
+    const sandbox = runCli(['sandbox', '--events', '600', '--days', '1', '--write-config', 'my sandbox.json'], dir);
     let out = '';
     sandbox.child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
     const deadline = Date.now() + 10_000;
@@ -180,9 +181,9 @@ describe('amp-fme demo and sandbox (spawned)', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1] as string;
-    const command = /amp-fme (export-events --config sandbox\.json --start \S+ --end \S+)/.exec(out)?.[1] as string;
-    expect(JSON.parse(readFileSync(join(dir, 'sandbox.json'), 'utf8')).fme.eventsBaseUrl).toBe(`${url}/api`);
-    const r = await runCli([...command.split(' '), '--json'], dir, { AMPLITUDE_API_KEY: undefined, AMPLITUDE_SECRET_KEY: undefined, FME_SDK_KEY: undefined });
+    const command = /amp-fme (export-events --config 'my sandbox\.json' --start \S+ --end \S+)/.exec(out)?.[1] as string;
+    expect(JSON.parse(readFileSync(join(dir, 'my sandbox.json'), 'utf8')).fme.eventsBaseUrl).toBe(`${url}/api`);
+    const r = await runCli([], dir, { AMPLITUDE_API_KEY: undefined, AMPLITUDE_SECRET_KEY: undefined, FME_SDK_KEY: undefined }, { pasted: `${command} --json` });
     expect(r.code).toBe(0);
     const summary = JSON.parse(r.stdout) as { eventsRead: number; fmeEventsSent: number };
     expect(summary.eventsRead).toBe(600);

@@ -52,3 +52,11 @@ describe('configuration messages do not echo a key pasted into the wrong field',
     for (const shown of ['"htps//events.split.io"', '"mars"', '"user_properties_identifier"']) expect(text).toContain(shown);
   });
 });
+
+describe('redact and URLs with credentials', () => {
+  it('masks the user information of any URL, a short password too, and leaves other @s alone', () => {
+    expect(redact('POST http://bob:pw1@proxy.local:3128/batch failed')).toBe('POST http://***@proxy.local:3128/batch failed');
+    expect(redact('"https://token@eu.proxy/api"')).toBe('"https://***@eu.proxy/api"');
+    expect(redact('mail ops@example.com; see https://example.com/a?who=ops@example.com')).toBe('mail ops@example.com; see https://example.com/a?who=ops@example.com');
+  });
+});
