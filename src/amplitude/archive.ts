@@ -179,6 +179,9 @@ async function* readEntryLines(zip: ZipFile, entry: Entry, sink: RecordSink): As
   const push = (bytes: Buffer, start: number, end: number): void => {
     // A CRLF file: the "\r" belongs to the line break.
     const stop = end > start && bytes[end - 1] === 13 ? end - 1 : end;
+    // A file written with a UTF-8 byte order mark: JSON.parse refuses it, and the entry's first event would become a
+    // dead letter that no retry can send. It is no part of the line (push-impressions and the config skip it too).
+    if (nextLine === 1 && stop - start >= 3 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
     sink.record(bytes, start, stop, nextLine, undefined);
     nextLine++;
   };

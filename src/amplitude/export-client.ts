@@ -3,6 +3,8 @@
  * upload hours to a temp file (an export can be 4 GB: never in memory), checks that the file is a zip,
  * and classifies every failure: retriable (429, 5xx but 504, network, a 200 that is not a zip), fatal
  * (403: credentials or region), empty (404) or too large (400, 504: the caller halves the window).
+ * No answer at all within `http.exportTimeoutMs` is Amplitude's 504 seen from this side (it is still assembling
+ * the export: "timed out because of volume", specs/amplitude.md), and is treated as one.
  * A 504 may also be a passing gateway timeout: for a single hour, which cannot be halved, it is retried
  * like a 5xx and only called too large once the retries are used up.
  */
@@ -44,36 +46,62 @@ export interface ExportClientOptions {
   tmpDir?: string;
   /** The configured region, named in the 403 message. */
   region?: Region;
+  /** `http.exportTimeoutMs`, named in the message of a request that got no answer within it. */
+  timeoutMs?: number;
+}
+
+/** Whether got had sent the whole request when `err` came (its timings have an upload time). */
+function requestSent(err: unknown): boolean {
+  return typeof (err as { timings?: { upload?: unknown } } | null)?.timings?.upload === 'number';
+}
+
+/** Status of an ExportWindowTooLargeError for a request that got no answer within `http.exportTimeoutMs`. */
+export const NO_ANSWER = 0;
+
+/** "answered 504", or "gave no answer within http.exportTimeoutMs (300000 ms)" for NO_ANSWER. */
+function answeredText(status: number, timeoutMs: number | undefined): string {
+  return status === NO_ANSWER ? `gave no answer within http.exportTimeoutMs${timeoutMs !== undefined ? ` (${timeoutMs} ms)` : ''}` : `answered ${status}`;
 }
 
 /**
- * The Export API answered 400 or 504 for this window: it holds too much data for one request. `times` is
- * how many requests got that answer (a single hour's 504 is asked again before it is given up).
+ * The Export API answered 400 or 504 for this window, or no answer came in time (status NO_ANSWER): it holds too much
+ * data for one request. `times` is how many requests got that answer (a single hour's 504 is asked again before it is
+ * given up).
  */
 export class ExportWindowTooLargeError extends AmpFmeError {
   readonly status: number;
   readonly window: HourWindow;
   readonly times: number;
-  constructor(window: HourWindow, status: number, detail: string, times = 1) {
+  /** What happened, for messages: `answered 400`, `gave no answer within http.exportTimeoutMs (...)`. */
+  readonly answered: string;
+  constructor(window: HourWindow, status: number, detail: string, times = 1, timeoutMs?: number) {
+    const answered = answeredText(status, timeoutMs);
     super(
       'EXPORT_WINDOW_TOO_LARGE',
-      `Amplitude export of ${describeWindow(window)} answered ${status}${times > 1 ? ` ${times} times` : ''} (too much data for one request)${detail ? `: ${detail}` : ''}`,
+      `Amplitude export of ${describeWindow(window)} ${answered}${times > 1 ? ` ${times} times` : ''} (too much data for one request)${detail ? `: ${detail}` : ''}`,
     );
+    this.answered = answered;
     this.status = status;
     this.window = window;
     this.times = times;
   }
 }
 
-/** A 504 for a single hour: retried like a 5xx; `fetchWindow` turns it into ExportWindowTooLargeError once retries run out. */
+/**
+ * A 504 for a single hour, or no answer in time (NO_ANSWER): retried like a 5xx; `fetchWindow` turns it into
+ * ExportWindowTooLargeError once retries run out.
+ */
 class HourTimeoutError extends RetriableRemoteError {
   readonly snippet: string;
-  constructor(window: HourWindow, snippet: string, retryAfterMs: number | undefined) {
-    super('EXPORT_HOUR_TIMEOUT', `Amplitude export of ${describeWindow(window)} answered 504 (timed out; may be passing)${snippet ? `: ${snippet}` : ''}`, {
-      status: 504,
+  readonly timeoutStatus: number;
+  constructor(window: HourWindow, status: number, snippet: string, retryAfterMs: number | undefined, timeoutMs: number | undefined, options: { cause?: unknown } = {}) {
+    super('EXPORT_HOUR_TIMEOUT', `Amplitude export of ${describeWindow(window)} ${answeredText(status, timeoutMs)} (timed out; may be passing)${snippet ? `: ${snippet}` : ''}`, {
+      ...(status === NO_ANSWER ? {} : { status }),
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+      ...options,
     });
     this.snippet = snippet;
+    this.timeoutStatus = status;
   }
 }
 
@@ -205,15 +233,16 @@ export class ExportClient {
    * Downloads one window, retrying what can pass. Returns undefined when the window has no data (404 with
    * Amplitude's text; an empty zip is retried). Throws ExportWindowTooLargeError (400; 504 at once for several hours, which the caller
    * halves, and for a single hour only when the last of its retries answered 504 too), FatalRemoteError
-   * (403 and other refusals), or the last RetriableRemoteError once retries run out.
+   * (403 and other refusals), or the last RetriableRemoteError once retries run out. `halvable` false (a window a run
+   * was part-way through, see exportWindows) has its 504s and timeouts retried as a single hour's are.
    */
-  async fetchWindow(window: HourWindow, signal?: AbortSignal): Promise<ExportArchive | undefined> {
+  async fetchWindow(window: HourWindow, signal?: AbortSignal, halvable = windowHours(window) > 1): Promise<ExportArchive | undefined> {
     const desc = describeWindow(window);
     let timeouts = 0;
     try {
       return await withRetry(
         (attempt) =>
-          this.attempt(window, attempt, signal).catch((err: unknown) => {
+          this.attempt(window, attempt, signal, halvable).catch((err: unknown) => {
             if (err instanceof HourTimeoutError) timeouts++;
             throw err;
           }),
@@ -228,12 +257,12 @@ export class ExportClient {
     } catch (err) {
       // withRetry wraps the last error when it gives up: a 504 to the last attempt makes the hour too large.
       const last = err instanceof RetriableRemoteError ? err.cause : undefined;
-      if (last instanceof HourTimeoutError) throw new ExportWindowTooLargeError(window, 504, last.snippet, timeouts);
+      if (last instanceof HourTimeoutError) throw new ExportWindowTooLargeError(window, last.timeoutStatus, last.snippet, timeouts, this.opts.timeoutMs);
       throw err;
     }
   }
 
-  private async attempt(window: HourWindow, attempt: number, signal: AbortSignal | undefined): Promise<ExportArchive | undefined> {
+  private async attempt(window: HourWindow, attempt: number, signal: AbortSignal | undefined, halvable: boolean): Promise<ExportArchive | undefined> {
     const desc = describeWindow(window);
     const what = `Amplitude export of ${desc}`;
     const file = path.join(this.dir, downloadName());
@@ -255,6 +284,11 @@ export class ExportClient {
         });
       } catch (err) {
         stream.destroy();
+        // No answer in time is Amplitude still assembling the export, its 504 seen from here: asked again whole, a window
+        // of several hours would time out the same way on every attempt and every later run, and never be halved.
+        // Only once the request was sent whole: a timeout before that (a host that never accepts the connection) is the
+        // network's, retried as it is, not a reason to halve.
+        if (!signal?.aborted && asNetworkError(err, what)?.code === 'TIMEOUT' && requestSent(err)) throw this.noAnswer(window, halvable, err);
         throw err;
       }
       const status = response.statusCode;
@@ -264,7 +298,7 @@ export class ExportClient {
         const body = await readErrorBody(stream);
         // Amplitude's answer for a range without data (specs/amplitude.md).
         if (status === 404 && NO_DATA_RE.test(body)) return undefined;
-        throw this.httpError(window, status, body, response);
+        throw this.httpError(window, status, body, response, halvable);
       }
       const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
       out.once('error', (err) => withPath(err, file)); // a full disk names the download, not just "write"
@@ -284,13 +318,21 @@ export class ExportClient {
     }
   }
 
+  /** No answer within `http.exportTimeoutMs`: treated as Amplitude's 504 (halved, or for a single hour retried first). */
+  private noAnswer(window: HourWindow, halvable: boolean, cause: unknown): AmpFmeError {
+    const detail = `increase http.exportTimeoutMs if Amplitude needs longer`;
+    if (!halvable) return new HourTimeoutError(window, NO_ANSWER, detail, undefined, this.opts.timeoutMs, { cause });
+    return new ExportWindowTooLargeError(window, NO_ANSWER, detail, 1, this.opts.timeoutMs);
+  }
+
   /** The error for a non-200 answer other than 404 "no data". */
-  private httpError(window: HourWindow, status: number, body: string, response: Response): AmpFmeError {
+  private httpError(window: HourWindow, status: number, body: string, response: Response, halvable: boolean): AmpFmeError {
     const desc = describeWindow(window);
     const snippet = bodySnippet(body);
     // A 504 on several hours is halved at once (smaller windows are cheap); a single hour cannot be, so its
-    // 504 is retried first: a passing gateway timeout must not stop the run with the S3 remedy.
-    if (status === 504 && windowHours(window) === 1) return new HourTimeoutError(window, snippet, parseRetryAfter(response.headers['retry-after']));
+    // 504 is retried first: a passing gateway timeout must not stop the run with the S3 remedy. So is one of a window
+    // that may not be halved.
+    if (status === 504 && !halvable) return new HourTimeoutError(window, 504, snippet, parseRetryAfter(response.headers['retry-after']), undefined);
     if (status === 400 || status === 504) return new ExportWindowTooLargeError(window, status, snippet);
     if (status === 429 || (status >= 500 && status <= 599)) {
       const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
@@ -309,6 +351,24 @@ export class ExportClient {
         'AMPLITUDE_AUTH',
         `Amplitude export refused with ${status}${snippet ? ` (${snippet})` : ''}. Either the API key / secret key pair is wrong ` +
           `(check amplitude.apiKey and amplitude.secretKey: the project's API key and secret key), or ${regionHint}.`,
+        status,
+      );
+    }
+    if (status >= 300 && status < 400) {
+      // Redirects are not followed (they would carry the Basic auth elsewhere): one here means the base URL is not the
+      // Export API's own (http:// instead of https://, a web page's host). Only the target's origin is shown: the rest
+      // of a URL can hold a token.
+      const location = String(response.headers.location ?? '');
+      let target = '';
+      try {
+        target = location ? ` to ${new URL(location, this.opts.baseUrl).origin}` : '';
+      } catch {
+        target = '';
+      }
+      return new FatalRemoteError(
+        'EXPORT_REDIRECT',
+        `Amplitude export of ${desc} answered ${status} (a redirect${target}): ${this.opts.baseUrl}/api/2/export is not the Export API's address; ` +
+          'check amplitude.exportBaseUrl (https://, the host) or leave it out, and amplitude.region.',
         status,
       );
     }
@@ -388,13 +448,14 @@ export async function* exportWindows(
   for (let w = todo.pop(); w !== undefined; w = todo.pop()) {
     let archive: ExportArchive | undefined;
     try {
-      archive = await client.fetchWindow(w, signal);
+      // A window a run was part-way through is never halved: its 504s and timeouts are retried first, as a single hour's.
+      archive = await client.fetchWindow(w, signal, windowHours(w) > 1 && splittable(w));
     } catch (err) {
       if (!(err instanceof ExportWindowTooLargeError)) throw err;
       if (windowHours(w) > 1 && !splittable(w)) {
         throw new FatalRemoteError(
           'EXPORT_RESUME_TOO_LARGE',
-          `Amplitude answered ${err.status} (too large, or timed out) for ${describeWindow(w)}, which an interrupted run was part-way through. ` +
+          `Amplitude ${err.answered} (too large, or timed out) for ${describeWindow(w)}, which an interrupted run was part-way through. ` +
             `Its delivered batches are recorded as positions in that window's export, so it is not split: its halves would send them to FME again. ` +
             `The next run asks for the whole window again (a timeout may pass). If it keeps failing, export those hours another way and go on ` +
             `after them: ${goOnAt(w.end + HOUR_MS)}.`,
@@ -404,8 +465,9 @@ export async function* exportWindows(
       }
       if (windowHours(w) === 1) {
         const answered =
-          err.status === 504
-            ? `it answered 504 ${err.times} time${err.times === 1 ? '' : 's'}, retried with backoff: the answer for a request that timed out on the volume of data`
+          err.status === 504 || err.status === NO_ANSWER
+            ? `it ${err.answered} ${err.times} time${err.times === 1 ? '' : 's'}, retried with backoff: the answer for a request that timed out on the volume of data` +
+              (err.status === NO_ANSWER ? '; a longer http.exportTimeoutMs may get it' : '')
             : `it answered ${err.status}, the answer for more than 4 GB of data`;
         throw new FatalRemoteError(
           'EXPORT_HOUR_TOO_LARGE',
@@ -419,7 +481,7 @@ export async function* exportWindows(
       const [first, second] = halveWindow(w);
       client.log.info('Amplitude export window too large, halving', {
         window: describeWindow(w),
-        status: err.status,
+        status: err.status === NO_ANSWER ? 'no answer in time' : err.status,
         into: [describeWindow(first), describeWindow(second)],
       });
       // Stack: push the later half first so the earlier half is exported next (hour order).

@@ -171,6 +171,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       secretKey: config.amplitude.secretKey ?? '',
       region: config.amplitude.region,
       http: await createHttp({ timeoutMs: config.http.exportTimeoutMs }),
+      timeoutMs: config.http.exportTimeoutMs,
       retry,
       logger,
       ...(opts.tmpDir ? { tmpDir: opts.tmpDir } : {}),

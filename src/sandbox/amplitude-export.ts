@@ -94,6 +94,11 @@ export interface ExportEmulatorOptions {
    * It is given to every request that includes a huge hour; a 504 that passes (a gateway timeout) is a scripted fault.
    */
   tooLargeStatus?: 400 | 504;
+  /**
+   * How long the "too large" answer takes to come (default 0). Amplitude's responses can take minutes (specs/amplitude.md):
+   * a 504 that comes after the client's own timeout is, for the client, no answer at all.
+   */
+  tooLargeDelayMs?: number;
   /** gzip level of the entries (1 is fastest, for benchmarks). Default 6. */
   gzipLevel?: number;
   faults?: FaultScript;
@@ -295,6 +300,7 @@ export function createExportEmulator(options: ExportEmulatorOptions): ExportEmul
     const tooMany = options.maxHoursPerRequest !== undefined && hours > options.maxHoursPerRequest;
     if (tooMany || (options.hugeHours ?? []).some((h) => h >= start && h <= end)) {
       const status = options.tooLargeStatus ?? 400;
+      if (options.tooLargeDelayMs) await sleep(options.tooLargeDelayMs);
       record(status);
       sendText(res, status, status === 504 ? 'Gateway Timeout' : `Export too large: ${formatHour(start)}..${formatHour(end)} exceeds the size limit`);
       return true;
