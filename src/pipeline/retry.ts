@@ -83,6 +83,33 @@ function targetOf(letter: StoredLetter): Target | undefined {
   return undefined;
 }
 
+/**
+ * One line of a dead-letter file as a record retry can use, or why it is none (not JSON, no `reason`, a `retriable`
+ * neither true nor false). Only `true` means "may be re-sent": a "yes" or a 1 (a file edited by hand, or not written
+ * by amp-fme) is not guessed at, as FME stores every copy of what is sent. Of a wrong `retriable`, only its type is
+ * said: the value may be anything.
+ */
+function readLetter(text: string): { letter: StoredLetter } | { problem: string; notJson: boolean } {
+  let letter: StoredLetter;
+  try {
+    letter = JSON.parse(text) as StoredLetter;
+  } catch (err) {
+    return { problem: (err as Error).message, notJson: true };
+  }
+  if (letter === null || typeof letter !== 'object' || typeof letter.reason !== 'string') return { problem: 'it is not a JSON object with a string "reason"', notJson: false };
+  const r: unknown = letter.retriable;
+  if (typeof r !== 'boolean') {
+    const what = r === undefined ? 'missing' : r === null ? 'null' : Array.isArray(r) ? 'an array' : typeof r === 'object' ? 'an object' : `a ${typeof r}`;
+    return { problem: `its "retriable" is ${what}, not true or false`, notJson: false };
+  }
+  return { letter };
+}
+
+/** The key a target's records are sent with. */
+function keyOf(target: Target): 'fmeEvents' | 'amplitudeIngestion' {
+  return target === 'fme' ? 'fmeEvents' : 'amplitudeIngestion';
+}
+
 function idOf(payload: unknown): string {
   const o = payload as Record<string, unknown>;
   return String(o.user_id ?? o.device_id ?? o.key ?? '');
@@ -307,7 +334,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   const flushAll = async (line: number): Promise<void> => {
     // A missing key stops the flush before any of its batches goes out (and is sent again by the next retry).
     const busy = SEND_ORDER.filter((t) => pending[t].length > 0);
-    if (busy.length > 0) requireSecrets(config, busy.map((t) => (t === 'fme' ? 'fmeEvents' : 'amplitudeIngestion')));
+    if (busy.length > 0) requireSecrets(config, busy.map(keyOf));
     for (const t of SEND_ORDER) {
       if (opts.signal?.aborted) setAside(t);
       else await send(t);
@@ -332,30 +359,20 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
       }
       if (text.trim() === '') continue;
       summary.records++;
-      let letter: StoredLetter;
-      try {
-        letter = JSON.parse(text) as StoredLetter;
-        if (letter === null || typeof letter !== 'object' || typeof letter.reason !== 'string') throw new Error('it is not a JSON object with a string "reason"');
-        // Only `true` means "may be re-sent": a "yes" or a 1 (a file edited by hand, or not written by amp-fme) is
-        // not guessed at, as FME stores every copy of what is sent. Its type only is said: the value may be anything.
-        const r: unknown = letter.retriable;
-        if (typeof r !== 'boolean') {
-          const what = r === undefined ? 'missing' : r === null ? 'null' : Array.isArray(r) ? 'an array' : typeof r === 'object' ? 'an object' : `a ${typeof r}`;
-          throw new Error(`its "retriable" is ${what}, not true or false`);
-        }
-      } catch (err) {
-        const why = (err as Error).message;
+      const read = readLetter(text);
+      if ('problem' in read) {
         summary.carriedOver++;
         if (summary.invalid++ === 0) {
           // JSON.parse's message quotes the line, which may hold secrets: the log does not.
           logger.warn(
-            `${file} line ${line} is not a dead-letter record retry can use (${err instanceof SyntaxError ? 'it is not JSON' : why}): it is not re-sent, ` +
+            `${file} line ${line} is not a dead-letter record retry can use (${read.notJson ? 'it is not JSON' : read.problem}): it is not re-sent, ` +
               'and goes to the new dead-letter file as unreadable_dead_letter with the line as it was. Any more such lines are counted in the summary (invalid) and named in that file.',
           );
         }
-        deadLetters.write({ reason: 'unreadable_dead_letter', detail: `${file} line ${line}: ${why}`, source: { file, line }, retriable: false, payload: text });
+        deadLetters.write({ reason: 'unreadable_dead_letter', detail: `${file} line ${line}: ${read.problem}`, source: { file, line }, retriable: false, payload: text });
         continue;
       }
+      const letter = read.letter;
       const target = letter.retriable ? targetOf(letter) : undefined;
       if (!target) {
         summary.carriedOver++;
@@ -420,16 +437,11 @@ async function requireKeysOfRecords(config: Config, file: string, linesDone: num
     for await (const text of createInterface({ input, crlfDelay: Infinity })) {
       line++;
       if (line <= linesDone || text.trim() === '') continue;
-      let letter: StoredLetter;
-      try {
-        letter = JSON.parse(text) as StoredLetter;
-      } catch {
-        continue;
-      }
-      if (letter === null || typeof letter !== 'object' || letter.retriable !== true) continue;
-      const target = targetOf(letter);
+      // Only what the retry would re-send: the lines it carries over need no key.
+      const read = readLetter(text);
+      const target = 'letter' in read && read.letter.retriable ? targetOf(read.letter) : undefined;
       if (target === undefined) continue;
-      const need: Requirement = target === 'fme' ? 'fmeEvents' : 'amplitudeIngestion';
+      const need = keyOf(target);
       if (!lacking.has(need)) continue;
       try {
         requireSecrets(config, [need]);

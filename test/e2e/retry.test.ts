@@ -182,6 +182,20 @@ describe('amp-fme retry (spawned)', () => {
     expect(readFileSync(file, 'utf8')).toBe(content);
   });
 
+  it('does not refuse for a missing key a record it would only carry over (no "reason": not one it re-sends)', async () => {
+    world = await startWorld();
+    world.writeConfig();
+    const file = join(world.dir, 'odd.ndjson');
+    const fmeLetter = JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: 'user-1', timestamp: 1_709_287_200_000 } });
+    const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123' };
+    writeFileSync(file, `${fmeLetter}\n${JSON.stringify({ command: 'push-impressions', retriable: true, payload: event })}\n`);
+    const r = await runCli(['retry', file, '--json'], world.dir, { AMPLITUDE_API_KEY: undefined });
+    // The FME record is re-sent; the line without a reason is carried over (exit 3), as it is with the key set.
+    expect(r.code, r.stderr).toBe(3);
+    expect(world.fme.count).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ resent: { fme: 1 }, carriedOver: 1, invalid: 1 });
+  });
+
   it('says a mistyped path is no dead-letter file (exit 2), without a stack trace, whatever the file system answers', async () => {
     world = await startWorld();
     world.writeConfig();
