@@ -334,7 +334,8 @@ export class ExportClient {
     // that may not be halved.
     if (status === 504 && !halvable) return new HourTimeoutError(window, 504, snippet, parseRetryAfter(response.headers['retry-after']), undefined);
     if (status === 400 || status === 504) return new ExportWindowTooLargeError(window, status, snippet);
-    if (status === 429 || (status >= 500 && status <= 599)) {
+    // 408 (a proxy's or the server's request timeout) passes as a 5xx does; the FME client retries it too.
+    if (status === 408 || status === 429 || (status >= 500 && status <= 599)) {
       const retryAfterMs = parseRetryAfter(response.headers['retry-after']);
       return new RetriableRemoteError('EXPORT_HTTP', `Amplitude export of ${desc} answered ${status}${snippet ? `: ${snippet}` : ''}`, {
         status,

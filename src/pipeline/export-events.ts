@@ -275,7 +275,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
           for (const [i, err] of unsent) letter(i, 'fme_not_sent', `its batch was refused and being sent in parts when the run stopped: ${(err as Error).message}`);
           const notSent = unsent.length;
           s.fmeEventsSent += split.delivered;
-          const rest = notSent > 0 ? `; ${notSent} were not sent when the run stopped (also dead letters, to retry)` : ', the rest were delivered';
+          const rest = notSent > 0 ? `; ${notSent} were not sent when the run stopped (also dead letters, to retry)` : split.delivered > 0 ? `, the other ${split.delivered} were delivered` : '';
           logger.warn(`FME refused ${refused} of a batch of ${batch.count} events (HTTP ${outcome.status}); they are in the dead-letter file${rest}`, {
             status: outcome.status,
             window: describeWindow(window),

@@ -301,14 +301,15 @@ describe('ExportClient against the Export API emulator', () => {
     expect(await sb.leftovers()).toEqual([]);
   });
 
-  it('retries 429 (honouring Retry-After), 500 and 503, then succeeds', async () => {
+  it('retries 429 (honouring Retry-After), 500, 503 and 408 (a proxy timing the request out), then succeeds', async () => {
     sb = await startExportSandbox({ source: dayStore() });
     sb.emulator.faults.push({ status: 429, body: 'Too many requests', headers: { 'retry-after': '2' } });
     sb.emulator.faults.push({ status: 503, body: 'Service Unavailable' });
     sb.emulator.faults.push({ status: 500, body: 'Internal Server Error' });
+    sb.emulator.faults.push({ status: 408, body: 'Request Timeout' });
     const archive = await sb.client().fetchWindow(win(0, 1));
     expect(await uuidsOf(archive)).toHaveLength(6);
-    expect(sb.emulator.requests.map((r) => r.status)).toEqual([429, 503, 500, 200]);
+    expect(sb.emulator.requests.map((r) => r.status)).toEqual([429, 503, 500, 408, 200]);
     const warns = sb.logger.lines.filter((l) => l.level === 'warn');
     // Retry-After (2 s) is above the test policy's 5 ms cap: the delay sits at the cap.
     expect(warns[0]?.fields?.delayMs).toBe(5);

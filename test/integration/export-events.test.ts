@@ -176,6 +176,19 @@ describe('export-events pipeline against the emulators', () => {
     expect((err as Error).message).not.toContain('wrong-sdk-key-abcdef');
   });
 
+  it('says no event of a batch was delivered when FME refused them all', async () => {
+    world = await startWorld();
+    seed(world, 1, 2);
+    world.fme.faults.push({ status: 400, body: '{"message":"bad event"}' }, 1000);
+    const dl = deadLetterWriter();
+    const logger = createMemoryLogger();
+    await runExportEvents({ config: configFor(world, { exportEvents: { batchSize: 20, concurrency: 1 } }), start: h('2024-03-01'), end: h('2024-03-01', 'end'), dryRun: false, logger, deadLetters: dl });
+    await dl.close();
+    const refused = logger.lines.filter((l) => l.message.startsWith('FME refused '));
+    expect(refused.length).toBeGreaterThan(0);
+    for (const l of refused) expect(l.message).toMatch(/^FME refused (\d+) of a batch of \1 events \(HTTP 400\); they are in the dead-letter file$/);
+  });
+
   it('dead-letters only the event FME refuses: the rest of its batch is delivered, and the run goes on', async () => {
     world = await startWorld();
     const rows = seed(world, 1, 10).filter((r) => typeof r.user_id === 'string');
@@ -191,7 +204,7 @@ describe('export-events pipeline against the emulators', () => {
     // Halves of 20: 10, 5, 2, then the refused event alone; its neighbours of 1, 3, 5 and 10 events go through.
     expect(world.fme.requests.slice(0, 9).map((r) => r.status)).toEqual([400, 400, 400, 400, 400, 202, 202, 202, 202]);
     expect(letters.length).toBe(1);
-    expect(logger.lines.some((l) => l.message.startsWith('FME refused 1 of a batch of 20 events (HTTP 400)'))).toBe(true);
+    expect(logger.lines.some((l) => l.message.startsWith('FME refused 1 of a batch of 20 events (HTTP 400); they are in the dead-letter file, the other 19 were delivered'))).toBe(true);
     expect(letters[0]).toMatchObject({ reason: 'fme_rejected', status: 400 });
     expect(letters[0]?.source.entry).toMatch(/\.json\.gz$/);
     expect(summary.fmeEventsSent + letters.length).toBe(rows.length);
