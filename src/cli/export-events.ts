@@ -96,8 +96,9 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   // Mapping settings that cannot work stop the run before it changes any state (a --skip-to is recorded first).
   (await import('../pipeline/export-rows-pool.js')).checkMappingSettings(config.exportEvents);
 
-  if (flags.sinceLastRun && ctx.loaded.filePath === undefined) {
-    // Under cron the working folder is often not the config's: a cursor kept next to nothing, on defaults.
+  if ((flags.sinceLastRun || sending) && ctx.loaded.filePath === undefined) {
+    // Under cron, or from a subfolder, the working folder is often not the config's: a cursor (or the record of the
+    // ranges sent, which keeps FME from getting them twice) kept next to nothing, on defaults.
     logger.warn(`no config file found in ${currentFolder()}: running on defaults, with the state in ${ctx.loaded.stateDir}. From cron, give --config <file> (or cd to its folder).`);
   }
   // Only a sending run touches FME, so only it takes the lock and moves the state.

@@ -82,3 +82,21 @@ describe('Node warnings under cron', () => {
     expect(lines).toContainEqual(expect.objectContaining({ level: 'warn', message: expect.stringMatching(/^Node\.js DeprecationWarning: Buffer\(\) is deprecated/), warningCode: 'DEP0005' }));
   });
 });
+
+describe('export-events with no config file found', () => {
+  it('warns, naming the folder and where the state goes, for an explicit range that sends (not only for --since-last-run)', async () => {
+    // A subfolder of the config's, say: keys in the environment, no config here, so the defaults (the production
+    // hosts) and a state file next to nothing. The range is the current hour, refused as not settled before any
+    // request: the warning comes first.
+    const dir = tempDir('no-config');
+    const hour = new Date().toISOString().slice(0, 13);
+    const r = await runCli(['export-events', '--start', hour, '--end', hour, '--log-format', 'json'], dir);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('has not settled yet');
+    const warning = r.stderr.split('\n').find((l) => l.includes('no config file found'));
+    expect(warning, r.stderr).toBeDefined();
+    expect(JSON.parse(warning as string).message).toBe(
+      `no config file found in ${dir}: running on defaults, with the state in ${join(dir, '.amp-fme')}. From cron, give --config <file> (or cd to its folder).`,
+    );
+  });
+});
