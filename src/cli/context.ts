@@ -106,7 +106,10 @@ export class CommandContext {
     requireSecrets(this.config, needs, this.loaded.filePath);
   }
 
-  /** The run's dead-letter file (created on its first record): `<state.dir>/dead-letters/<command>-<time>.ndjson`. */
+  /**
+   * The run's dead-letter file (created on its first record): `<state.dir>/dead-letters/<command>-<time>-<pid>.ndjson`,
+   * or `-2`, `-3`... after it when another run has that name (DeadLetterWriter).
+   */
   get deadLetters(): DeadLetterWriter {
     this.deadLetterWriter ??= new DeadLetterWriter(
       join(this.loaded.stateDir, 'dead-letters', `${this.command}-${this.runStamp}-${process.pid}.ndjson`),

@@ -432,6 +432,10 @@ async function requireKeysOfRecords(config: Config, file: string, linesDone: num
   const lacking = new Set((['fmeEvents', 'amplitudeIngestion'] as const).filter(lacks));
   if (lacking.size === 0) return;
   const input = createReadStream(file, { encoding: 'utf8' });
+  // Every missing key the file needs is named at once (with the first line that needs it), as config problems are:
+  // one at a time, a file with records for both services would be refused once per key.
+  const problems: ConfigError['problems'] = [];
+  let source: ConfigError['source'];
   try {
     let line = 0;
     for await (const text of createInterface({ input, crlfDelay: Infinity })) {
@@ -443,20 +447,21 @@ async function requireKeysOfRecords(config: Config, file: string, linesDone: num
       if (target === undefined) continue;
       const need = keyOf(target);
       if (!lacking.has(need)) continue;
+      lacking.delete(need);
       try {
         requireSecrets(config, [need]);
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         const to = target === 'fme' ? 'FME' : 'Amplitude';
-        throw new ConfigError(
-          err.problems.map((p) => ({ ...p, message: `${p.message} (${file} line ${line} is a record to re-send to ${to}); nothing was sent, written or renamed` })),
-          err.source,
-        );
+        problems.push(...err.problems.map((p) => ({ ...p, message: `${p.message} (${file} line ${line} is a record to re-send to ${to}); nothing was sent, written or renamed` })));
+        source ??= err.source;
       }
+      if (lacking.size === 0) break;
     }
   } finally {
     input.destroy();
   }
+  if (problems.length > 0) throw new ConfigError(problems, source);
 }
 
 function readProgress(path: string): number {

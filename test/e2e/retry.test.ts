@@ -182,6 +182,26 @@ describe('amp-fme retry (spawned)', () => {
     expect(readFileSync(file, 'utf8')).toBe(content);
   });
 
+  it('names every key the file needs that is not set at once, with the first line that needs each (exit 2)', async () => {
+    world = await startWorld();
+    world.writeConfig();
+    const file = join(world.dir, 'both.ndjson');
+    const fmeLetter = JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: 'user-1', timestamp: 1_709_287_200_000 } });
+    const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123' };
+    const content = `${fmeLetter}\n${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`;
+    writeFileSync(file, content);
+    const r = await runCli(['retry', file, '--log-format', 'text'], world.dir, { AMPLITUDE_API_KEY: undefined, FME_SDK_KEY: undefined });
+    expect(r.code).toBe(2);
+    // One run tells both: fixing one key must not lead to a second refusal for the other.
+    expect(r.stderr).toContain('(2 problems)');
+    expect(r.stderr).toContain(`set FME_SDK_KEY`);
+    expect(r.stderr).toContain(`${file} line 1 is a record to re-send to FME)`);
+    expect(r.stderr).toContain('set AMPLITUDE_API_KEY');
+    expect(r.stderr).toContain(`${file} line 2 is a record to re-send to Amplitude)`);
+    expect(world.fme.count).toBe(0);
+    expect(readFileSync(file, 'utf8')).toBe(content);
+  });
+
   it('does not refuse for a missing key a record it would only carry over (no "reason": not one it re-sends)', async () => {
     world = await startWorld();
     world.writeConfig();
