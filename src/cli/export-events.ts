@@ -214,6 +214,20 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
         if (upTo.kind === 'run') plan = upTo;
         clash = [];
       }
+      // The cursor part-way through a window that another run (a range with --force) has since delivered in part:
+      // passOverRanges cannot pass over the window (it cannot be split), and a plain --force would send every range
+      // ahead again too. Only finishing the window, or skipping what is left of it, goes on: it says how.
+      const ip = flags.sinceLastRun && !force ? checkpoint?.inProgressWindow : undefined;
+      const inWindow = ip ? overlaps(ip.start, ip.end, inWay) : [];
+      if (ip && inWindow.length > 0) {
+        const [from, to] = [formatHour(ip.start), formatHour(ip.end)];
+        throw new UsageError(
+          `--since-last-run is part-way through ${from}..${to}, and another run has delivered hours of it since: ${inWindow.join('; ')}. The window cannot be split ` +
+            `(what it delivered is recorded as positions in its export): finishing it sends its undelivered events, those of that run's hours too (FME counts those twice). ` +
+            `To finish it: amp-fme export-events --since-last-run --force --end ${to}; the next runs go on as usual. To leave its undelivered events out instead: ` +
+            `amp-fme export-events --since-last-run --skip-to ${formatHour(ip.end + HOUR_MS)}.`,
+        );
+      }
       if (clash.length > 0 && !force) {
         // A range that resumes would start over with --force, sending what it delivered before again too.
         const resuming = !flags.sinceLastRun && plan.resumed && !forcedResume ? ` This range was interrupted after delivering part of it: --force would start it over and send that part again as well.` : '';

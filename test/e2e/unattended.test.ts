@@ -714,6 +714,37 @@ describe('unattended runs (spawned)', () => {
     expect(uuidCounts(world).size).toBe(wanted.length);
   });
 
+  it('a range with --force over hours of the window --since-last-run is part-way through: cron is refused with the exact commands, and the one that finishes the window goes on', async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(12), 4, 4); // ago(12)..ago(9): windows ago(12)..ago(11) and ago(10)..ago(9)
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, windowHours: 2, batchSize: 2, concurrency: 1 }, http: { ...FAST_HTTP, retries: 0 } });
+    // The cursor stops inside its first window after two acknowledged batches...
+    world.fme.faults.push({ status: 202, afterProcessing: true }, 2).push({ status: 500 }, 10_000);
+    expect((await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12))], world.dir)).code).toBe(1);
+    world.fme.faults.clear();
+    // ... and ago(11), inside that window, is sent again by hand.
+    expect((await runCli(['export-events', '--start', formatHour(ago(11)), '--end', formatHour(ago(11)), '--force'], world.dir)).code).toBe(0);
+    const sent = world.fme.count;
+
+    const cron = await runCli(['export-events', '--since-last-run', '--log-format', 'text'], world.dir);
+    expect(cron.code).toBe(2);
+    expect(world.fme.count).toBe(sent);
+    const finish = `amp-fme export-events --since-last-run --force --end ${formatHour(ago(11))}`;
+    expect(cron.stderr).toContain(`--since-last-run is part-way through ${formatHour(ago(12))}..${formatHour(ago(11))}`);
+    expect(cron.stderr).toContain(finish);
+    expect(cron.stderr).toContain(`--since-last-run --skip-to ${formatHour(ago(10))}`);
+
+    // The command it names finishes the window and stops there; cron then goes on as before.
+    expect((await runCli(finish.split(' ').slice(1), world.dir)).code).toBe(0);
+    expect((await runCli(['export-events', '--since-last-run'], world.dir)).code).toBe(0);
+    // Every event reached FME; the only ones twice are of the hour sent with --force.
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    const forcedHour = new Set(wanted.filter((r) => Number(r.server_upload_time ? Date.parse(`${String(r.server_upload_time).replace(' ', 'T')}Z`) : 0) >= ago(11) && Number(Date.parse(`${String(r.server_upload_time).replace(' ', 'T')}Z`)) < ago(10)).map((r) => String(r.uuid)));
+    expect(forcedHour.size).toBeGreaterThan(0);
+    for (const [uuid, n] of counts) expect(n, uuid).toBe(forcedHour.has(uuid) ? 2 : 1);
+  });
+
   it('refuses to re-send an explicit range already delivered, unless --force', async () => {
     world = await startWorld();
     seedHours(world, ago(30), 2, 5);
