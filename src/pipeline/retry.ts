@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/identify-client.js';
 import { INGESTION_LIMITS, IngestionClient } from '../amplitude/ingestion-client.js';
-import { requireSecrets, type Requirement } from '../config/load.js';
+import { requireSecrets } from '../config/load.js';
 import { ingestionBaseUrl, type Config } from '../config/types.js';
 import { ConfigError, UsageError, withSummary } from '../errors.js';
 import { FmeEventsClient } from '../fme/events-client.js';
@@ -421,16 +421,17 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
  * lines an earlier, interrupted retry has not handled. Only records marked `retriable: true` are re-sent.
  */
 async function requireKeysOfRecords(config: Config, file: string, linesDone: number): Promise<void> {
-  const lacks = (need: Requirement): boolean => {
+  // The error each missing key gives, found once; the file is read only if there is one.
+  const missing = new Map<ReturnType<typeof keyOf>, ConfigError>();
+  for (const need of ['fmeEvents', 'amplitudeIngestion'] as const) {
     try {
       requireSecrets(config, [need]);
-      return false;
-    } catch {
-      return true;
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      missing.set(need, err);
     }
-  };
-  const lacking = new Set((['fmeEvents', 'amplitudeIngestion'] as const).filter(lacks));
-  if (lacking.size === 0) return;
+  }
+  if (missing.size === 0) return;
   const input = createReadStream(file, { encoding: 'utf8' });
   // Every missing key the file needs is named at once (with the first line that needs it), as config problems are:
   // one at a time, a file with records for both services would be refused once per key.
@@ -444,19 +445,13 @@ async function requireKeysOfRecords(config: Config, file: string, linesDone: num
       // Only what the retry would re-send: the lines it carries over need no key.
       const read = readLetter(text);
       const target = 'letter' in read && read.letter.retriable ? targetOf(read.letter) : undefined;
-      if (target === undefined) continue;
-      const need = keyOf(target);
-      if (!lacking.has(need)) continue;
-      lacking.delete(need);
-      try {
-        requireSecrets(config, [need]);
-      } catch (err) {
-        if (!(err instanceof ConfigError)) throw err;
-        const to = target === 'fme' ? 'FME' : 'Amplitude';
-        problems.push(...err.problems.map((p) => ({ ...p, message: `${p.message} (${file} line ${line} is a record to re-send to ${to}); nothing was sent, written or renamed` })));
-        source ??= err.source;
-      }
-      if (lacking.size === 0) break;
+      const err = target === undefined ? undefined : missing.get(keyOf(target));
+      if (target === undefined || err === undefined) continue;
+      missing.delete(keyOf(target));
+      const to = target === 'fme' ? 'FME' : 'Amplitude';
+      problems.push(...err.problems.map((p) => ({ ...p, message: `${p.message} (${file} line ${line} is a record to re-send to ${to}); nothing was sent, written or renamed` })));
+      source ??= err.source;
+      if (missing.size === 0) break;
     }
   } finally {
     input.destroy();

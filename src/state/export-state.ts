@@ -483,6 +483,11 @@ export function deliveredSpans(t: Track): [number, number][] {
   return [...spans, ...partly];
 }
 
+/** The remembered track of the explicit range `start..end` in `state`, if any. */
+function rangeOf(state: ExportState, start: number, end: number): RangeTrack | undefined {
+  return state.ranges.find((r) => r.start === formatHour(start) && r.end === formatHour(end));
+}
+
 /** A range's `deliveredBefore` as epoch ms spans. */
 function beforeSpans(r: RangeTrack): { span: [number, number]; partly: boolean }[] {
   return (r.deliveredBefore ?? []).map((b) => ({ span: [parseStateHour(b.start) as number, parseStateHour(b.end) as number], partly: b.partly === true }));
@@ -560,7 +565,7 @@ export class ExportStateStore {
       return undefined;
     }
     if (!range) return state.cursor;
-    return state.ranges.find((r) => r.start === formatHour(range.start) && r.end === formatHour(range.end)) ?? { ...emptyTrack() };
+    return rangeOf(state, range.start, range.end) ?? emptyTrack();
   }
 
   get snapshot(): Readonly<ExportState> {
@@ -574,7 +579,7 @@ export class ExportStateStore {
 
   /** The remembered track of an explicit range, if any. */
   findRange(start: number, end: number): RangeTrack | undefined {
-    return this.state.ranges.find((r) => r.start === formatHour(start) && r.end === formatHour(end));
+    return rangeOf(this.state, start, end);
   }
 
   /**

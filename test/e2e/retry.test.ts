@@ -9,6 +9,13 @@ import { generateExportRows } from '../../src/sandbox/generate.js';
 import { startServer, type Route } from '../../src/sandbox/server.js';
 import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
+/** An FME event as export-events maps it, for user `key`. */
+const fmeEventOf = (key: string): Record<string, unknown> => ({ eventTypeId: 'amp.A', trafficTypeName: 'user', key, timestamp: 1_709_287_200_000 });
+/** A dead-letter line of an FME event FME refused (re-sendable), for user `key`. */
+const fmeLetter = (key: string): string => JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: fmeEventOf(key) });
+/** An Amplitude event as push-impressions maps it, sent a minute ago. */
+const amplitudeEvent = (): Record<string, unknown> => ({ user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123' });
+
 /**
  * A server in front of `w`'s FME emulator that holds the first events request until `release()` (later ones go
  * straight through): a run can then be caught with a request in flight. `arrivals()` counts events requests.
@@ -92,7 +99,7 @@ describe('amp-fme retry (spawned)', () => {
     world = await startWorld();
     world.writeConfig();
     const file = join(world.dir, 'old.ndjson');
-    const fmeEvent = { eventTypeId: 'amp.A', trafficTypeName: 'user', key: 'user-1', timestamp: 1_709_287_200_000 };
+    const fmeEvent = fmeEventOf('user-1');
     writeFileSync(
       file,
       [
@@ -160,8 +167,7 @@ describe('amp-fme retry (spawned)', () => {
     // One FME event a batch: FME's records would go out before the Amplitude record's key is needed.
     world.writeConfig({ exportEvents: { batchSize: 1 } });
     const file = join(world.dir, 'mixed.ndjson');
-    const fmeLetter = (key: string) => JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key, timestamp: 1_709_287_200_000 } });
-    const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123' };
+    const event = amplitudeEvent();
     const content = `${[
       fmeLetter('user-1'),
       fmeLetter('user-2'),
@@ -186,9 +192,8 @@ describe('amp-fme retry (spawned)', () => {
     world = await startWorld();
     world.writeConfig();
     const file = join(world.dir, 'both.ndjson');
-    const fmeLetter = JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: 'user-1', timestamp: 1_709_287_200_000 } });
-    const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123' };
-    const content = `${fmeLetter}\n${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`;
+    const event = amplitudeEvent();
+    const content = `${fmeLetter('user-1')}\n${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`;
     writeFileSync(file, content);
     const r = await runCli(['retry', file, '--log-format', 'text'], world.dir, { AMPLITUDE_API_KEY: undefined, FME_SDK_KEY: undefined });
     expect(r.code).toBe(2);
@@ -206,9 +211,8 @@ describe('amp-fme retry (spawned)', () => {
     world = await startWorld();
     world.writeConfig();
     const file = join(world.dir, 'odd.ndjson');
-    const fmeLetter = JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key: 'user-1', timestamp: 1_709_287_200_000 } });
-    const event = { user_id: 'user-00042', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-abc123' };
-    writeFileSync(file, `${fmeLetter}\n${JSON.stringify({ command: 'push-impressions', retriable: true, payload: event })}\n`);
+    const event = amplitudeEvent();
+    writeFileSync(file, `${fmeLetter('user-1')}\n${JSON.stringify({ command: 'push-impressions', retriable: true, payload: event })}\n`);
     const r = await runCli(['retry', file, '--json'], world.dir, { AMPLITUDE_API_KEY: undefined });
     // The FME record is re-sent; the line without a reason is carried over (exit 3), as it is with the key set.
     expect(r.code, r.stderr).toBe(3);
@@ -258,7 +262,7 @@ describe('amp-fme retry (spawned)', () => {
       // A timeout far beyond the test's own: the held request must not be given up on and sent again meanwhile.
       world.writeConfig({ fme: { eventsBaseUrl: `${gated.url}/api` }, http: { timeoutMs: 300_000 } });
       const file = join(world.dir, 'rejected.ndjson');
-      const fmeEvent = { eventTypeId: 'amp.A', trafficTypeName: 'user', key: 'user-1', timestamp: 1_709_287_200_000 };
+      const fmeEvent = fmeEventOf('user-1');
       writeFileSync(file, `${JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: fmeEvent, source: { line: 4 } })}\n`);
       const lockFile = `${file}.lock`;
 
@@ -302,9 +306,8 @@ describe('amp-fme retry (spawned)', () => {
     try {
       world.writeConfig({ fme: { eventsBaseUrl: `${gated.url}/api` }, exportEvents: { batchSize: 2 }, http: { timeoutMs: 300_000 } });
       const file = join(world.dir, 'rejected.ndjson');
-      const letter = (key: string) => JSON.stringify({ command: 'export-events', reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key, timestamp: 1_709_287_200_000 } });
       // Two batches: user-1 and user-2 go out first; user-3 waits for its batch to fill.
-      writeFileSync(file, `${['user-1', 'user-2', 'user-3'].map(letter).join('\n')}\n`);
+      writeFileSync(file, `${['user-1', 'user-2', 'user-3'].map(fmeLetter).join('\n')}\n`);
 
       const run = runCli(['retry', file, '--json', '--log-format', 'text'], world.dir);
       await Promise.race([
@@ -348,7 +351,7 @@ describe('amp-fme retry (spawned)', () => {
     world.writeConfig();
     // A run under way (this process, as export-events would) has written its first dead letter, and goes on writing.
     const writer = new DeadLetterWriter(join(world.dir, '.amp-fme', 'dead-letters', 'export-events-20240301T110000Z-1.ndjson'), 'export-events');
-    const letter = (key: string) => ({ reason: 'fme_rejected', retriable: true, payload: { eventTypeId: 'amp.A', trafficTypeName: 'user', key, timestamp: 1_709_287_200_000 } });
+    const letter = (key: string) => ({ reason: 'fme_rejected', retriable: true, payload: fmeEventOf(key) });
     writer.write(letter('user-1'));
     writer.sync();
     const file = writer.path;

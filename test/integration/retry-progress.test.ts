@@ -37,6 +37,14 @@ afterEach(() => {
 });
 
 /** A dead-letter file of `count` FME events that FME had rejected (user-N on line N), and a config that sends to the emulator. */
+/** Adds to `file` the dead letter of one Amplitude event (a file of both commands), and gives `config` Amplitude's key and emulator. */
+function addAmplitudeLetter(file: string, config: Config, userId: string, insertId: string): void {
+  const event = { user_id: userId, event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: insertId, event_properties: { flag: 'f', treatment: 'on' } };
+  writeFileSync(file, `${readFileSync(file, 'utf8')}${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`);
+  config.amplitude.apiKey = AMPLITUDE_KEY;
+  config.amplitude.ingestionBaseUrl = server.url;
+}
+
 function rejectedBatchFile(dir: string, count = 3): { file: string; config: Config } {
   const file = join(dir, 'old.ndjson');
   const letters = Array.from({ length: count }, (_, n) => n + 1).map((i) => ({
@@ -172,10 +180,7 @@ describe('an interrupted retry', () => {
     const dir = tempDir('retry-mixed');
     // Dead letters of both commands in one file (dead-letter files put together to retry them at once).
     const { file, config } = rejectedBatchFile(dir, 2);
-    const event = { user_id: 'user-00044', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-mixed-1', event_properties: { flag: 'f', treatment: 'on' } };
-    writeFileSync(file, `${readFileSync(file, 'utf8')}${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`);
-    config.amplitude.apiKey = AMPLITUDE_KEY;
-    config.amplitude.ingestionBaseUrl = server.url;
+    addAmplitudeLetter(file, config, 'user-00044', 'fme-mixed-1');
     config.http.retries = 1;
     // Amplitude is down for the first retry: both its attempts fail.
     amplitude.faults.push({ status: 503 }, 2);
@@ -193,10 +198,7 @@ describe('an interrupted retry', () => {
   it('sends nothing more once stopped: a flush stopped during its Amplitude request does not send its FME batch after it', async () => {
     const dir = tempDir('retry-stop-mixed');
     const { file, config } = rejectedBatchFile(dir, 2);
-    const event = { user_id: 'user-00045', event_type: 'get_treatment', time: Date.now() - 60_000, insert_id: 'fme-mixed-stop', event_properties: { flag: 'f', treatment: 'on' } };
-    writeFileSync(file, `${readFileSync(file, 'utf8')}${JSON.stringify({ command: 'push-impressions', reason: 'amplitude_daily_quota', retriable: true, payload: event })}\n`);
-    config.amplitude.apiKey = AMPLITUDE_KEY;
-    config.amplitude.ingestionBaseUrl = server.url;
+    addAmplitudeLetter(file, config, 'user-00045', 'fme-mixed-stop');
     // The stop comes as Amplitude (sent first) receives its request, which then finishes.
     const stop = new AbortController();
     amplitudeFaults.onRequest = () => stop.abort('SIGINT received');
