@@ -101,9 +101,25 @@ const TAR_MAGICS = ['ustar\0', 'ustar  \0'];
 /** Bytes of decoded content looked at for a format given by mistake: up to the end of the longer tar magic. */
 const FORMAT_HEAD_BYTES = TAR_MAGIC_AT + 8;
 
+/**
+ * Compressions other than gzip, by their magic bytes (none can start a JSON text), with the command that
+ * streams the dump out of them: read as text, each would be a few `invalid_json` dead letters of binary.
+ */
+const OTHER_COMPRESSIONS: { magic: Buffer; name: string; decompress: string }[] = [
+  { magic: Buffer.from('BZh', 'latin1'), name: 'bzip2', decompress: 'bzip2 -dc' },
+  { magic: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), name: 'xz', decompress: 'xz -dc' },
+  { magic: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), name: 'zstd', decompress: 'zstd -dc' },
+  { magic: Buffer.from([0x04, 0x22, 0x4d, 0x18]), name: 'lz4', decompress: 'lz4 -dc' },
+];
+
 /** Formats people give by mistake, known by their first bytes, with what to do instead. */
 function formatProblem(head: Buffer): string | undefined {
   if (head.length >= 4 && head.readUInt32BE(0) === 0x504b0304) return 'it is a zip archive: unzip it and give the files inside';
+  if (head.length >= 6 && head.readUInt32BE(0) === 0x377abcaf && head.readUInt16BE(4) === 0x271c) return 'it is a 7z archive: extract it (7z x <file>) and give the files inside';
+  const compressed = OTHER_COMPRESSIONS.find((c) => head.length >= c.magic.length && head.subarray(0, c.magic.length).equals(c.magic));
+  if (compressed) {
+    return `it is ${compressed.name}-compressed, and amp-fme reads gzip only: stream it in (${compressed.decompress} <file> | amp-fme push-impressions ... -) or decompress it first`;
+  }
   if (head.length >= 2 && ((head[0] === 0xff && head[1] === 0xfe) || (head[0] === 0xfe && head[1] === 0xff))) {
     return 'it is UTF-16 text: convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8 <file>)';
   }
@@ -177,7 +193,8 @@ export async function* decodedChunks(raw: Readable, onRaw?: (bytes: number) => v
   const toBuf = (v: Buffer | string): Buffer => (typeof v === 'string' ? Buffer.from(v) : v);
   let head: Buffer = Buffer.alloc(0);
   let done = false;
-  while (head.length < 4) {
+  // Enough for the longest magic formatProblem knows (xz and 7z: 6 bytes).
+  while (head.length < 6) {
     const r = await it.next();
     if (r.done) {
       done = true;

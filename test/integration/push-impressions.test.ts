@@ -113,6 +113,34 @@ describe('push-impressions: shapes and formats', () => {
     ]);
   });
 
+  it('a dump compressed with something other than gzip is one dead letter saying how to stream it in, not lines of binary', async () => {
+    const imp = (key: string): string => JSON.stringify({ key, split: 'f', treatment: 'on', time: 1700000000000 });
+    // Each format's magic bytes, then bytes that are no JSON (a newline among them, as real compressed data has).
+    const body = Buffer.from([0x00, 0x9c, 0x0a, 0xff, 0x7b, 0x0a, 0x22]);
+    const formats: [string, number[]][] = [
+      ['c-1.json.bz2', [0x42, 0x5a, 0x68, 0x39, 0x31, 0x41]],
+      ['c-2.json.xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
+      ['c-3.json.zst', [0x28, 0xb5, 0x2f, 0xfd]],
+      ['c-4.json.lz4', [0x04, 0x22, 0x4d, 0x18]],
+      ['c-5.7z', [0x37, 0x7a, 0xbc, 0xaf, 0x27, 0x1c]],
+    ];
+    for (const [name, magic] of formats) writeFileSync(join(dir, name), Buffer.concat([Buffer.from(magic), body]));
+    writeFileSync(join(dir, 'c-6.ndjson'), `${imp('user-00091')}\n`);
+    const r = run(['c-*']);
+    const s = await r.done;
+    expect(emulator.events.map((e) => e.user_id)).toEqual(['user-00091']);
+    expect(s.deadLettersByReason).toEqual({ not_a_dump: 5 });
+    const stream = (what: string, tool: string): string =>
+      `it is ${what}-compressed, and amp-fme reads gzip only: stream it in (${tool} -dc <file> | amp-fme push-impressions ... -) or decompress it first; the rest of this file was not read`;
+    expect(r.letters().map((l) => l.detail)).toEqual([
+      `c-1.json.bz2: ${stream('bzip2', 'bzip2')}`,
+      `c-2.json.xz: ${stream('xz', 'xz')}`,
+      `c-3.json.zst: ${stream('zstd', 'zstd')}`,
+      `c-4.json.lz4: ${stream('lz4', 'lz4')}`,
+      'c-5.7z: it is a 7z archive: extract it (7z x <file>) and give the files inside; the rest of this file was not read',
+    ]);
+  });
+
   it('refuses an --output that is one of its inputs, which writing would empty', async () => {
     const text = `${JSON.stringify({ key: 'user-00090', split: 'f', treatment: 'on', time: 1700000000000 })}\n`;
     writeFileSync(join(dir, 'self.ndjson'), text);
