@@ -1,7 +1,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Got } from 'got';
-import { RetriableRemoteError } from '../errors.js';
+import { FatalRemoteError, RetriableRemoteError } from '../errors.js';
 import { redact } from './redact.js';
 import { USER_AGENT } from '../version.js';
 
@@ -65,6 +65,60 @@ export function asNetworkError(err: unknown, what: string): RetriableRemoteError
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && NETWORK_CODES.has(code)) {
     return new RetriableRemoteError('NETWORK', `${what}: network error ${code}`, { cause: err });
+  }
+  return undefined;
+}
+
+/**
+ * OpenSSL's certificate checks as Node names them: the server's certificate is not trusted here, which no retry
+ * changes (a proxy with its own certificate authority, a self-signed test server, a wrong host, an expired
+ * certificate). Some of these codes start with `E`, so they are told apart before asNetworkError would retry them.
+ */
+const TLS_CERT_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD', 'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED', 'INVALID_CA', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** `https://host:port` of a URL, for messages (never its user information, path or query). */
+function originOf(url: string | undefined): string {
+  if (url === undefined) return 'the server';
+  try {
+    return new URL(url).origin;
+  } catch {
+    return 'the server';
+  }
+}
+
+/**
+ * A failure that says the address is not a usable HTTPS/HTTP server, as a FatalRemoteError naming what to check, or
+ * undefined. Without this, a certificate Node does not trust (self-signed, a TLS-inspecting proxy's) or an answer that
+ * is not HTTP at all (a wrong port) fell through every check and stopped the run as "a bug in amp-fme", stack and all.
+ */
+export function asServerMismatchError(err: unknown, what: string, url?: string): FatalRemoteError | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return undefined;
+  const reason = (err as Error).message;
+  const where = originOf(url);
+  if (TLS_CERT_CODES.has(code)) {
+    return new FatalRemoteError(
+      'TLS_CERTIFICATE',
+      `${what}: the TLS certificate of ${where} is not trusted (${code}: ${reason}). Check the host in the configured base URL; ` +
+        'if a proxy with its own certificate authority is in the way, give Node that CA with NODE_EXTRA_CA_CERTS=<ca.pem>',
+      undefined,
+      { cause: err },
+    );
+  }
+  // llhttp's parse errors (HPE_*): what answered is not an HTTP server (a wrong port, another protocol).
+  if (code.startsWith('HPE_')) {
+    return new FatalRemoteError(
+      'NOT_HTTP',
+      `${what}: ${where} did not answer in HTTP (${code}: ${reason}). Check the configured base URL: its host, port and http:// or https://`,
+      undefined,
+      { cause: err },
+    );
   }
   return undefined;
 }
