@@ -95,6 +95,15 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   ctx.requireSecrets(sending ? ['amplitudeExport', 'fmeEvents'] : ['amplitudeExport']);
   // Mapping settings that cannot work stop the run before it changes any state (a --skip-to is recorded first).
   (await import('../pipeline/export-rows-pool.js')).checkMappingSettings(config.exportEvents);
+  const { passesEventTypeFilter } = await import('../mapping/amplitude-to-fme.js');
+  const pushed = config.pushImpressions.eventType;
+  if (passesEventTypeFilter(config.exportEvents, pushed)) {
+    // Replacing the excludeEventTypes list, or renaming the impressions' event type, drops the guard against a loop.
+    logger.warn(
+      `exportEvents.excludeEventTypes does not leave out ${JSON.stringify(pushed)}, the event type push-impressions gives FME's impressions in Amplitude (pushImpressions.eventType): ` +
+        'they would go back to FME as track events. Add it to exportEvents.excludeEventTypes',
+    );
+  }
 
   if ((flags.sinceLastRun || sending) && ctx.loaded.filePath === undefined) {
     // Under cron, or from a subfolder, the working folder is often not the config's: a cursor (or the record of the

@@ -211,6 +211,15 @@ function inc(rec: Record<string, number>, key: string): void {
   rec[key] = (rec[key] ?? 0) + 1;
 }
 
+/**
+ * Whether export-events would send events of type `name` (before the prefix) under these filters. The globs must
+ * be valid (compileMapper checks them first).
+ */
+export function passesEventTypeFilter(cfg: Pick<MapperConfig, 'includeEventTypes' | 'excludeEventTypes'>, name: string): boolean {
+  const matches = (list: string[]): boolean => list.some((g) => compileNameGlob(g)(name));
+  return (cfg.includeEventTypes.length === 0 || matches(cfg.includeEventTypes)) && !matches(cfg.excludeEventTypes);
+}
+
 export function compileMapper(cfg: MapperConfig): Mapper {
   const problems: ConfigProblem[] = [];
   const attempt = <T>(path: string, fn: () => T): T | undefined => {
