@@ -20,7 +20,7 @@ import { AmpFmeError, FatalRemoteError, RetriableRemoteError } from '../errors.j
 import { asNetworkError, asServerMismatchError, bodySnippet } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
 import { dropCutWord, registerSecret } from '../http/redact.js';
-import { parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
+import { parseHttpDate, parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
 import { processExists } from '../io/processes.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import type { Region } from '../config/types.js';
@@ -292,8 +292,8 @@ export class ExportClient {
         throw err;
       }
       const status = response.statusCode;
-      const date = Date.parse(String(response.headers.date ?? ''));
-      if (Number.isFinite(date)) this.serverDate = { server: date, local: Date.now() };
+      const date = parseHttpDate(response.headers.date);
+      if (date !== undefined) this.serverDate = { server: date, local: Date.now() };
       if (status !== 200) {
         const body = await readErrorBody(stream);
         // Amplitude's answer for a range without data (specs/amplitude.md).

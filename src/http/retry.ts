@@ -60,13 +60,27 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, policy: 
   }
 }
 
+/** asctime, the one HTTP date form without a zone: `Sun Nov  6 08:49:37 1994` (day of month space-padded). */
+const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]?\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
+/**
+ * An HTTP date (`Date`, `Retry-After`) to epoch ms, or undefined. Every form is GMT (RFC 9110 5.6.7), and recipients
+ * must take the obsolete ones too; but the asctime form names no zone, and `Date.parse` reads such text as local time:
+ * under TZ=Asia/Kolkata a right clock would look 5.5 hours ahead of the server's.
+ */
+export function parseHttpDate(value: string | undefined): number | undefined {
+  const v = value?.trim();
+  if (!v) return undefined;
+  const at = Date.parse(ASCTIME.test(v) ? `${v} GMT` : v);
+  return Number.isFinite(at) ? at : undefined;
+}
+
 /** Parses a Retry-After header (seconds or an HTTP date) into ms. */
 export function parseRetryAfter(value: string | string[] | undefined, now = Date.now()): number | undefined {
   const v = Array.isArray(value) ? value[0] : value;
   if (!v) return undefined;
   const secs = Number(v);
   if (Number.isFinite(secs) && secs >= 0) return secs * 1000;
-  const at = Date.parse(v);
-  if (Number.isFinite(at)) return Math.max(0, at - now);
-  return undefined;
+  const at = parseHttpDate(v);
+  return at === undefined ? undefined : Math.max(0, at - now);
 }
