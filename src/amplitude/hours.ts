@@ -27,6 +27,23 @@ export function formatHour(ms: number): string {
   return `${String(d.getUTCFullYear()).padStart(4, '0')}${pad2(d.getUTCMonth() + 1)}${pad2(d.getUTCDate())}T${pad2(d.getUTCHours())}`;
 }
 
+const MONTH_NAMES = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+
+/**
+ * Why fields in one of the accepted layouts name no time (Feb 30, hour 24, ...), or undefined when they do. The
+ * layout was right, so "use YYYY-MM-DD" alone would send the user looking for a format mistake they did not make.
+ */
+export function fieldProblem(year: number, month: number, day: number, hour = 0, minute = 0, second = 0): string | undefined {
+  if (month < 1 || month > 12) return `month ${pad2(month)} does not exist`;
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const days = month === 2 ? (leap ? 29 : 28) : [4, 6, 9, 11].includes(month) ? 30 : 31;
+  if (day < 1 || day > days) return `${MONTH_NAMES[month - 1] as string} ${year} has ${days} days, so day ${pad2(day)} does not exist`;
+  if (hour > 23) return `hour ${pad2(hour)} does not exist: hours run from 00 to 23 (the midnight that ends a day is T00 of the next day)`;
+  if (minute > 59) return `minute ${pad2(minute)} does not exist`;
+  if (second > 59) return `second ${pad2(second)} does not exist`;
+  return undefined;
+}
+
 /** Epoch ms of a UTC wall-clock time, or undefined when a field is out of range (Feb 30, hour 24, ...). */
 export function utcTime(year: number, month: number, day: number, hour = 0, minute = 0, second = 0, ms = 0): number | undefined {
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 59) return undefined;
@@ -35,6 +52,16 @@ export function utcTime(year: number, month: number, day: number, hour = 0, minu
   const d = new Date(t);
   if (d.getUTCFullYear() !== year || d.getUTCMonth() !== month - 1 || d.getUTCDate() !== day) return undefined;
   return t;
+}
+
+/** A `--start`/`--end`/`--skip-to`/`exportEvents.startAt` value that names no hour; `why` says which field, when the layout was right. */
+export class InvalidHourError extends UsageError {
+  constructor(
+    message: string,
+    readonly why: string | undefined,
+  ) {
+    super(message);
+  }
 }
 
 const HOUR_FORMATS = 'YYYYMMDDTHH (20240301T05), YYYY-MM-DD (a whole day) or an ISO date-time (2024-03-01T05:30:00Z, 2024-03-01T07:30+02:00; no zone means UTC)';
@@ -61,22 +88,24 @@ function zoneOffsetMs(zone: string | undefined): number | undefined {
  */
 export function parseHourArg(text: string, role: 'start' | 'end', option = `--${role}`): number {
   const value = text.trim();
-  const fail = (): never => {
-    throw new UsageError(`Invalid ${option} hour "${text}": use ${HOUR_FORMATS}.`);
+  const fail = (why?: string): never => {
+    throw new InvalidHourError(`Invalid ${option} hour "${text}": ${why !== undefined ? `${why}. Use` : 'use'} ${HOUR_FORMATS}.`, why);
   };
+  // The layout matched but a field is out of range: say which, not only which layouts there are.
+  const fields = (...f: number[]): number => utcTime(f[0] as number, f[1] as number, f[2] as number, f[3], f[4], f[5]) ?? fail(fieldProblem(f[0] as number, f[1] as number, f[2] as number, f[3], f[4], f[5]));
   let m = RE_COMPACT.exec(value);
   if (m) {
-    return utcTime(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])) ?? fail();
+    return fields(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]));
   }
   m = RE_DAY.exec(value);
   if (m) {
-    const day = utcTime(Number(m[1]), Number(m[2]), Number(m[3])) ?? fail();
+    const day = fields(Number(m[1]), Number(m[2]), Number(m[3]));
     return role === 'start' ? day : day + 23 * HOUR_MS;
   }
   m = RE_ISO.exec(value);
   if (m) {
-    const offset = zoneOffsetMs(m[8]) ?? fail();
-    const local = utcTime(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5] ?? '0'), Number(m[6] ?? '0')) ?? fail();
+    const offset = zoneOffsetMs(m[8]) ?? fail(`the zone offset ${m[8] ?? ''} does not exist (from -23:59 to +23:59)`);
+    const local = fields(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5] ?? '0'), Number(m[6] ?? '0'));
     // 07:30+02:00 is 05:30 UTC: subtract the offset, then truncate to the hour.
     return floorHour(local - offset);
   }

@@ -1,4 +1,4 @@
-import { parseHourArg } from '../amplitude/hours.js';
+import { InvalidHourError, parseHourArg } from '../amplitude/hours.js';
 import type { ConfigProblem } from '../errors.js';
 import { defaultConfig } from './defaults.js';
 import { MAX_EXPORT_IDENTITIES, type Config } from './types.js';
@@ -104,14 +104,16 @@ const strArray =
 /** An hour as the --start flag takes it (parseHourArg, the same parser), so the config accepts what the flag does and nothing else. */
 const hourText = (): Check => (v, path, problems) => {
   let ok = typeof v === 'string';
+  let why: string | undefined;
   if (ok) {
     try {
       parseHourArg(v as string, 'start', path);
-    } catch {
+    } catch (err) {
       ok = false;
+      if (err instanceof InvalidHourError) why = err.why;
     }
   }
-  if (!ok) return fail(problems, path, `must be an upload hour like "20240301T00", "2024-03-01" or "2024-03-01T05:00:00Z", got ${describe(v)}`);
+  if (!ok) return fail(problems, path, `must be an upload hour like "20240301T00", "2024-03-01" or "2024-03-01T05:00:00Z", got ${describe(v)}${why !== undefined ? ` (${why})` : ''}`);
   return v;
 };
 

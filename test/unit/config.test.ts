@@ -88,6 +88,8 @@ describe('validateConfig', () => {
     for (const bad of ['2024-03-01Tjunk', '20241301T00', '2024-02-30', 'yesterday', 5]) {
       expect(validateConfig({ exportEvents: { startAt: bad } }).problems).toEqual([{ path: 'exportEvents.startAt', message: expect.stringContaining('must be an upload hour like') }]);
     }
+    // The layout was right: the message says which field is wrong.
+    expect(validateConfig({ exportEvents: { startAt: '2023-02-29' } }).problems[0]?.message).toContain('(February 2023 has 28 days, so day 29 does not exist)');
   });
 
   it('keeps defaults for what the file leaves out', () => {

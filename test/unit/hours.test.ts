@@ -63,6 +63,23 @@ function parsingCases(): void {
       expect(message).toContain('YYYY-MM-DD');
     },
   );
+
+  it.each([
+    ['2024-02-30', 'February 2024 has 29 days, so day 30 does not exist'],
+    ['2023-02-29', 'February 2023 has 28 days, so day 29 does not exist'],
+    ['20240431T05', 'April 2024 has 30 days, so day 31 does not exist'],
+    ['2024-13-01', 'month 13 does not exist'],
+    ['20240301T24', 'hour 24 does not exist: hours run from 00 to 23'],
+    ['2024-03-01T24:00', 'hour 24 does not exist: hours run from 00 to 23'],
+    ['2024-03-01T07:60Z', 'minute 60 does not exist'],
+    ['2024-03-01T05:30:00+25:00', 'the zone offset +25:00 does not exist'],
+  ])('says why %j names no hour, not only which layouts there are', (value, why) => {
+    expect(() => parseHourArg(value, 'end')).toThrow(why);
+  });
+
+  it('keeps the plain layout message for text in no accepted layout', () => {
+    expect(() => parseHourArg('yesterday', 'start')).toThrow('Invalid --start hour "yesterday": use YYYYMMDDTHH');
+  });
 }
 
 describe('hours (process zone as started)', parsingCases);
