@@ -84,8 +84,11 @@ const LATEST_TIME = Date.UTC(2100, 0, 1);
 
 /** What is wrong with an impression time, if anything: Amplitude takes whole epoch ms (specs/amplitude.md). */
 function checkTime(time: number | undefined): string | undefined {
-  if (time === undefined || !Number.isInteger(time)) return 'is not whole epoch milliseconds';
+  if (time === undefined) return 'is not whole epoch milliseconds';
+  // Before the whole-number check: seconds with a fraction (Python's time.time(), 1709251199.523) are seconds too, and
+  // "not whole" alone would have the user round them and only then hear that they are seconds.
   if (time >= EARLIEST_TIME / 1000 && time < LATEST_TIME / 1000) return 'looks like epoch seconds: FME impression times are milliseconds';
+  if (!Number.isInteger(time)) return 'is not whole epoch milliseconds';
   if (time < EARLIEST_TIME || time >= LATEST_TIME) return 'is not epoch milliseconds between 2000 and 2100';
   return undefined;
 }

@@ -103,6 +103,8 @@ describe('impression shapes (specs/fme.md)', () => {
     expect(detail(1e300)).toMatch(/is not epoch milliseconds between 2000 and 2100/);
     expect(detail(5)).toMatch(/is not epoch milliseconds between 2000 and 2100/);
     expect(detail(1700000000000.5)).toBe('webhook impression: time is not whole epoch milliseconds (1700000000000.5)');
+    // Seconds with a fraction (Python's time.time()) are named as seconds too, not only as "not whole".
+    expect(detail(1709251199.523)).toBe('webhook impression: time looks like epoch seconds: FME impression times are milliseconds (1709251199.523)');
     expect(detail(-1)).toMatch(/between 2000 and 2100/);
     expect(detail(946684800000)).toBeUndefined();
   });
