@@ -12,9 +12,11 @@ export function n(value: number): string {
 export function duration(ms: number): string {
   if (ms < 1000) return `${ms} ms`;
   const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const m = Math.floor(s / 60);
-  return `${m} min ${Math.round(s - m * 60)} s`;
+  // Rounded before it is split: 119.6 s is "2 min 0 s", not "1 min 60 s" (and 59.96 s is "1 min 0 s", not "60.0 s").
+  if (Math.round(s * 10) < 600) return `${s.toFixed(1)} s`;
+  const whole = Math.round(s);
+  const m = Math.floor(whole / 60);
+  return `${m} min ${whole - m * 60} s`;
 }
 
 export function byReason(counts: Record<string, number>): string {
