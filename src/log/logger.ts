@@ -28,7 +28,7 @@ function textValue(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** Text on a TTY (`12:00:01 info  message key=value`), JSON lines otherwise. Everything passes `redact`. */
+/** Text on a TTY (`12:00:01Z info  message key=value`), JSON lines otherwise. Everything passes `redact`. */
 export function createLogger(options: LoggerOptions): Logger {
   const write = options.write ?? ((line: string) => process.stderr.write(line));
   const min = RANK[options.level];
@@ -41,7 +41,8 @@ export function createLogger(options: LoggerOptions): Logger {
       if (fields) for (const [k, v] of Object.entries(fields)) if (!(k in record)) record[k] = v;
       line = JSON.stringify(record);
     } else {
-      const time = new Date().toISOString().slice(11, 19);
+      // UTC, and says so: a bare 12:00:01 reads as local time, hours off the wall clock ("timestamps look shifted").
+      const time = `${new Date().toISOString().slice(11, 19)}Z`;
       const extra = fields ? Object.entries(fields).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${textValue(v)}`).join(' ') : '';
       line = `${time} ${level.padEnd(5)} ${message}${extra ? ` ${extra}` : ''}`;
     }
