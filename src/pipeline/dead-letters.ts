@@ -54,9 +54,18 @@ export class DeadLetterWriter {
   /** `<file>.lock`, held while the file is open (see writeOut). */
   private lock: HeldLock | undefined;
 
+  /** Called once, when this writer has created its (empty) file and before any record goes into it. */
+  onCreated: ((file: string) => void) | undefined;
+
   constructor(path: string, command: string) {
     this.file = path;
     this.command = command;
+  }
+
+  /** This writer's own file and its size once everything written so far is on disk (`sync` first); undefined before it has a file. */
+  mark(): { file: string; bytes: number } | undefined {
+    if (!this.created || this.fd === undefined) return undefined;
+    return { file: this.file, bytes: fstatSync(this.fd).size };
   }
 
   /**
@@ -161,6 +170,12 @@ export class DeadLetterWriter {
       this.file = candidate;
       this.created = true;
       this.takeLock();
+      try {
+        this.onCreated?.(candidate);
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
       return fd;
     }
   }
