@@ -146,12 +146,16 @@ export class CommandContext {
     this.summary({ ...summary, ...letters }, textLines);
     if (deadLetters > 0) {
       const file = dl?.path ?? '';
+      // The retry re-sends with the config it finds (hosts, region, state.dir): pasted from another folder than this
+      // run's (cron cd's to its own), a bare `amp-fme retry <file>` would run on the defaults' production hosts.
+      const configArg = this.loaded.filePath !== undefined ? ` --config ${shellArg(this.loaded.filePath)}` : '';
+      const retryCommand = `amp-fme retry ${shellArg(file)}${configArg}`;
       // Advise a retry only for what a retry can re-send: it would only carry the others over to a new file.
       const advice =
         retriable === deadLetters
-          ? `Fix the cause, then re-send them with: amp-fme retry ${shellArg(file)}`
+          ? `Fix the cause, then re-send them with: ${retryCommand}`
           : retriable > 0
-            ? `${retriable} of them can be re-sent: fix the cause, then run: amp-fme retry ${shellArg(file)} (the other ${deadLetters - retriable} cannot be re-sent as they are; the file gives each one's reason)`
+            ? `${retriable} of them can be re-sent: fix the cause, then run: ${retryCommand} (the other ${deadLetters - retriable} cannot be re-sent as they are; the file gives each one's reason)`
             : "None of them can be re-sent as they are: the file gives each one's reason.";
       this.logger.warn(`${deadLetters} record(s) could not be delivered; they are in ${file}. ${advice}`);
       return EXIT.DEAD_LETTERS;

@@ -1,6 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { Command } from 'commander';
 import type { RetrySummary } from '../pipeline/retry.js';
+import { currentFolder } from '../io/current-folder.js';
 import { acquireLock } from '../state/lock.js';
 import { addCommonOptions, runCommand, type CommonFlags } from './context.js';
 import { byReason, duration, n } from './format.js';
@@ -41,7 +42,7 @@ export function retryCommand(): Command {
       const lock = acquireLock(`${path}.lock`, `retry ${path}`);
       const interrupts = watchInterrupts({ logger: ctx.logger, onForce: () => lock.release() });
       try {
-        const summary = await runRetry({ config: ctx.config, file: path, logger: ctx.logger, deadLetters: ctx.deadLetters, force: flags.force === true, signal: interrupts.signal });
+        const summary = await runRetry({ config: ctx.config, file: path, logger: ctx.logger, deadLetters: ctx.deadLetters, force: flags.force === true, signal: interrupts.signal, noConfigFileIn: ctx.loaded.filePath === undefined ? currentFolder() : undefined });
         if (interrupts.reason) {
           const notSent = summary.notSent > 0 ? `; the ${n(summary.notSent)} record(s) read but not sent are in the new dead-letter file: retry that one too` : '';
           ctx.logger.warn(`stopped (${interrupts.reason}); run the same retry again to continue${notSent}`);

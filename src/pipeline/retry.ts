@@ -23,6 +23,8 @@ export interface RetryOptions {
   /** Allow a file already marked `.retried`. */
   force: boolean;
   signal?: AbortSignal | undefined;
+  /** The folder searched when no config file was found there: the retry then runs on the defaults, and says so. */
+  noConfigFileIn?: string | undefined;
 }
 
 export interface RetrySummary {
@@ -236,6 +238,13 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   const progress = existsSync(progressPath) ? readProgress(progressPath) : { linesDone: 0, deadLetters: undefined };
   const linesDone = progress.linesDone;
   await requireKeysOfRecords(config, file, linesDone);
+  if (opts.noConfigFileIn !== undefined) {
+    // The records go to the hosts and region of the config found here, not of the run that wrote the file: pasted
+    // from another folder than that run's (cron cd's to its own), the retry would send to the defaults' production hosts.
+    logger.warn(
+      `no config file found in ${opts.noConfigFileIn}: re-sending with the defaults (production hosts, amplitude.region "${config.amplitude.region}"), not with the config of the run that wrote ${file}. Give that run's config with --config <file> (or cd to its folder).`,
+    );
+  }
   if (linesDone > 0) logger.info(`continuing an interrupted retry of ${file} after line ${linesDone}`);
   // A retry killed (kill -9, power cut) after its new dead-letter file got the records of lines past its recorded
   // progress, but before that progress was written: this retry handles those lines again and writes their records

@@ -7,6 +7,7 @@ import { createAmplitudeIngestionEmulator } from '../../src/sandbox/amplitude-in
 import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
 import { startServer, type Route } from '../../src/sandbox/server.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { KEYS, logLines, runCli, startWorld, type World } from '../helpers/world.js';
 
 /** An FME event as export-events maps it, for user `key`. */
@@ -95,6 +96,43 @@ describe('amp-fme retry (spawned)', () => {
     expect((JSON.parse(retry.stdout) as { resent: { fme: number } }).resent.fme).toBe(10);
   });
 
+  it("the retry command a run suggests carries the run's --config: pasted in another folder, it re-sends to the configured hosts", async () => {
+    world = await startWorld();
+    const rows = [...generateExportRows(parseHourArg('20240301T10', 'start'), 20, { users: 50, treatmentShare: 0 })];
+    world.store.add(rows);
+    const config = world.writeConfig({ exportEvents: { properties: ['uuid'], batchSize: 10, concurrency: 1 } });
+    world.fme.faults.push({ status: 400, body: '{"code":400,"message":"temporarily refusing"}' }, 19);
+    // As cron runs it: the config given by path.
+    const first = await runCli(['export-events', '--config', config, '--start', '20240301T10', '--end', '20240301T10', '--json'], world.dir);
+    expect(first.code).toBe(3);
+    const before = world.fme.count;
+    const advice = logLines(first.stderr).find((l) => l.message.includes('could not be delivered'))?.message ?? '';
+    const [, pasted] = /re-send them with: amp-fme retry (.+)$/.exec(advice) ?? [];
+    expect(pasted).toBeDefined();
+    // Pasted where the person reading the log is, not where cron ran: without the config the retry would go to the
+    // production FME host (no network here: it would retry until killed).
+    const elsewhere = tempDir('retry-elsewhere');
+    const retry = runCli(['retry', '--json'], elsewhere, {}, { pasted: pasted as string });
+    const killer = setTimeout(() => retry.child.kill('SIGKILL'), 15_000);
+    const r = await retry;
+    clearTimeout(killer);
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { resent: { fme: number } }).resent.fme).toBe(10);
+    expect(world.fme.count).toBe(before + 10);
+  });
+
+  it('a retry that finds no config file says it runs on the defaults', async () => {
+    world = await startWorld();
+    const elsewhere = tempDir('retry-noconfig');
+    const file = join(elsewhere, 'old.ndjson');
+    writeFileSync(file, `${JSON.stringify({ command: 'export-events', reason: 'invalid_json', retriable: false, payload: '{"broken' })}\n`);
+    const r = await runCli(['retry', file, '--json'], elsewhere);
+    expect(r.code).toBe(3);
+    expect(logLines(r.stderr).filter((l) => l.level === 'warn').map((l) => l.message)[0]).toBe(
+      `no config file found in ${elsewhere}: re-sending with the defaults (production hosts, amplitude.region "us"), not with the config of the run that wrote ${file}. Give that run's config with --config <file> (or cd to its folder).`,
+    );
+  });
+
   it('writes what still fails, and what cannot be re-sent, to a new dead-letter file (exit 3)', async () => {
     world = await startWorld();
     world.writeConfig();
@@ -119,7 +157,7 @@ describe('amp-fme retry (spawned)', () => {
     // The advice says how many of them a retry can re-send.
     expect(logLines(r.stderr).filter((l) => l.level === 'warn').map((l) => l.message)).toEqual([
       `${file} line 3 is not a dead-letter record retry can use (it is not JSON): it is not re-sent, and goes to the new dead-letter file as unreadable_dead_letter with the line as it was. Any more such lines are counted in the summary (invalid) and named in that file.`,
-      `3 record(s) could not be delivered; they are in ${s.deadLetterFile}. 1 of them can be re-sent: fix the cause, then run: amp-fme retry ${s.deadLetterFile} (the other 2 cannot be re-sent as they are; the file gives each one's reason)`,
+      `3 record(s) could not be delivered; they are in ${s.deadLetterFile}. 1 of them can be re-sent: fix the cause, then run: amp-fme retry ${s.deadLetterFile} --config ${join(world.dir, 'amp-fme.config.json')} (the other 2 cannot be re-sent as they are; the file gives each one's reason)`,
     ]);
     const lines = readFileSync(s.deadLetterFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { reason: string; command: string });
     expect(lines.map((l) => l.reason).sort()).toEqual(['fme_rejected', 'invalid_json', 'unreadable_dead_letter']);
