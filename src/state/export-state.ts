@@ -266,7 +266,11 @@ function emptyTrack(): Track {
 function corrupt(path: string, why: string): StateError {
   return new StateError(
     `the state file ${path} is unreadable (${why}). amp-fme will not guess where to continue, because FME does not deduplicate: ` +
-      'restore the file from a backup, or move it away and continue with an explicit --start after the last hour you know was delivered.',
+      // Moved away, the file no longer keeps cron from starting over: a --since-last-run without --start would begin at
+      // exportEvents.startAt and send every hour since a second time. Hence the exact run that places the cursor first.
+      'restore the file from a backup; or move it out of the way and, before cron runs again, place the cursor once with: ' +
+      'amp-fme export-events --since-last-run --start <the hour after the last one you know was delivered>. ' +
+      'Until then a --since-last-run without --start starts again at exportEvents.startAt (if it is set), sending every hour since once more.',
   );
 }
 

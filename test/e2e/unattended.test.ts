@@ -17,7 +17,7 @@ import { FAST_HTTP, KEYS, logLines, runCli, startWorld, type CliResult, type Wor
 const KILL_BEFORE_RETIRE = join(__dirname, '../helpers/kill-before-retire.cjs');
 /** Preload that moves the CLI's wall clock by AMP_FME_TEST_CLOCK_SHIFT_HOURS hours. */
 const SHIFT_CLOCK = join(__dirname, '../helpers/shift-clock.cjs');
-/** Preload whose state file writes fail with ENOSPC after AMP_FME_TEST_STATE_WRITES_OK of them. */
+/** Preload whose state file writes fail with ENOSPC from the first whose content matches AMP_FME_TEST_STATE_FAIL_WHEN. */
 const STATE_DISK_FULL = join(__dirname, '../helpers/state-disk-full.cjs');
 
 let world: World | undefined;
@@ -638,6 +638,36 @@ describe('unattended runs (spawned)', () => {
     expect(readFileSync(path, 'utf8')).toBe('{"version":1,"kind":"export-events","cursor":');
   });
 
+  it("after a corrupt state file, the run its message says to make keeps cron from sending every hour since exportEvents.startAt again", async () => {
+    world = await startWorld();
+    const wanted = seedHours(world, ago(8), 4, 5);
+    // As a cron set-up has it: the first hour in the config, runs without --start.
+    world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, startAt: formatHour(ago(8)) } });
+    const first = await runCli(['export-events', '--since-last-run', '--end', formatHour(ago(7))], world.dir);
+    expect(first.code).toBe(0);
+    const delivered = world.fme.count;
+    expect(delivered).toBeGreaterThan(0);
+    const path = stateFile(world);
+    writeFileSync(path, '{"version":1,"kind":"export-events","cursor":');
+    const refused = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(refused.code).toBe(1);
+    const message = logLines(refused.stderr).find((l) => l.level === 'error')?.message ?? '';
+    // The message names the run that places the cursor, with the hour to fill in.
+    const [, command] = /: amp-fme (export-events --since-last-run --start) <the hour after the last one you know was delivered>/.exec(message) ?? [];
+    expect(command, message).toBe('export-events --since-last-run --start');
+    expect(message).toContain('starts again at exportEvents.startAt');
+    // Done as it says: the file moved out of the way, the cursor placed after the last hour delivered, then cron.
+    renameSync(path, `${path}.broken`);
+    const placed = await runCli([...(command as string).split(' '), formatHour(ago(6))], world.dir);
+    expect(placed.code, placed.stderr).toBe(0);
+    const cron = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(cron.code, cron.stderr).toBe(0);
+    // Every event once: nothing of ago(8)..ago(7) was sent again.
+    const counts = uuidCounts(world);
+    expect(counts.size).toBe(wanted.length);
+    expect([...counts.values()].every((c) => c === 1)).toBe(true);
+  });
+
   it('--max-runtime stops at a clean point and the next run continues', async () => {
     world = await startWorld();
     const wanted = seedHours(world, ago(10), 6, 300);
@@ -694,10 +724,10 @@ describe('unattended runs (spawned)', () => {
     world = await startWorld();
     const wanted = seedHours(world, ago(12), 4, 20); // ago(12)..ago(9), one window an hour
     world.writeConfig({ exportEvents: { ...CONFIG.exportEvents, windowHours: 1, concurrency: 1 } });
-    // Placing the cursor, the first hour's batch and the hour done: the write for the second hour's batch fails.
+    // Placing the cursor, the first hour's batch and the hour done are written: the write for the second hour's batch fails.
     const r = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(12)), '--end', formatHour(ago(9)), '--log-format', 'json'], world.dir, {
       NODE_OPTIONS: `--require ${STATE_DISK_FULL}`,
-      AMP_FME_TEST_STATE_WRITES_OK: '4',
+      AMP_FME_TEST_STATE_FAIL_WHEN: `"inProgress":\\s*\\{\\s*"start":\\s*"${formatHour(ago(11))}"`,
     });
     expect(r.code).toBe(1);
     expect(logLines(r.stderr).some((l) => l.level === 'error' && /ENOSPC/.test(l.message))).toBe(true);
