@@ -169,6 +169,11 @@ export class IngestionClient {
     return this.pace !== undefined;
   }
 
+  /** How many events of one id a request carries at most (HTTP V2), or undefined. */
+  get maxPerId(): number | undefined {
+    return this.pace?.maxPerId;
+  }
+
   /** How long an id's next events wait after a request of it (HTTP V2), or undefined. */
   get paceMs(): number | undefined {
     return this.pace?.delayMs;

@@ -16,9 +16,10 @@ import type { DeadLetterWriter, SourcePosition } from './dead-letters.js';
  * Throttled items (a 429 naming them) are held back on their own and sent again after the throttle delay,
  * while the lanes go on: only they wait, not the run (specs/amplitude.md). A held item is sent after later
  * events of its user that were not throttled; Amplitude orders events by their `time`, and identify mode
- * sends one identification per user. Reading waits only while held items pass MAX_HELD_BYTES. Over HTTP V2,
- * a request carries at most ~30 events of one id (its rate per second): the rest of that id are held the
- * same way for a second, without counting a throttle round, and sent again capped (ingestion-delivery.ts).
+ * sends one identification per user. Reading waits only while held items pass MAX_HELD_BYTES; they count until
+ * they are sent again, not only until their timer fires. Over HTTP V2, a request carries at most ~30 events of one
+ * id (its rate per second): the rest of that id are held the same way for a second, without counting a throttle
+ * round, and a timer takes ~30 of each id due (ingestion-delivery.ts), leaving the others where they are.
  */
 
 /** An identification on its way, with where it came from. */
@@ -39,14 +40,26 @@ const DUE_SLACK_MS = 10;
 /** Held items at most (their JSON), before reading waits for them as it does for full lanes. */
 const MAX_HELD_BYTES = 32 * 1024 * 1024;
 
+/**
+ * One id's held items in a group, oldest first (from `head` on). Over HTTP V2 a timer takes at most a pace's worth
+ * of them (30), and the rest wait on as they are: a tick's work grows with the ids due, not with the items held.
+ */
+interface HeldId {
+  items: Item[];
+  head: number;
+  bytes: number;
+  /** When they may go (performance.now(), which a clock change does not move). */
+  due: number;
+  /** Throttle delays the id has had (the most among its events): a neighbour's rounds are not an id's own. */
+  round: number;
+}
+
 /** Items held back after a 429 (or paced, HTTP V2), to be sent again when their timer fires. */
 interface Held {
   lane: Lane;
-  items: Item[];
-  /** When the items of each id may go (performance.now(), which a clock change does not move); all of an id go together. */
-  idDue: Map<string, number>;
-  /** Throttle delays each id has had (the most among its events): a neighbour's rounds are not an id's own. */
-  idRound: Map<string, number>;
+  /** By id, in the order the ids were first held. */
+  ids: Map<string, HeldId>;
+  count: number;
   bytes: number;
   /** When the timer fires: the earliest due. */
   due: number;
@@ -99,6 +112,11 @@ interface Lane {
   pending: Held | undefined;
   /** Items held in this lane by id: their id's new items wait with them (HTTP V2's pace is per id). */
   heldIds: Map<string, number>;
+  /**
+   * Over HTTP V2, ids whose held items a resend of this lane took and has not sent yet: their other held items
+   * wait until a pace after that send (`paceAgain`), however long the resend waits for the lane.
+   */
+  sending: Set<string>;
 }
 
 export interface ImpressionLanesOptions {
@@ -113,6 +131,8 @@ export interface ImpressionLanesOptions {
   deadLetters: DeadLetterWriter;
   /** After each request: how many events or identifications Amplitude acknowledged. */
   onDelivered(count: number): void;
+  /** For tests: held bytes past which reading waits (MAX_HELD_BYTES). */
+  maxHeldBytes?: number;
 }
 
 export class ImpressionLanes {
@@ -125,7 +145,7 @@ export class ImpressionLanes {
   /** Input names by number, for the events' origins kept as numbers. */
   private readonly inputNames: string[] = [];
   private sent = 0;
-  /** Throttled items waiting for their delay, and their bytes. */
+  /** Throttled items waiting for their delay, and their bytes (counted until sent: a resend takes them out of `held`). */
   private readonly held = new Set<Held>();
   private heldBytes = 0;
   /** Cleared by `stopHolding`: throttled items are then dropped, not held. */
@@ -152,6 +172,7 @@ export class ImpressionLanes {
       count: 0,
       pending: undefined,
       heldIds: new Map<string, number>(),
+      sending: new Set<string>(),
     }));
     this.maxInflight = this.lanes.length * 2;
   }
@@ -163,7 +184,7 @@ export class ImpressionLanes {
 
   /** Whether reading should wait (`waitForRoom`) before adding more. */
   get busy(): boolean {
-    return this.inflight >= this.maxInflight || this.heldBytes > MAX_HELD_BYTES;
+    return this.inflight >= this.maxInflight || this.heldBytes > (this.o.maxHeldBytes ?? MAX_HELD_BYTES);
   }
 
   /** One event for lane `lane`: its UTF-8 JSON is `src[start, start + size)`. */
@@ -218,7 +239,7 @@ export class ImpressionLanes {
     for (const lane of this.lanes) lane.pending = undefined;
     for (const h of this.held) {
       clearTimeout(h.timer);
-      this.droppedHeld += h.items.length;
+      this.droppedHeld += h.count;
       this.release(h);
     }
   }
@@ -276,35 +297,53 @@ export class ImpressionLanes {
       this.droppedHeld += items.length;
       return;
     }
-    const copies: Item[] = items.map((it) => (it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it));
     const due = performance.now() + delayMs + DUE_SLACK_MS;
-    this.holdUntil(lane, copies, copies.map(() => due), copies.map(() => round), paced);
+    const ids = new Map<string, HeldId>();
+    for (const it of items) {
+      const copy: Item = it instanceof EncodedEvent ? { json: it.json, size: it.size, id: it.id, source: it.source } : it;
+      let e = ids.get(copy.id);
+      if (!e) ids.set(copy.id, (e = { items: [], head: 0, bytes: 0, due, round }));
+      e.items.push(copy);
+      e.bytes += copy.size;
+    }
+    this.holdUntil(lane, ids, paced);
   }
 
-  /** Holds `items` of `lane` (copies) until their `dues`, in the lane's waiting group over HTTP V2, else in a group of their own. */
-  private holdUntil(lane: Lane, items: Item[], dues: number[], rounds: number[], paced = false): void {
-    if (items.length === 0) return; // a group of nothing would never fire, and `done()` would wait for it
-    const bytes = items.reduce((n, it) => n + it.size, 0);
-    this.heldBytes += bytes;
-    for (const it of items) lane.heldIds.set(it.id, (lane.heldIds.get(it.id) ?? 0) + 1);
+  /** Holds the items of `ids` in `lane` until their dues, in the lane's waiting group over HTTP V2, else in a group of their own. */
+  private holdUntil(lane: Lane, ids: Map<string, HeldId>, paced = false): void {
+    if (ids.size === 0) return; // a group of nothing would never fire, and `done()` would wait for it
     // HTTP V2, one waiting group per lane: two groups of one id, each paced on its own, would go over its pace
     // together. Each id keeps its own due, for all its items (a 429 puts it later; see the loop): when the timer
     // fires, the ids due go, capped per id again, and the others wait on (`fire`).
     const joinable = this.o.ingestion?.pacesPerId === true ? lane.pending : undefined;
     let settle!: () => void;
-    const h: Held = joinable ?? { lane, items: [], idDue: new Map(), idRound: new Map(), bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };
+    const h: Held = joinable ?? { lane, ids: new Map(), count: 0, bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };
     let first = Number.POSITIVE_INFINITY;
-    items.forEach((it, i) => {
-      // Paced items of an id already held go when it goes: pushing its due at every request of the id would hold
-      // it for as long as reading goes on. A 429 does push it: the id must wait out its throttle.
-      const held = h.idDue.get(it.id);
-      const due = held === undefined ? (dues[i] as number) : paced ? held : Math.max(dues[i] as number, held);
-      h.items.push(it);
-      h.idDue.set(it.id, due);
-      h.idRound.set(it.id, Math.max(rounds[i] as number, h.idRound.get(it.id) ?? 0));
-      first = Math.min(first, due);
-    });
-    h.bytes += bytes;
+    for (const [id, e] of ids) {
+      const n = e.items.length - e.head;
+      this.heldBytes += e.bytes;
+      h.bytes += e.bytes;
+      h.count += n;
+      lane.heldIds.set(id, (lane.heldIds.get(id) ?? 0) + n);
+      const held = h.ids.get(id);
+      if (held === undefined) h.ids.set(id, e);
+      else {
+        const added = e.items.slice(e.head);
+        // Throttled items of a resend are older than the rest of their id, which waited for that resend: they go first.
+        if (!paced && lane.sending.has(id)) {
+          held.items = added.concat(held.items.slice(held.head));
+          held.head = 0;
+        } else {
+          for (const it of added) held.items.push(it);
+        }
+        held.bytes += e.bytes;
+        // Paced items of an id already held go when it goes: pushing its due at every request of the id would hold
+        // it for as long as reading goes on. A 429 does push it: the id must wait out its throttle.
+        if (!paced) held.due = Math.max(e.due, held.due);
+        held.round = Math.max(e.round, held.round);
+      }
+      if (!lane.sending.has(id)) first = Math.min(first, (h.ids.get(id) as HeldId).due);
+    }
     if (first < h.due) this.schedule(h, first);
     if (joinable) return;
     const p = new Promise<void>((resolve) => (settle = resolve)).finally(() => this.all.delete(p));
@@ -313,55 +352,90 @@ export class ImpressionLanes {
     this.all.add(p);
   }
 
-  /** (Re)sets the timer of held items `h` to `due`. */
+  /** (Re)sets the timer of held items `h` to `due`; none for no due (ids waiting for a resend: `paceAgain` sets it then). */
   private schedule(h: Held, due: number): void {
     clearTimeout(h.timer);
     h.due = due;
-    h.timer = setTimeout(() => this.fire(h), due - performance.now());
+    h.timer = Number.isFinite(due) ? setTimeout(() => this.fire(h), due - performance.now()) : undefined;
   }
 
-  /** A held group's timer fired: the ids due are sent again; the others wait on in the lane's next group. */
+  /**
+   * A held group's timer fired: the ids due are sent again (over HTTP V2 at most a pace's worth of each); the rest
+   * wait on in the lane's next group, without being copied or scanned item by item.
+   */
   private fire(h: Held): void {
+    const lane = h.lane;
     // Ids due within a few milliseconds go too: held in the same moment (a 429 and a pace of one answer), they go together.
     const now = performance.now() + DUE_SLACK_MS;
-    const waiting = new Set([...h.idDue].filter(([, due]) => due > now).map(([id]) => id));
-    if (waiting.size === h.idDue.size) {
-      // Nothing due yet: the timer fired a little early, or the id it was set for has a later due since.
-      let next = Number.POSITIVE_INFINITY;
-      for (const due of h.idDue.values()) next = Math.min(next, due);
-      return this.schedule(h, next);
+    const isDue = (id: string, e: HeldId): boolean => e.due <= now && !lane.sending.has(id);
+    let next = Number.POSITIVE_INFINITY;
+    let anyDue = false;
+    for (const [id, e] of h.ids) {
+      if (isDue(id, e)) anyDue = true;
+      else if (!lane.sending.has(id)) next = Math.min(next, e.due);
     }
-    if (h.lane.pending === h) h.lane.pending = undefined;
-    if (waiting.size > 0) {
-      const later = h.items.filter((it) => waiting.has(it.id));
-      const laterDues = later.map((it) => h.idDue.get(it.id) as number);
-      const laterRounds = later.map((it) => h.idRound.get(it.id) as number);
-      h.items = h.items.filter((it) => !waiting.has(it.id));
-      for (const id of waiting) {
-        h.idDue.delete(id);
-        h.idRound.delete(id);
+    // Nothing due yet: the timer fired a little early, or the id it was set for has a later due since.
+    if (!anyDue) return this.schedule(h, next);
+    if (lane.pending === h) lane.pending = undefined;
+    const cap = this.o.ingestion?.pacesPerId === true ? (this.o.ingestion.maxPerId ?? Number.POSITIVE_INFINITY) : Number.POSITIVE_INFINITY;
+    const going = new Map<string, HeldId>();
+    const later = new Map<string, HeldId>();
+    let bytes = 0;
+    let count = 0;
+    for (const [id, e] of h.ids) {
+      if (!isDue(id, e)) {
+        later.set(id, e);
+        continue;
       }
-      const bytes = later.reduce((n, it) => n + it.size, 0);
-      h.bytes -= bytes;
-      this.heldBytes -= bytes;
-      for (const it of later) this.unholdId(h.lane, it.id);
-      this.holdUntil(h.lane, later, laterDues, laterRounds);
+      if (Number.isFinite(cap)) lane.sending.add(id);
+      if (e.items.length - e.head <= cap) {
+        going.set(id, e);
+      } else {
+        // The first `cap` go; the rest wait for a pace after they are sent. Not throttled themselves, they have
+        // no round of their own: a 429 of the part sent gives them its round (`holdUntil`).
+        const part = e.items.slice(e.head, e.head + cap);
+        const partBytes = part.reduce((n, it) => n + it.size, 0);
+        going.set(id, { items: part, head: 0, bytes: partBytes, due: e.due, round: e.round });
+        e.head += cap;
+        e.bytes -= partBytes;
+        e.round = 0;
+        if (e.head * 2 > e.items.length) {
+          e.items = e.items.slice(e.head);
+          e.head = 0;
+        }
+        later.set(id, e);
+      }
     }
+    for (const e of going.values()) {
+      bytes += e.bytes;
+      count += e.items.length - e.head;
+    }
+    // The rest leave this group's counts; `holdUntil` counts them again in the lane's next group.
+    this.heldBytes -= h.bytes - bytes;
+    for (const [id, e] of later) this.unholdId(lane, id, e.items.length - e.head);
+    h.ids = going;
+    h.bytes = bytes;
+    h.count = count;
+    this.holdUntil(lane, later);
     this.resend(h);
   }
 
-  private unholdId(lane: Lane, id: string): void {
-    const n = (lane.heldIds.get(id) ?? 1) - 1;
-    if (n > 0) lane.heldIds.set(id, n);
+  private unholdId(lane: Lane, id: string, n: number): void {
+    const left = (lane.heldIds.get(id) ?? n) - n;
+    if (left > 0) lane.heldIds.set(id, left);
     else lane.heldIds.delete(id);
   }
 
-  /** Held items are no longer held: their bytes leave the count, and reading may go on. */
-  private release(h: Held): void {
+  /**
+   * Held items are no longer held (sent, or dropped): reading may go on once their bytes leave the count, which
+   * for a resend is only once they are sent (`keepBytes`): taken out and counted nowhere, they would let reading
+   * hold as much again meanwhile.
+   */
+  private release(h: Held, keepBytes = false): void {
     if (!this.held.delete(h)) return;
     if (h.lane.pending === h) h.lane.pending = undefined;
-    for (const it of h.items) this.unholdId(h.lane, it.id);
-    this.heldBytes -= h.bytes;
+    for (const [id, e] of h.ids) this.unholdId(h.lane, id, e.items.length - e.head);
+    if (!keepBytes) this.heldBytes -= h.bytes;
     h.settle();
     this.wake();
   }
@@ -372,48 +446,61 @@ export class ImpressionLanes {
       h.lane.limit(async () => {
         // A stop that came while this waited for its lane dropped it (and counted it): it is not sent then.
         const stillHeld = this.held.has(h);
-        this.release(h);
-        if (!stillHeld || this.failure !== undefined) return;
-        // One delivery per throttle round, fewest first: each id goes with the rounds it has had itself.
-        const byRound = new Map<number, Item[]>();
-        for (const it of h.items) {
-          const round = h.idRound.get(it.id) ?? 0;
-          const list = byRound.get(round);
-          if (list) list.push(it);
-          else byRound.set(round, [it]);
-        }
-        for (const round of [...byRound.keys()].sort((a, b) => a - b)) {
-          const items = byRound.get(round) as Item[];
-          if (this.failure !== undefined) return;
-          if (!this.holding) {
-            this.droppedHeld += items.length; // stopped meanwhile: like held events, not sent
-            continue;
+        this.release(h, true);
+        try {
+          if (!stillHeld || this.failure !== undefined) return;
+          // One delivery per throttle round, fewest first: each id goes with the rounds it has had itself.
+          const byRound = new Map<number, { ids: string[]; items: Item[] }>();
+          for (const [id, e] of h.ids) {
+            let r = byRound.get(e.round);
+            if (!r) byRound.set(e.round, (r = { ids: [], items: [] }));
+            r.ids.push(id);
+            for (let i = e.head; i < e.items.length; i++) r.items.push(e.items[i] as Item);
           }
-          this.sent++;
-          if (this.o.ingestion) {
-            await this.o.ingestion.deliver(items, this.reject, { hold: this.holder(h.lane), round, onAcknowledged: this.acknowledged });
-            this.paceAgain(h.lane, items);
-          } else if (this.o.identify) {
-            await this.o.identify.deliver(items as LaneIdentification[], this.reject, { hold: this.holder<LaneIdentification>(h.lane), round, onAcknowledged: this.acknowledged });
+          for (const round of [...byRound.keys()].sort((a, b) => a - b)) {
+            const { ids, items } = byRound.get(round) as { ids: string[]; items: Item[] };
+            if (this.failure !== undefined) return;
+            if (!this.holding) {
+              this.droppedHeld += items.length; // stopped meanwhile: like held events, not sent
+              continue;
+            }
+            this.sent++;
+            if (this.o.ingestion) {
+              await this.o.ingestion.deliver(items, this.reject, { hold: this.holder(h.lane), round, onAcknowledged: this.acknowledged });
+              this.paceAgain(h.lane, ids);
+            } else if (this.o.identify) {
+              await this.o.identify.deliver(items as LaneIdentification[], this.reject, { hold: this.holder<LaneIdentification>(h.lane), round, onAcknowledged: this.acknowledged });
+            }
           }
+        } finally {
+          if (stillHeld) {
+            this.heldBytes -= h.bytes;
+            this.wake();
+          }
+          this.paceAgain(h.lane, h.ids.keys());
         }
       }),
     );
   }
 
   /**
-   * Over HTTP V2, held events just sent again: their ids' events waiting in the lane's group (held back meanwhile,
-   * or the surplus of this send) go a whole pace after this send, not when their own pace began.
+   * Over HTTP V2, held events of `ids` just sent again: their ids' events waiting in the lane's group (the rest of a
+   * held id, or held back meanwhile) go a whole pace after this send, not when their own pace began.
    */
-  private paceAgain(lane: Lane, sent: Item[]): void {
+  private paceAgain(lane: Lane, ids: Iterable<string>): void {
     const pace = this.o.ingestion?.paceMs;
+    if (pace === undefined) return;
     const group = lane.pending;
-    if (pace === undefined || !group) return;
     const due = performance.now() + pace + DUE_SLACK_MS;
-    for (const it of sent) {
-      const d = group.idDue.get(it.id);
-      if (d !== undefined && d < due) group.idDue.set(it.id, due);
+    let first = Number.POSITIVE_INFINITY;
+    for (const id of ids) {
+      if (!lane.sending.delete(id)) continue;
+      const e = group?.ids.get(id);
+      if (e === undefined) continue;
+      if (e.due < due) e.due = due;
+      first = Math.min(first, e.due);
     }
+    if (group && first < group.due) this.schedule(group, first);
   }
 
   private holder<T extends Item>(lane: Lane): (items: T[], round: number, delayMs: number, paced?: boolean) => void {
