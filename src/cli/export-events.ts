@@ -120,7 +120,12 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     if (flags.takeOver !== undefined) takeOverFrom({ logger, stateDir: ctx.loaded.stateDir, config }, flags.takeOver, paths.state, scope);
     const stateFile = stateFileOf(ctx, paths.state, scope, sending);
     const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile.path, stateFile.scope) : undefined;
-    if (sending && store) finishTakeOver(logger, store);
+    if (sending && store) {
+      finishTakeOver(logger, store);
+      // Dead letters an interrupted run left past its recorded progress: this run handles their batches again.
+      store.cutBackDeadLetters(logger);
+      ctx.deadLetters.onCreated = (file) => store.recordDeadLetterFile(file);
+    }
     let checkpoint: TrackCheckpoint | undefined;
     /** --force, unless a range run with --force resumes (it goes on as that run was asked to). */
     let force = flags.force === true;

@@ -1,9 +1,11 @@
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, statSync, truncateSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { redact } from '../http/redact.js';
 import { withPath } from '../io/file-errors.js';
 import { makeDirs } from '../io/make-dirs.js';
+import { shellArg } from '../io/shell-quote.js';
 import { writeAllSync } from '../io/write-all.js';
+import type { Logger } from '../log/logger.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
 
 /** Where a dead letter came from: the input file and line, an export window and zip entry, a batch... */
@@ -21,6 +23,55 @@ export interface DeadLetter {
   retriable: boolean;
   /** The record itself: the unparsed line, the FME event, the Amplitude event... */
   payload: unknown;
+}
+
+/** A run's own dead-letter file and its size, as the progress it recorded covers it (DeadLetterWriter.mark). */
+export interface DeadLetterMark {
+  file: string;
+  bytes: number;
+}
+
+/** A recorded mark, or undefined for anything else (an older progress or state file has none). */
+export function readMark(value: unknown): DeadLetterMark | undefined {
+  const d = value as { file?: unknown; bytes?: unknown } | null | undefined;
+  return d && typeof d.file === 'string' && typeof d.bytes === 'number' && Number.isSafeInteger(d.bytes) && d.bytes >= 0 ? { file: d.file, bytes: d.bytes } : undefined;
+}
+
+/**
+ * Cuts an interrupted run's dead-letter file back to the size its recorded progress covers. A run killed (kill -9,
+ * power cut) after dead letters went into its file but before the progress that covers them was written leaves them
+ * there, and the run that goes on from that progress handles their events again: left in the old file too, a refused
+ * event would sit in two files (retrying both sends it to FME twice), or be delivered now and still be retried. The
+ * file's tail past the mark is exactly those records. `command`: the command going on (retry, export-events).
+ */
+export function cutBack(mark: DeadLetterMark, logger: Logger, command: string): void {
+  let size: number;
+  try {
+    size = statSync(mark.file).size;
+  } catch {
+    return; // gone (retried and renamed, or removed by hand): nothing to cut
+  }
+  if (size <= mark.bytes) return;
+  const cannot = (why: string): void =>
+    logger.warn(
+      `could not cut back ${mark.file} to the ${mark.bytes} bytes the progress of an interrupted ${command} covers (${why}): this run handles the records after them again, ` +
+        `so they will be in two dead-letter files and retrying both sends them twice. Cut that file first: truncate -s ${mark.bytes} ${shellArg(mark.file)}`,
+    );
+  let lock: HeldLock;
+  try {
+    lock = acquireLock(`${mark.file}.lock`, `${command} (cutting back an interrupted run's dead letters)`);
+  } catch (err) {
+    cannot((err as Error).message);
+    return;
+  }
+  try {
+    truncateSync(mark.file, mark.bytes);
+    logger.info(`${mark.file}: removed the dead letters written after the last progress an interrupted ${command} recorded (this run handles their records again)`);
+  } catch (err) {
+    cannot((err as Error).message);
+  } finally {
+    lock.release();
+  }
 }
 
 /** Pending text is written out once it reaches this size, so memory stays bounded on a run full of rejects. */
@@ -63,7 +114,7 @@ export class DeadLetterWriter {
   }
 
   /** This writer's own file and its size once everything written so far is on disk (`sync` first); undefined before it has a file. */
-  mark(): { file: string; bytes: number } | undefined {
+  mark(): DeadLetterMark | undefined {
     if (!this.created || this.fd === undefined) return undefined;
     return { file: this.file, bytes: fstatSync(this.fd).size };
   }

@@ -16,7 +16,7 @@ import { InOrder } from '../workers/in-order.js';
 import { BATCH_BYTES, RecordBatchWriter } from '../workers/record-batch.js';
 import { decodingSetup } from '../workers/batch-pool.js';
 import { Batcher, eventJson, type Batch } from './batcher.js';
-import type { DeadLetterWriter } from './dead-letters.js';
+import type { DeadLetter, DeadLetterWriter } from './dead-letters.js';
 import { noCheckpoint, type ExportCheckpoint } from './export-checkpoint.js';
 import { createRowsPool } from './export-rows-pool.js';
 import { decodePosition, encodePosition, inRanges, MAX_IDENTITIES, type Ranges } from './positions.js';
@@ -102,6 +102,9 @@ async function* interruptible<T>(source: AsyncGenerator<T>, signal: AbortSignal 
 
 const NEWLINE = Buffer.from('\n');
 
+/** Dead letters of invalid lines held at most (see recordHeld in runExportEvents): a few MB of rows. */
+const MAX_HELD = 1000;
+
 /**
  * How far this machine's clock may run ahead of Amplitude's (its answers' `Date` header) before a window the local
  * clock calls settled, but Amplitude's does not, stops the run. Response latency and the header's 1 s resolution
@@ -142,16 +145,27 @@ function retryPolicy(c: Config): RetryPolicy {
 export async function runExportEvents(opts: ExportEventsOptions): Promise<ExportEventsSummary> {
   const { config, logger, deadLetters } = opts;
   const recorded = opts.checkpoint ?? noCheckpoint;
+  /**
+   * A run that records progress keeps the dead letters of a range of positions (its lines' and its batch's) until
+   * that range is acknowledged: they go into the file, are synced and the range recorded in one synchronous step
+   * (acknowledge), along with the file's size then. Written any earlier, another batch's acknowledge would put them
+   * on disk while their own range is not recorded, and after a kill -9 the next run would handle them again: a
+   * refused event in two files, or delivered and still retriable. The next run cuts the file back to the recorded
+   * size (ExportStateStore.cutBackDeadLetters), which removes exactly what a kill left ahead of its progress.
+   * A run that records nothing (--dry-run, --output) writes them at once.
+   */
+  const holding = opts.checkpoint !== undefined;
   // Progress is recorded only once the dead letters it covers are on disk (dead-letters.ts).
-  const checkpoint: ExportCheckpoint = {
+  const acknowledge = async (window: HourWindow, from: number, to: number, letters: readonly DeadLetter[]): Promise<void> => {
+    for (const l of letters) deadLetters.write(l);
+    deadLetters.sync();
+    await recorded.acknowledge(window, from, to, deadLetters.mark());
+  };
+  const checkpoint: Pick<ExportCheckpoint, 'resumeRanges' | 'completeWindow'> = {
     resumeRanges: (window) => recorded.resumeRanges(window),
-    acknowledge: async (window, from, to) => {
-      deadLetters.sync();
-      await recorded.acknowledge(window, from, to);
-    },
     completeWindow: async (window) => {
       deadLetters.sync();
-      await recorded.completeWindow(window);
+      await recorded.completeWindow(window, deadLetters.mark());
     },
   };
   const started = Date.now();
@@ -227,7 +241,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
    * Sends one batch; records it as acknowledged, or dead-letters it when FME rejects it. After a stop, a batch
    * that has not gone out yet stays unsent and unrecorded (the next run sends it): only requests in flight finish.
    */
-  const deliver = async (window: HourWindow, batch: Batch, coverFrom: number, entries: string[]): Promise<void> => {
+  const deliver = async (window: HourWindow, batch: Batch, coverFrom: number, entries: string[], letters: DeadLetter[]): Promise<void> => {
     const coverTo = batch.positions[batch.positions.length - 1] as number;
     if (fatal || opts.signal?.aborted) return;
     if (fme) {
@@ -241,14 +255,16 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
           const jsons = batch.positions.map((_, i) => eventJson(batch, i));
           const letter = (i: number, reason: string, detail: string, status?: number): void => {
             const pos = decodePosition(batch.positions[i] as number);
-            deadLetters.write({
+            const l: DeadLetter = {
               reason,
               detail,
               ...(status !== undefined ? { status } : {}),
               source: { window: describeWindow(window), entry: entries[pos.entryIndex] ?? '', line: pos.line },
               retriable: true,
               payload: JSON.parse(jsons[i] as string) as unknown,
-            });
+            };
+            if (holding) letters.push(l);
+            else deadLetters.write(l);
           };
           let refused = 0;
           const unsent: [number, unknown][] = [];
@@ -296,7 +312,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     // Nothing reads the body any more: its buffer serves a later batch.
     scratch.give('bodies', batch.body.buffer as ArrayBuffer);
     try {
-      await checkpoint.acknowledge(window, coverFrom, coverTo);
+      await acknowledge(window, coverFrom, coverTo, letters);
     } catch (err) {
       // Progress that cannot be recorded (a full disk) stops the run: each batch sent after it would be sent again.
       fatal ??= err;
@@ -362,11 +378,21 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     const label = describeWindow(window);
     let coverFrom = 0;
     let lastPos = -1;
+    /** Dead letters of lines read that no dispatched range covers yet, in line order, with their positions (see `holding`). */
+    let held: { pos: number; letter: DeadLetter }[] = [];
+    /** The held letters of positions up to `to`: those of the range that ends there. */
+    const take = (to: number): DeadLetter[] => {
+      const n = held.findIndex((h) => h.pos > to);
+      const out = n < 0 ? held : held.slice(0, n);
+      held = n < 0 ? [] : held.slice(n);
+      return out.map((h) => h.letter);
+    };
 
     const dispatch = async (batch: Batch): Promise<void> => {
       const from = coverFrom;
       coverFrom = (batch.positions[batch.positions.length - 1] as number) + 1;
-      const p = limit(() => deliver(window, batch, from, entries));
+      const letters = take(coverFrom - 1);
+      const p = limit(() => deliver(window, batch, from, entries, letters));
       inFlight.add(p);
       const done = (): boolean => inFlight.delete(p);
       p.then(done, done); // the rejection itself is seen by Promise.all below
@@ -386,7 +412,24 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
     await Promise.all(inFlight);
     if (!fatal && !opts.signal?.aborted && lastPos >= coverFrom) {
       // Lines after the last batch (skipped, invalid) are handled too.
-      await checkpoint.acknowledge(window, coverFrom, lastPos + MAX_IDENTITIES - 1);
+      await acknowledge(window, coverFrom, lastPos + MAX_IDENTITIES - 1, take(Infinity));
+    }
+
+    /**
+     * Memory stays bounded on a window full of invalid lines: their held letters are recorded now, with the events
+     * read before them sent as a batch of their own. Called between lines (after an invalid one, which has no events).
+     */
+    async function recordHeld(): Promise<void> {
+      const rest = batcher.flush();
+      if (rest) await dispatch(rest);
+      if (fatal || opts.signal?.aborted || lastPos < coverFrom) return;
+      const from = coverFrom;
+      coverFrom = lastPos + MAX_IDENTITIES;
+      try {
+        await acknowledge(window, from, coverFrom - 1, take(Infinity));
+      } catch (err) {
+        fatal ??= err;
+      }
     }
 
     async function readAndDispatch(): Promise<void> {
@@ -417,6 +460,8 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
         // an entry shows only now, and every later run would stop at the same place.
         damaged(err) {
           s.damagedEntries++;
+          // Written at once, not held: it has no position of its own (its entry may have no line read), and every run
+          // that reads this window finds the damage and writes it again, recorded or not.
           deadLetters.write({
             reason: 'damaged_entry',
             detail: `${err.message}; nothing from line ${err.line} on can be read`,
@@ -477,7 +522,14 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
           const r = d.rejects[reject++] as RowReject;
           if (outcome === LineOutcome.Invalid) s.eventsRead++;
           else s.invalidLines++;
-          if (!already) deadLetters.write({ reason: r.reason, detail: r.detail, source: { window: label, entry: d.entry, line: lineNo }, retriable: false, payload: r.payload });
+          if (!already) {
+            const letter: DeadLetter = { reason: r.reason, detail: r.detail, source: { window: label, entry: d.entry, line: lineNo }, retriable: false, payload: r.payload };
+            if (!holding) deadLetters.write(letter);
+            else {
+              held.push({ pos: base, letter });
+              if (held.length >= MAX_HELD) await recordHeld();
+            }
+          }
           continue;
         }
         s.eventsRead++;

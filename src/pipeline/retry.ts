@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, truncateSync, type Stats } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/identify-client.js';
@@ -11,8 +11,7 @@ import { createHttp } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
 import type { Logger } from '../log/logger.js';
 import { writeFileAtomic } from '../state/atomic-write.js';
-import { acquireLock } from '../state/lock.js';
-import type { DeadLetter, DeadLetterWriter } from './dead-letters.js';
+import { cutBack, readMark, type DeadLetter, type DeadLetterMark, type DeadLetterWriter } from './dead-letters.js';
 
 export interface RetryOptions {
   config: Config;
@@ -250,7 +249,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   // progress, but before that progress was written: this retry handles those lines again and writes their records
   // again. Left in the old file too, a refused event would sit in two files, and retrying both sends it to FME twice
   // (or, if FME takes it now, once more after this retry delivered it). The old file's tail is exactly those records.
-  if (progress.deadLetters) cutBack(progress.deadLetters, logger);
+  if (progress.deadLetters) cutBack(progress.deadLetters, logger, 'retry');
   // The progress names this retry's new file before any record goes into it, so that such a tail is found even
   // when the retry is killed before its first progress write.
   let recordedLines = linesDone;
@@ -484,38 +483,13 @@ async function requireKeysOfRecords(config: Config, file: string, linesDone: num
 interface RetryProgress {
   linesDone: number;
   /** The new dead-letter file of the retry that wrote this progress, and its size when the progress was written. */
-  deadLetters: { file: string; bytes: number } | undefined;
-}
-
-/** Cuts an interrupted retry's dead-letter file back to what its recorded progress covers (see runRetry). */
-function cutBack(mark: { file: string; bytes: number }, logger: Logger): void {
-  let size: number;
-  try {
-    size = statSync(mark.file).size;
-  } catch {
-    return; // gone (retried and renamed, or removed by hand): nothing to cut
-  }
-  if (size <= mark.bytes) return;
-  let lock: ReturnType<typeof acquireLock>;
-  try {
-    lock = acquireLock(`${mark.file}.lock`, 'retry (cutting back an interrupted retry\'s dead letters)');
-  } catch (err) {
-    logger.warn(`could not cut back ${mark.file} to the records of the lines an interrupted retry recorded as done (${(err as Error).message}): records after its first ${mark.bytes} bytes are written again by this retry`);
-    return;
-  }
-  try {
-    truncateSync(mark.file, mark.bytes);
-    logger.info(`${mark.file}: removed the dead letters of lines this retry handles again (written after the interrupted retry's last recorded progress)`);
-  } finally {
-    lock.release();
-  }
+  deadLetters: DeadLetterMark | undefined;
 }
 
 function readProgress(path: string): RetryProgress {
   try {
-    const p = JSON.parse(readFileSync(path, 'utf8')) as { linesDone?: unknown; deadLetters?: { file?: unknown; bytes?: unknown } };
-    const d = p.deadLetters;
-    const deadLetters = d && typeof d.file === 'string' && typeof d.bytes === 'number' && Number.isSafeInteger(d.bytes) && d.bytes >= 0 ? { file: d.file, bytes: d.bytes } : undefined;
+    const p = JSON.parse(readFileSync(path, 'utf8')) as { linesDone?: unknown; deadLetters?: unknown };
+    const deadLetters = readMark(p.deadLetters);
     if (typeof p.linesDone === 'number' && Number.isInteger(p.linesDone) && p.linesDone >= 0) return { linesDone: p.linesDone, deadLetters };
   } catch {
     // fall through

@@ -6,7 +6,9 @@ import { exportBaseUrl, fmeEventsBaseUrl, type Config } from '../config/types.js
 import { AmpFmeError } from '../errors.js';
 import { withPath } from '../io/file-errors.js';
 import { makeDirs } from '../io/make-dirs.js';
+import { cutBack, readMark, type DeadLetterMark } from '../pipeline/dead-letters.js';
 import type { ExportCheckpoint } from '../pipeline/export-checkpoint.js';
+import type { Logger } from '../log/logger.js';
 import type { SkipPlan } from '../pipeline/export-plan.js';
 import { addRange, type Ranges } from '../pipeline/positions.js';
 import { writeFileAtomic } from './atomic-write.js';
@@ -106,6 +108,13 @@ export interface ExportState {
    * runs went on from it since.
    */
   takenOver?: TakenOver;
+  /**
+   * The dead-letter file of the sending run that last wrote this file, and its size as the progress recorded here
+   * covers it: named as soon as the run creates it, before any record goes in. A run killed between putting dead
+   * letters there and recording the batches they belong to leaves them past `bytes`; the next sending run handles
+   * those batches again, so it cuts the file back first (cutBack). Absent in files written before this existed.
+   */
+  deadLetters?: DeadLetterMark;
 }
 
 /** Where a state came from by `--take-over` (ExportState.takenOver). */
@@ -370,6 +379,8 @@ export function readExportState(path: string, scope: string): ExportState {
   if (t !== undefined && (t === null || typeof t !== 'object' || typeof t.from !== 'string' || typeof t.at !== 'string' || typeof t.digest !== 'string')) {
     throw corrupt(path, 'takenOver is malformed');
   }
+  // Only ever used to cut a file back: one that cannot be read is left alone (its run's last records may be there twice).
+  if (s.deadLetters !== undefined && !readMark(s.deadLetters)) delete s.deadLetters;
   return s as ExportState;
 }
 
@@ -647,6 +658,32 @@ export class ExportStateStore {
     return labelledSpans(this.state);
   }
 
+  /**
+   * A sending run, before it sends anything: cuts the dead-letter file of the run that last wrote this state back to
+   * what that state covers (ExportState.deadLetters), under the file's lock; warns if it cannot. The mark is then
+   * dropped: this run records its own file once it has one.
+   */
+  cutBackDeadLetters(logger: Logger): void {
+    const mark = this.state.deadLetters;
+    if (!mark) return;
+    cutBack(mark, logger, 'export-events');
+    delete this.state.deadLetters;
+  }
+
+  /**
+   * Names this run's new dead-letter file in the state file, written now (DeadLetterWriter.onCreated): before any
+   * record goes into it, so that records a kill leaves there ahead of their batches' progress are found.
+   */
+  recordDeadLetterFile(file: string): void {
+    this.state.deadLetters = { file, bytes: 0 };
+    writeStateFile(this.path, this.state);
+  }
+
+  /** The run's dead-letter file as the progress about to be recorded covers it (see ExportCheckpoint.acknowledge). */
+  noteDeadLetters(mark: DeadLetterMark | undefined): void {
+    if (mark) this.state.deadLetters = mark;
+  }
+
   /** Writes are serialised; changes that arrive during a write are folded into the next one. */
   persist(): Promise<void> {
     this.dirty = true;
@@ -701,8 +738,10 @@ export class TrackCheckpoint implements ExportCheckpoint {
     return ip.acked;
   }
 
-  async acknowledge(window: HourWindow, from: number, to: number): Promise<void> {
+  async acknowledge(window: HourWindow, from: number, to: number, deadLetters?: DeadLetterMark): Promise<void> {
     const t = this.track();
+    // In the same step as the range: whichever write records this range records the mark with it, never without.
+    this.store.noteDeadLetters(deadLetters);
     const start = formatHour(window.start);
     const end = formatHour(window.end);
     const acked = t.inProgress && t.inProgress.start === start && t.inProgress.end === end ? t.inProgress.acked : [];
@@ -751,8 +790,9 @@ export class TrackCheckpoint implements ExportCheckpoint {
     await this.store.persist();
   }
 
-  async completeWindow(window: HourWindow): Promise<void> {
+  async completeWindow(window: HourWindow, deadLetters?: DeadLetterMark): Promise<void> {
     const t = this.track();
+    this.store.noteDeadLetters(deadLetters);
     t.firstHour ??= formatHour(window.start);
     t.lastDeliveredHour = formatHour(window.end);
     t.inProgress = null;

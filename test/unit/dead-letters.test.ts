@@ -2,7 +2,9 @@ import { existsSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { messageFor } from '../../src/cli/exit-codes.js';
-import { DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { createMemoryLogger } from '../../src/log/logger.js';
+import { cutBack, DeadLetterWriter } from '../../src/pipeline/dead-letters.js';
+import { acquireLock } from '../../src/state/lock.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
 const linesOf = (path: string): { reason: string; payload: unknown }[] =>
@@ -87,5 +89,28 @@ describe('DeadLetterWriter', () => {
     }
     expect(messageFor(err)).toMatch(new RegExp(`^could not write ${path}: no space left on the device \\(ENOSPC\\)`));
     await dl.close().catch(() => undefined);
+  });
+});
+
+describe('cutBack', () => {
+  it("cuts an interrupted run's file back to its recorded size, and says how to do it when another command holds the file", () => {
+    const path = join(tempDir('dl'), "export-events-20240301T110000Z-1 it's.ndjson");
+    const kept = '{"reason":"fme_rejected","retriable":true,"payload":{"key":"recorded"}}\n';
+    writeFileSync(path, `${kept}{"reason":"fme_rejected","retriable":true,"payload":{"key":"handled again"}}\n`);
+    const held = acquireLock(`${path}.lock`, 'retry');
+    const logger = createMemoryLogger();
+    cutBack({ file: path, bytes: Buffer.byteLength(kept) }, logger, 'export-events');
+    held.release();
+    expect(readFileSync(path, 'utf8')).not.toBe(kept);
+    expect(logger.lines).toMatchObject([{ level: 'warn', message: expect.stringContaining(`truncate -s ${Buffer.byteLength(kept)} '`) as unknown }]);
+
+    cutBack({ file: path, bytes: Buffer.byteLength(kept) }, logger, 'export-events');
+    expect(readFileSync(path, 'utf8')).toBe(kept);
+    expect(logger.lines[1]).toMatchObject({ level: 'info' });
+    // A file gone (retried and renamed) or already no longer than recorded is left alone, quietly.
+    cutBack({ file: `${path}.gone`, bytes: 0 }, logger, 'export-events');
+    cutBack({ file: path, bytes: 10_000 }, logger, 'export-events');
+    expect(logger.lines).toHaveLength(2);
+    expect(readFileSync(path, 'utf8')).toBe(kept);
   });
 });

@@ -36,6 +36,24 @@ describe('stateScope', () => {
 });
 
 describe('ExportStateStore', () => {
+  it("records the run's dead-letter file with the progress that covers it, and reads files without one", async () => {
+    const { path, scope } = fresh();
+    const window = { start: h('20240301T00'), end: h('20240301T00') };
+    const store = new ExportStateStore(path, scope);
+    const cursor = store.cursor();
+    await cursor.acknowledge(window, 0, 9);
+    expect(JSON.parse(readFileSync(path, 'utf8'))).not.toHaveProperty('deadLetters');
+    // Named when created, before any record goes in: written at once, not at the next progress write.
+    store.recordDeadLetterFile('/x/dead.ndjson');
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ deadLetters: { file: '/x/dead.ndjson', bytes: 0 } });
+    await cursor.acknowledge(window, 10, 19, { file: '/x/dead.ndjson', bytes: 300 });
+    expect(JSON.parse(readFileSync(path, 'utf8'))).toMatchObject({ deadLetters: { file: '/x/dead.ndjson', bytes: 300 }, cursor: { inProgress: { acked: [[0, 19]] } } });
+    // A mark that is not one (edited by hand) is dropped, not a reason to stop.
+    const edited = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    writeFileSync(path, JSON.stringify({ ...edited, deadLetters: { file: '/x/dead.ndjson', bytes: -1 } }));
+    expect(new ExportStateStore(path, scope).snapshot.deadLetters).toBeUndefined();
+  });
+
   it('records progress marks inside a window, then moves the cursor past it', async () => {
     const { path, scope } = fresh();
     const store = new ExportStateStore(path, scope);
