@@ -111,6 +111,17 @@ export function asServerMismatchError(err: unknown, what: string, url?: string):
       { cause: err },
     );
   }
+  // An https:// URL at a port that answers plain HTTP (the sandbox's, a proxy's http port): OpenSSL reads the HTTP
+  // answer as a TLS record of an unknown version. Node's code is the generic EPROTO, which asNetworkError would retry.
+  if ((code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') && /wrong version number/i.test(reason)) {
+    return new FatalRemoteError(
+      'NOT_TLS',
+      `${what}: ${where} did not answer in TLS (${code}: wrong version number), as a plain-HTTP port does. Check the configured base URL: ` +
+        'its host, port and http:// or https://',
+      undefined,
+      { cause: err },
+    );
+  }
   // llhttp's parse errors (HPE_*): what answered is not an HTTP server (a wrong port, another protocol).
   if (code.startsWith('HPE_')) {
     return new FatalRemoteError(

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -40,6 +41,14 @@ async function notHttpServer(): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
+/** A plain-HTTP server that would accept every request (202), for an https:// URL given by mistake. */
+async function plainHttpServer(): Promise<string> {
+  const server = http.createServer((_req, res) => res.writeHead(202).end());
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  closers.push(() => server.close());
+  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 async function exportOneHour(config: Record<string, Record<string, unknown>>) {
   world = await startWorld();
   world.store.add(generateExportRows(parseHourArg('20240301T05', 'start'), 5, { users: 5 }));
@@ -79,5 +88,15 @@ describe('a base URL that reaches a server amp-fme cannot talk to', () => {
     expect(error?.code).toBe('NOT_HTTP');
     expect(error?.message).toMatch(new RegExp(`^FME events API: ${url.replace(/\./g, '\\.')} did not answer in HTTP \\(HPE_`));
     expect(world?.fme.count).toBe(0);
+  });
+
+  it('fme.eventsBaseUrl with https:// at a plain-HTTP port: exit 1 at once, names the URL and the scheme to check', async () => {
+    const url = await plainHttpServer();
+    const { r, error } = await exportOneHour({ fme: { eventsBaseUrl: `${url}/api` } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).not.toMatch(/a bug in amp-fme|\n\s+at /);
+    expect(error?.code).toBe('NOT_TLS');
+    expect(error?.message).toMatch(new RegExp(`^FME events API: ${url.replace(/\./g, '\\.')} did not answer in TLS .*http:// or https://`));
+    expect(logLines(r.stderr).filter((l) => /retrying/.test(l.message))).toEqual([]);
   });
 });
