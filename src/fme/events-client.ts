@@ -55,6 +55,16 @@ export function buildBulkBody(jsons: readonly string[], bytes?: number): Buffer 
   return joinedBody(JSON_ARRAY, jsons, bytes);
 }
 
+/**
+ * The dead-letter detail of an event FME refused in a request of `part` events: alone, FME's answer is about it; in a
+ * larger part (the split budget spent, or a status that is not split), FME refused the part and this event may be fine.
+ */
+export function refusalDetail(o: RefusedOutcome, part: number): string {
+  if (part === 1) return `FME answered ${o.status}: ${o.body}`;
+  const why = SPLITTABLE.has(o.status) ? `the ${SPLIT_BUDGET} requests a refused batch may take were spent` : `HTTP ${o.status} is not split`;
+  return `FME answered ${o.status} to a part of ${part} events holding it, not to it alone (${why}): ${o.body}. It may be fine: amp-fme retry re-sends it`;
+}
+
 export class FmeEventsClient {
   private readonly url: string;
   private readonly headers: Record<string, string>;
@@ -77,7 +87,7 @@ export class FmeEventsClient {
    * request is halved and each half sent, down to single events, so one bad event costs only itself. FME
    * stores nothing of a refused request, so no event is sent twice. At most SPLIT_BUDGET requests in all.
    * - `onRefused` gets each event refused on its own (or in a part refused once the budget is spent, or with
-   *   another status);
+   *   another status), with the size of the request refused (`refusalDetail` words it);
    * - if a request fails for good (retries used up, a fatal answer) or the run is stopped part-way, the events
    *   not sent yet go to `onUnsent` and the error is returned, not thrown: when some halves are in FME already,
    *   the caller records the batch as handled (delivered, refused or unsent) before it stops; when none was
@@ -86,7 +96,7 @@ export class FmeEventsClient {
   async deliverSplitting(
     jsons: string[],
     refused: RefusedOutcome,
-    onRefused: (index: number, outcome: RefusedOutcome) => void,
+    onRefused: (index: number, outcome: RefusedOutcome, part: number) => void,
     onUnsent: (index: number, error: unknown) => void,
   ): Promise<{ delivered: number; error?: unknown }> {
     const { signal } = this.options;
@@ -103,7 +113,7 @@ export class FmeEventsClient {
       }
       if (error !== undefined) return unsent(lo, hi);
       if (budget <= 0) {
-        for (let i = lo; i < hi; i++) onRefused(i, refusal);
+        for (let i = lo; i < hi; i++) onRefused(i, refusal, hi - lo);
         return;
       }
       budget--;
@@ -120,7 +130,7 @@ export class FmeEventsClient {
     /** Events [lo, hi), refused as one request with `outcome`: halved again, or refused with it. */
     const settle = async (lo: number, hi: number, outcome: RefusedOutcome): Promise<void> => {
       if (hi - lo === 1 || !SPLITTABLE.has(outcome.status) || budget < 2) {
-        for (let i = lo; i < hi; i++) onRefused(i, outcome);
+        for (let i = lo; i < hi; i++) onRefused(i, outcome, hi - lo);
         return;
       }
       const mid = (lo + hi) >>> 1;

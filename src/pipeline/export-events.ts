@@ -5,7 +5,7 @@ import { ExportClient, exportWindows } from '../amplitude/export-client.js';
 import { describeWindow, floorHour, formatHour, HOUR_MS, splitWindows, windowHours, type HourWindow } from '../amplitude/hours.js';
 import { exportBaseUrl, type Config } from '../config/types.js';
 import { FatalRemoteError, InterruptedError, withSummary } from '../errors.js';
-import { FmeEventsClient } from '../fme/events-client.js';
+import { FmeEventsClient, refusalDetail } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import type { RetryPolicy } from '../http/retry.js';
 import { closeOutput, openOutputFile, writeOutput } from '../io/output-file.js';
@@ -271,9 +271,9 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
           const split = await fme.deliverSplitting(
             jsons,
             outcome,
-            (i, o) => {
+            (i, o, part) => {
               refused++;
-              letter(i, 'fme_rejected', `FME answered ${o.status}: ${o.body}`, o.status);
+              letter(i, 'fme_rejected', refusalDetail(o, part), o.status);
             },
             (i, err) => unsent.push([i, err]),
           );

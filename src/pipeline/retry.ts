@@ -6,7 +6,7 @@ import { INGESTION_LIMITS, IngestionClient } from '../amplitude/ingestion-client
 import { requireSecrets } from '../config/load.js';
 import { ingestionBaseUrl, type Config } from '../config/types.js';
 import { ConfigError, UsageError, withSummary } from '../errors.js';
-import { FmeEventsClient } from '../fme/events-client.js';
+import { FmeEventsClient, refusalDetail } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
 import type { Logger } from '../log/logger.js';
@@ -309,7 +309,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
         const split = await fme.deliverSplitting(
           jsons,
           outcome,
-          (i, o) => fail((batch[i] as Pending).letter, 'fme_rejected', `FME answered ${o.status}: ${o.body}`, o.status),
+          (i, o, part) => fail((batch[i] as Pending).letter, 'fme_rejected', refusalDetail(o, part), o.status),
           // Part of the batch is in FME: the rest goes to the new file, and its lines count as done (below).
           (i, err) => fail((batch[i] as Pending).letter, 'fme_not_sent', `its batch was refused and being sent in parts when the retry stopped: ${(err as Error).message}`),
         );
