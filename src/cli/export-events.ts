@@ -97,7 +97,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
   (await import('../pipeline/export-rows-pool.js')).checkMappingSettings(config.exportEvents);
   const { passesEventTypeFilter } = await import('../mapping/amplitude-to-fme.js');
   const pushed = config.pushImpressions.eventType;
-  if (passesEventTypeFilter(config.exportEvents, pushed)) {
+  // Identify mode (this config's push-impressions) sends no events, so none can come back.
+  if (config.pushImpressions.mode === 'event' && passesEventTypeFilter(config.exportEvents, pushed)) {
     // Replacing the excludeEventTypes list, or renaming the impressions' event type, drops the guard against a loop.
     logger.warn(
       `exportEvents.excludeEventTypes does not leave out ${JSON.stringify(pushed)}, the event type push-impressions gives FME's impressions in Amplitude (pushImpressions.eventType): ` +

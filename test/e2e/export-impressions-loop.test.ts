@@ -47,7 +47,7 @@ describe('export-events: the event type push-impressions writes is not left out'
     expect(warnings(r.stderr)).toEqual([expect.stringMatching(/^exportEvents\.excludeEventTypes does not leave out "get_treatment"/)]);
   });
 
-  it('says nothing when the renamed type is excluded (by a glob), or includeEventTypes does not let it in', async () => {
+  it('says nothing when the renamed type is excluded (by a glob), includeEventTypes does not let it in, or push-impressions is in identify mode', async () => {
     world = await worldWith(['Clicked', 'flag_exposure']);
     world.writeConfig({ pushImpressions: { eventType: 'flag_exposure' }, exportEvents: { identities: [{ trafficType: 'user', from: 'user_id' }], excludeEventTypes: ['get_treatment', 'flag_*'] } });
     const excluded = await runCli(ARGS, world.dir);
@@ -59,5 +59,11 @@ describe('export-events: the event type push-impressions writes is not left out'
     const included = await runCli([...ARGS, '--dry-run'], world.dir);
     expect(included.code, included.stderr).toBe(0);
     expect(warnings(included.stderr)).toEqual([]);
+
+    // push-impressions in identify mode sends user properties, no events: nothing can come back.
+    world.writeConfig({ pushImpressions: { mode: 'identify', eventType: 'flag_exposure' }, exportEvents: { identities: [{ trafficType: 'user', from: 'user_id' }] } });
+    const identify = await runCli([...ARGS, '--dry-run'], world.dir);
+    expect(identify.code, identify.stderr).toBe(0);
+    expect(warnings(identify.stderr)).toEqual([]);
   });
 });
