@@ -7,6 +7,7 @@ import { currentFolder } from '../io/current-folder.js';
 import type { ExportEventsSummary } from '../pipeline/export-events.js';
 import { passOverRanges, resumingRange, stopBeforeRanges } from '../pipeline/pass-over-ranges.js';
 import { newestSettledHour, overlaps, planExport, planSkip, type Plan, type SkipPlan } from '../pipeline/export-plan.js';
+import { removeStaleTemps } from '../state/atomic-write.js';
 import { acquireLock, type HeldLock } from '../state/lock.js';
 import { CURSOR_LABEL, deliveredSpans, earlierState, ExportStateStore, onlyPlaced, outside, parseStateHour, rangeLabel, statePaths, stateScope, takeOverState, type LabelledSpan, type TrackCheckpoint } from '../state/export-state.js';
 import { finishTakeOver, refuseAfterKeyChange, takeOverFrom } from '../state/take-over.js';
@@ -122,6 +123,8 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
     const stateFile = stateFileOf(ctx, paths.state, scope, sending);
     const store = sending || flags.sinceLastRun ? new ExportStateStore(stateFile.path, stateFile.scope) : undefined;
     if (sending && store) {
+      // Under the lock: temp files of the state that killed runs left are nobody's.
+      removeStaleTemps(stateFile.path);
       finishTakeOver(logger, store);
       // Dead letters an interrupted run left past its recorded progress: this run handles their batches again.
       store.cutBackDeadLetters(logger);

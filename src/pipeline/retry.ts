@@ -10,7 +10,7 @@ import { FmeEventsClient, refusalDetail } from '../fme/events-client.js';
 import { createHttp } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
 import type { Logger } from '../log/logger.js';
-import { writeFileAtomic } from '../state/atomic-write.js';
+import { removeStaleTemps, writeFileAtomic } from '../state/atomic-write.js';
 import { cutBack, readMark, type DeadLetter, type DeadLetterMark, type DeadLetterWriter } from './dead-letters.js';
 
 export interface RetryOptions {
@@ -234,6 +234,8 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   const started = Date.now();
   checkDeadLetterFile(file, { force: opts.force, deadLetterDir: dirname(deadLetters.path) });
   const progressPath = `${file}.retry-progress.json`;
+  // The caller holds the file's lock: temp files of its progress that killed retries left are nobody's.
+  removeStaleTemps(progressPath);
   const progress = existsSync(progressPath) ? readProgress(progressPath) : { linesDone: 0, deadLetters: undefined };
   const linesDone = progress.linesDone;
   await requireKeysOfRecords(config, file, linesDone);

@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { withPath } from '../io/file-errors.js';
 import { writeAllSync } from '../io/write-all.js';
 
@@ -37,4 +37,31 @@ export function writeFileAtomic(path: string, content: string): void {
   } catch {
     // Some file systems do not allow fsync on a folder; the rename itself is still atomic.
   }
+}
+
+/**
+ * Removes the temp files writeFileAtomic left beside `path` in runs killed while writing it (`<name>.<pid>.tmp`; a
+ * kill -9 or power cut gives them no chance to go). Only for the holder of the lock that guards `path`: no other
+ * process is writing it then, whatever its pid or host. Returns how many were removed; never fails the run.
+ */
+export function removeStaleTemps(path: string): number {
+  const prefix = `${basename(path)}.`;
+  const own = `${prefix}${process.pid}.tmp`;
+  let removed = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    if (name === own || !name.startsWith(prefix) || !/^\d+\.tmp$/.test(name.slice(prefix.length))) continue;
+    try {
+      rmSync(join(dirname(path), name), { force: true });
+      removed++;
+    } catch {
+      // Left for the next run: it holds nothing anyone reads.
+    }
+  }
+  return removed;
 }

@@ -624,6 +624,29 @@ describe('unattended runs (spawned)', () => {
     expect(uuidCounts(world).size).toBe(wanted.length);
   });
 
+  it('a sending run removes the state temp files that runs killed while writing it left; a dry run leaves them', async () => {
+    world = await startWorld();
+    seedHours(world, ago(8), 2, 5);
+    world.writeConfig(CONFIG);
+    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8)), '--end', formatHour(ago(8))], world.dir);
+    expect(first.code).toBe(0);
+    const path = stateFile(world);
+    const dir = join(world.dir, '.amp-fme');
+    // What a kill -9 during writeFileAtomic leaves: the next content, half written, beside the file.
+    const stale = [`${path}.4242.tmp`, `${path}.77.tmp`];
+    for (const f of stale) writeFileSync(f, '{"version":1,"kind":"expo');
+    const other = join(dir, 'notes.4242.tmp'); // not a temp of the state file: left alone
+    writeFileSync(other, 'mine');
+    const dry = await runCli(['export-events', '--since-last-run', '--dry-run'], world.dir);
+    expect(dry.code).toBe(0);
+    expect(stale.every((f) => existsSync(f))).toBe(true);
+    const r = await runCli(['export-events', '--since-last-run'], world.dir);
+    expect(r.code, r.stderr).toBe(0);
+    expect(stale.filter((f) => existsSync(f))).toEqual([]);
+    expect(existsSync(other)).toBe(true);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual(['notes.4242.tmp']);
+  });
+
   it('stops with exit 1 on a corrupt state file and leaves it untouched', async () => {
     world = await startWorld();
     seedHours(world, ago(8), 2, 5);

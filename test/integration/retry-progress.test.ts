@@ -94,6 +94,16 @@ describe('an interrupted retry', () => {
     expect(second.renamedTo).toBe(`${file}.retried`);
   });
 
+  it('removes the progress temp files that retries killed while writing it left', async () => {
+    const dir = tempDir('retry-stale-temps');
+    const { file, config } = rejectedBatchFile(dir);
+    const stale = `${file}.retry-progress.json.4242.tmp`;
+    writeFileSync(stale, '{"version":1,"lines');
+    const s = await runRetry({ config, file, logger: silentLogger, deadLetters: new DeadLetterWriter(join(dir, 'new.ndjson'), 'retry'), force: false });
+    expect(s.resent.fme).toBe(3);
+    expect(existsSync(stale)).toBe(false);
+  });
+
   it('has what still fails on disk before each progress write counts those lines as done', async () => {
     const dir = tempDir('retry-durable');
     // Six records, user-N on line N, re-sent two at a time: three progress writes, each after a batch with a refusal.
