@@ -265,7 +265,9 @@ export function otherStates(stateDir: string, scope: string): OtherState[] {
 export function parseStateHour(text: string | null | undefined): number | undefined {
   const m = text ? /^(\d{4})(\d{2})(\d{2})T(\d{2})$/.exec(text) : null;
   if (!m) return undefined;
-  return Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]));
+  const at = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]));
+  // An hour that does not exist (20240230T05, T24; a hand edit) names none: Date.UTC would roll it over into another.
+  return formatHour(at) === text ? at : undefined;
 }
 
 function emptyTrack(): Track {

@@ -133,6 +133,15 @@ describe('ExportStateStore', () => {
     expect(() => new ExportStateStore(path, scope)).toThrow(/cursor.skipped is malformed/);
   });
 
+  it('stops on an hour that does not exist (a hand edit), rather than reading it as another', () => {
+    const { path, scope } = fresh();
+    for (const hour of ['20240230T05', '20240301T24', '20241301T00']) {
+      const cursor = { firstHour: '20240301T00', lastDeliveredHour: hour, inProgress: null, updatedAt: 'x' };
+      writeFileSync(path, JSON.stringify({ version: 1, kind: 'export-events', scope, cursor, ranges: [] }));
+      expect(() => new ExportStateStore(path, scope), hour).toThrow(StateError);
+    }
+  });
+
   it('never holds a secret, and leaves no temp file behind', async () => {
     const { dir, path, scope } = fresh();
     const cursor = new ExportStateStore(path, scope).cursor();
