@@ -46,6 +46,8 @@ export interface ExportClientOptions {
   tmpDir?: string;
   /** The configured region, named in the 403 message. */
   region?: Region;
+  /** Whether `baseUrl` is amplitude.exportBaseUrl (the region then picks no host): the 403 message names it instead. */
+  baseUrlConfigured?: boolean;
   /** `http.exportTimeoutMs`, named in the message of a request that got no answer within it. */
   timeoutMs?: number;
 }
@@ -345,8 +347,10 @@ export class ExportClient {
     if (status === 401 || status === 403) {
       const region = this.opts.region;
       const other = region === 'eu' ? 'us' : 'eu';
-      const regionHint = region
-        ? `the project is in the other data region than the configured amplitude.region "${region}" (an ${other.toUpperCase()} project must use amplitude.region "${other}")`
+      const regionHint = this.opts.baseUrlConfigured
+        ? `amplitude.exportBaseUrl (${new URL(this.opts.baseUrl).origin}) is not the Export API host of the project's data region (amplitude.region${region ? `, "${region}",` : ''} has no effect while it is set)`
+        : region
+        ? `the project is in the other data region than the configured amplitude.region "${region}" (${other === 'eu' ? 'an' : 'a'} ${other.toUpperCase()} project must use amplitude.region "${other}")`
         : 'the project is in the other data region (EU project on the US host or vice versa: set amplitude.region)';
       return new FatalRemoteError(
         'AMPLITUDE_AUTH',

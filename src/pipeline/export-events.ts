@@ -184,6 +184,7 @@ export async function runExportEvents(opts: ExportEventsOptions): Promise<Export
       apiKey: config.amplitude.apiKey ?? '',
       secretKey: config.amplitude.secretKey ?? '',
       region: config.amplitude.region,
+      baseUrlConfigured: config.amplitude.exportBaseUrl !== undefined,
       http: await createHttp({ timeoutMs: config.http.exportTimeoutMs }),
       timeoutMs: config.http.exportTimeoutMs,
       retry,

@@ -265,6 +265,20 @@ describe('ExportClient against the Export API emulator', () => {
     expect(await sb.leftovers()).toEqual([]);
   });
 
+  it('a 403 names the region to check when the region picks the host, and the base URL when the config pins it', async () => {
+    sb = await startExportSandbox({ source: dayStore() });
+    const refused = async (o: { region?: 'us' | 'eu'; baseUrlConfigured?: boolean }): Promise<string> => {
+      const client = new ExportClient({ http: await createHttp({ timeoutMs: 5_000 }), baseUrl: sb!.server.url, apiKey: API_KEY, secretKey: 'not-the-secret', retry: { retries: 0, baseDelayMs: 1, maxDelayMs: 1 }, tmpDir: sb!.tmpDir, ...o });
+      const err = await client.fetchWindow(win(0, 0)).catch((e: unknown) => e);
+      expect((err as FatalRemoteError).code).toBe('AMPLITUDE_AUTH');
+      return (err as Error).message;
+    };
+    expect(await refused({ region: 'eu' })).toMatch(/or the project is in the other data region than the configured amplitude\.region "eu" \(a US project must use amplitude\.region "us"\)\.$/);
+    expect(await refused({ region: 'eu', baseUrlConfigured: true })).toMatch(
+      /or amplitude\.exportBaseUrl \(http:\/\/127\.0\.0\.1:\d+\) is not the Export API host of the project's data region \(amplitude\.region, "eu", has no effect while it is set\)\.$/,
+    );
+  });
+
   it('retries a 200 whose body is an HTML error page, then succeeds', async () => {
     sb = await startExportSandbox({ source: dayStore() });
     sb.emulator.faults.push({ status: 200, body: '<!DOCTYPE html><html><body>Upstream error</body></html>', headers: { 'content-type': 'text/html' } });
