@@ -1,5 +1,5 @@
-import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, type Stats } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, truncateSync, type Stats } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/identify-client.js';
 import { INGESTION_LIMITS, IngestionClient } from '../amplitude/ingestion-client.js';
@@ -252,6 +252,8 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   // again. Left in the old file too, a refused event would sit in two files, and retrying both sends it to FME twice
   // (or, if FME takes it now, once more after this retry delivered it). The old file's tail is exactly those records.
   if (progress.deadLetters) cutBack(progress.deadLetters, logger, 'retry');
+  // This file may itself be an interrupted run's, with records past that run's recorded progress: cut them first.
+  cutBackOthersTail(file, progressPath, logger);
   // The progress names this retry's new file before any record goes into it, so that such a tail is found even
   // when the retry is killed before its first progress write.
   let recordedLines = linesDone;
@@ -480,6 +482,67 @@ async function requireKeysOfRecords(config: Config, file: string, linesDone: num
     input.destroy();
   }
   if (problems.length > 0) throw new ConfigError(problems, source);
+}
+
+/**
+ * The marks other runs recorded on `file` (DeadLetterMark): the export-events states of the state folder the file's
+ * dead-letters folder is in, and the progress of retries beside it (a retry's new file is named in the progress of the
+ * retry that writes it). `ownProgress` is left out: it names this retry's own new file, never `file`.
+ */
+function marksOn(file: string, ownProgress: string): DeadLetterMark[] {
+  const target = resolve(file);
+  const dlDir = dirname(target);
+  const candidates: string[] = [];
+  const list = (dir: string, match: RegExp): void => {
+    try {
+      for (const f of readdirSync(dir)) if (match.test(f)) candidates.push(join(dir, f));
+    } catch {
+      // No such folder (a file retried from elsewhere): nothing recorded there.
+    }
+  };
+  list(dirname(dlDir), /^export-events-[0-9a-f]+\.json$/);
+  list(dlDir, /\.retry-progress\.json$/);
+  const marks: DeadLetterMark[] = [];
+  for (const c of candidates) {
+    if (resolve(c) === resolve(ownProgress)) continue;
+    try {
+      const m = readMark((JSON.parse(readFileSync(c, 'utf8')) as { deadLetters?: unknown } | null)?.deadLetters);
+      if (m && resolve(m.file) === target) marks.push(m);
+    } catch {
+      // Unreadable: the run that owns it says so; a mark it may hold cannot be used.
+    }
+  }
+  return marks;
+}
+
+/**
+ * Cuts `file` back to the size an interrupted run that wrote it recorded (export-events, or a retry writing its new
+ * file), before any of it is re-sent. A run killed (kill -9) after putting dead letters there but before recording
+ * the batches they belong to leaves them past that size, and the run that goes on from its progress handles those
+ * batches again: re-sent here first, their events would reach FME twice (FME stores every copy), and refused ones
+ * would sit in two files. That run's own cut-back finds this file renamed `.retried` and cannot help. The caller
+ * holds `<file>.lock`.
+ */
+function cutBackOthersTail(file: string, ownProgress: string, logger: Logger): void {
+  const marks = marksOn(file, ownProgress);
+  if (marks.length === 0) return;
+  const bytes = Math.min(...marks.map((m) => m.bytes));
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch (err) {
+    throw withPath(err, file);
+  }
+  if (size <= bytes) return;
+  try {
+    truncateSync(file, bytes);
+  } catch (err) {
+    throw withPath(err, file);
+  }
+  logger.info(
+    `${file}: removed the dead letters written after the last progress the interrupted run that wrote this file recorded (${size - bytes} bytes): ` +
+      'the next run of that command handles their records again, so they are not re-sent here',
+  );
 }
 
 interface RetryProgress {
