@@ -156,7 +156,9 @@ export function acquireLock(path: string, command: string): HeldLock {
         continue; // vanished: try again
       }
       if (age < UNREADABLE_GRACE_MS) {
-        throw new LockedError(`another amp-fme run is taking the lock ${path} right now; this run did nothing.`);
+        throw new LockedError(
+          `another amp-fme run is taking the lock ${path} right now (or one was killed while taking it: such a lock is taken over ${UNREADABLE_GRACE_MS / 1000} s after it was made); this run did nothing.`,
+        );
       }
     }
     takeOverStale(path, holder);

@@ -48,6 +48,21 @@ describe('acquireLock', () => {
     }
   });
 
+  it('an empty lock (a run killed while taking it) is refused for 10 s, saying so, then taken over', () => {
+    const p = lockPath();
+    writeFileSync(p, '');
+    const err = lockError(p);
+    expect(err).toBeInstanceOf(LockedError);
+    expect((err as Error).message).toBe(
+      `another amp-fme run is taking the lock ${p} right now (or one was killed while taking it: such a lock is taken over 10 s after it was made); this run did nothing.`,
+    );
+    const old = new Date(Date.now() - 11_000);
+    utimesSync(p, old, old);
+    const lock = acquireLock(p, 'export-events');
+    expect(JSON.parse(readFileSync(p, 'utf8')).pid).toBe(process.pid);
+    lock.release();
+  });
+
   it('takes over at once a lock left by a dead process', () => {
     const p = lockPath();
     const dead = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
