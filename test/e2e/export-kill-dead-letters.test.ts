@@ -1,11 +1,8 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseHourArg } from '../../src/amplitude/hours.js';
 import { generateExportRows } from '../../src/sandbox/generate.js';
+import { deadLetterRecords, EXPORT_HOUR, exportOf30, fmeKeys, KILL_AFTER_DEAD_LETTER_SYNC, REFUSE_BATCH_OF_10, retriableLetters } from '../helpers/kill-dead-letters.js';
 import { runCli, startWorld, type World } from '../helpers/world.js';
-
-const KILL_AFTER_DEAD_LETTER_SYNC = join(__dirname, '../helpers/kill-after-dead-letter-sync.cjs');
 
 let world: World | undefined;
 afterEach(async () => {
@@ -13,61 +10,44 @@ afterEach(async () => {
   world = undefined;
 });
 
-/** Every retriable FME dead letter under `dir`'s state, as `key@timestamp`. */
-function retriableLetters(dir: string): string[] {
-  const dl = join(dir, '.amp-fme', 'dead-letters');
-  return readdirSync(dl)
-    .filter((f) => f.endsWith('.ndjson'))
-    .flatMap((f) => readFileSync(join(dl, f), 'utf8').split('\n').filter(Boolean))
-    .map((l) => JSON.parse(l) as { retriable: boolean; payload: { key: string; timestamp: number } })
-    .filter((l) => l.retriable)
-    .map((l) => `${l.payload.key}@${l.payload.timestamp}`);
-}
-
 describe('kill -9 while progress is being recorded, after dead letters are on disk', () => {
   it('export-events: an event is never both delivered and left in a retriable dead-letter file', async () => {
     world = await startWorld();
-    const rows = [...generateExportRows(parseHourArg('20240301T10', 'start'), 30, { users: 50, treatmentShare: 0 })].map((r) => ({ ...r, user_id: `user-${String(r.event_id)}-x` }));
-    world.store.add(rows);
-    world.writeConfig({ exportEvents: { properties: ['uuid'], batchSize: 10, concurrency: 1, workers: 0 } });
-    // FME refuses the first batch whole and in every part (19 requests): its 10 events become dead letters...
-    world.fme.faults.push({ status: 400, body: '{"code":400,"message":"temporarily refusing"}' }, 19);
+    // FME refuses the first batch whole and in every part: its 10 events become dead letters...
+    exportOf30(world, 1, REFUSE_BATCH_OF_10);
     // ... and the run is killed while it records that batch as handled.
-    const killed = await runCli(['export-events', '--start', '20240301T10', '--end', '20240301T10', '--json'], world.dir, { NODE_OPTIONS: `--require ${KILL_AFTER_DEAD_LETTER_SYNC}` });
+    const killed = await runCli(EXPORT_HOUR, world.dir, { NODE_OPTIONS: `--require ${KILL_AFTER_DEAD_LETTER_SYNC}` });
     expect(killed.signal).toBe('SIGKILL');
-    expect(retriableLetters(world.dir)).toHaveLength(10);
+    expect(retriableLetters(world)).toHaveLength(10);
 
     // FME takes them now: the run again goes on and exits 0.
-    const again = await runCli(['export-events', '--start', '20240301T10', '--end', '20240301T10', '--json'], world.dir);
+    const again = await runCli(EXPORT_HOUR, world.dir);
     expect(again.code).toBe(0);
-    const delivered = new Set(world.fme.events.map((e) => `${e.key}@${e.timestamp}`));
+    const delivered = new Set(fmeKeys(world));
     expect(delivered.size).toBe(30);
     // A retriable dead letter of an event FME already has would be sent a second time by `amp-fme retry`.
-    const both = retriableLetters(world.dir).filter((k) => delivered.has(k));
+    const both = retriableLetters(world).filter((k) => delivered.has(k));
     expect(both).toEqual([]);
   });
 
   it("export-events, concurrency 2: another batch's progress write never records a refused batch's dead letters before that batch", async () => {
     world = await startWorld();
-    const rows = [...generateExportRows(parseHourArg('20240301T10', 'start'), 30, { users: 50, treatmentShare: 0 })].map((r) => ({ ...r, user_id: `user-${String(r.event_id)}-x` }));
-    world.store.add(rows);
-    world.writeConfig({ exportEvents: { properties: ['uuid'], batchSize: 10, concurrency: 2, workers: 0 } });
-    // The first two batches go out together and FME refuses both whole and in every part (2 x 19 requests), answering
-    // after a moment, so that their splits interleave: one is acknowledged while the other is still being split...
-    world.fme.faults.push({ status: 400, body: '{"code":400,"message":"temporarily refusing"}', delayMs: 20 }, 38);
+    // The first two batches go out together and FME refuses both whole and in every part, answering after a moment,
+    // so that their splits interleave: one is acknowledged while the other is still being split...
+    exportOf30(world, 2, 2 * REFUSE_BATCH_OF_10, 20);
     // ... and the run is killed at the progress write after that one: the first one went through.
-    const killed = await runCli(['export-events', '--start', '20240301T10', '--end', '20240301T10', '--json'], world.dir, {
+    const killed = await runCli(EXPORT_HOUR, world.dir, {
       NODE_OPTIONS: `--require ${KILL_AFTER_DEAD_LETTER_SYNC}`,
       KILL_AT_PROGRESS_WRITE: '2',
     });
     expect(killed.signal).toBe('SIGKILL');
 
     world.fme.faults.clear();
-    const again = await runCli(['export-events', '--start', '20240301T10', '--end', '20240301T10', '--json'], world.dir);
+    const again = await runCli(EXPORT_HOUR, world.dir);
     expect(again.code).toBe(0);
     // Each event is in FME or in one retriable dead letter: never both, never in two.
-    const delivered = new Set(world.fme.events.map((e) => `${e.key}@${e.timestamp}`));
-    const letters = retriableLetters(world.dir);
+    const delivered = new Set(fmeKeys(world));
+    const letters = retriableLetters(world);
     expect(letters.filter((k) => delivered.has(k))).toEqual([]);
     expect(letters.length).toBe(new Set(letters).size);
     expect(new Set([...delivered, ...letters]).size).toBe(30);
@@ -81,23 +61,18 @@ describe('kill -9 while progress is being recorded, after dead letters are on di
     world = await startWorld({ exportOptions: { source: (h) => (h === hour ? lines : []), entriesPerHour: 1 } });
     world.writeConfig({ exportEvents: { properties: ['uuid'], batchSize: 10, concurrency: 1, workers: 0 } });
     // Killed at the second progress write after a dead-letter fsync: the first went through.
-    const killed = await runCli(['export-events', '--start', '20240301T10', '--end', '20240301T10', '--json'], world.dir, {
+    const killed = await runCli(EXPORT_HOUR, world.dir, {
       NODE_OPTIONS: `--require ${KILL_AFTER_DEAD_LETTER_SYNC}`,
       KILL_AT_PROGRESS_WRITE: '2',
     });
     expect(killed.signal).toBe('SIGKILL');
 
-    const again = await runCli(['export-events', '--start', '20240301T10', '--end', '20240301T10', '--json'], world.dir);
+    const again = await runCli(EXPORT_HOUR, world.dir);
     expect(again.code).toBe(3);
-    const dl = join(world.dir, '.amp-fme', 'dead-letters');
-    const invalid = readdirSync(dl)
-      .filter((f) => f.endsWith('.ndjson'))
-      .flatMap((f) => readFileSync(join(dl, f), 'utf8').split('\n').filter(Boolean))
-      .map((l) => JSON.parse(l) as { reason: string; source: { line: number } })
+    const invalid = deadLetterRecords(world)
       .filter((l) => l.reason === 'invalid_json')
       .map((l) => l.source.line)
       .sort((a, b) => a - b);
     expect(invalid).toEqual([16, 27]);
   });
 });
-

@@ -37,6 +37,16 @@ function seedHours(w: World, from: number, hours: number, perHour: number): Reco
   return rows.filter((r) => typeof r.user_id === 'string');
 }
 
+/** A world of two seeded hours (ago(8), ago(7)) whose cursor has delivered the first: its state file exists. */
+async function cursorAtFirstHour(): Promise<World> {
+  const w = await startWorld();
+  seedHours(w, ago(8), 2, 5);
+  w.writeConfig(CONFIG);
+  const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8)), '--end', formatHour(ago(8))], w.dir);
+  expect(first.code).toBe(0);
+  return w;
+}
+
 function stateFile(w: World, stateDir = '.amp-fme'): string {
   const dir = join(w.dir, stateDir);
   const f = readdirSync(dir).find((n) => n.startsWith('export-events-') && n.endsWith('.json'));
@@ -625,11 +635,7 @@ describe('unattended runs (spawned)', () => {
   });
 
   it('a sending run removes the state temp files that runs killed while writing it left; a dry run leaves them', async () => {
-    world = await startWorld();
-    seedHours(world, ago(8), 2, 5);
-    world.writeConfig(CONFIG);
-    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8)), '--end', formatHour(ago(8))], world.dir);
-    expect(first.code).toBe(0);
+    world = await cursorAtFirstHour();
     const path = stateFile(world);
     const dir = join(world.dir, '.amp-fme');
     // What a kill -9 during writeFileAtomic leaves: the next content, half written, beside the file.
@@ -648,11 +654,7 @@ describe('unattended runs (spawned)', () => {
   });
 
   it('stops with exit 1 on a corrupt state file and leaves it untouched', async () => {
-    world = await startWorld();
-    seedHours(world, ago(8), 2, 5);
-    world.writeConfig(CONFIG);
-    const first = await runCli(['export-events', '--since-last-run', '--start', formatHour(ago(8)), '--end', formatHour(ago(8))], world.dir);
-    expect(first.code).toBe(0);
+    world = await cursorAtFirstHour();
     const path = stateFile(world);
     writeFileSync(path, '{"version":1,"kind":"export-events","cursor":');
     const r = await runCli(['export-events', '--since-last-run', '--log-format', 'text'], world.dir);
