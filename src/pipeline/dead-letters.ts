@@ -1,5 +1,6 @@
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, statSync, truncateSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, truncateSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { redact } from '../http/redact.js';
 import { withPath } from '../io/file-errors.js';
 import { makeDirs } from '../io/make-dirs.js';
@@ -29,12 +30,64 @@ export interface DeadLetter {
 export interface DeadLetterMark {
   file: string;
   bytes: number;
+  /**
+   * SHA-256 (hex) of those first `bytes` bytes as the run wrote them. A file whose start no longer matches was changed
+   * since (a payload corrected by hand, as the README suggests before a retry): its end is then not that run's tail, and
+   * cutting it back would cut records the user still needs. Absent for an empty file and in marks of earlier versions.
+   */
+  sha256?: string;
 }
 
 /** A recorded mark, or undefined for anything else (an older progress or state file has none). */
 export function readMark(value: unknown): DeadLetterMark | undefined {
-  const d = value as { file?: unknown; bytes?: unknown } | null | undefined;
-  return d && typeof d.file === 'string' && typeof d.bytes === 'number' && Number.isSafeInteger(d.bytes) && d.bytes >= 0 ? { file: d.file, bytes: d.bytes } : undefined;
+  const d = value as { file?: unknown; bytes?: unknown; sha256?: unknown } | null | undefined;
+  if (!(d && typeof d.file === 'string' && typeof d.bytes === 'number' && Number.isSafeInteger(d.bytes) && d.bytes >= 0)) return undefined;
+  if (d.sha256 !== undefined && (typeof d.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(d.sha256))) return undefined;
+  return { file: d.file, bytes: d.bytes, ...(d.sha256 !== undefined ? { sha256: d.sha256 } : {}) };
+}
+
+/** Whether the first `mark.bytes` bytes of `file` are still those the run that recorded `mark` wrote (see DeadLetterMark.sha256). */
+export function startUnchanged(file: string, mark: DeadLetterMark): boolean {
+  if (mark.sha256 === undefined || mark.bytes === 0) return true;
+  const hash = createHash('sha256');
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(Math.min(mark.bytes, 1 << 20));
+    let at = 0;
+    while (at < mark.bytes) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, mark.bytes - at), at);
+      if (n === 0) return false;
+      hash.update(buf.subarray(0, n));
+      at += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex') === mark.sha256;
+}
+
+/** The warning for a file changed since the run that recorded `mark` wrote it: left whole (see DeadLetterMark.sha256). */
+export function changedWarning(file: string, mark: DeadLetterMark, command: string): string {
+  return (
+    `${file} was changed since the ${command} that wrote it recorded its first ${mark.bytes} bytes (edited by hand?): it is not cut back to them. ` +
+    `If that ${command} was killed, records after them may also be handled again by the next run of it`
+  );
+}
+
+/**
+ * `mark` as a file in `folder` keeps it (a state file, a retry's progress): its file named relative to that folder when
+ * it is inside it (`dead-letters/<name>` beside a state), so that it is still found when state.dir is reached by another
+ * path: moved or renamed, or a volume that hosts sharing state.dir mount at different places. Named absolute, a killed
+ * run's file would then not be found, and nothing cut back: its tail left in two files, silently.
+ */
+export function storedMark(mark: DeadLetterMark, folder: string): DeadLetterMark {
+  const rel = relative(folder, mark.file);
+  return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? mark : { ...mark, file: rel };
+}
+
+/** A mark read from a file in `folder` (see storedMark), its file as a path from here; an absolute one (earlier versions) as it is. */
+export function resolvedMark(mark: DeadLetterMark, folder: string): DeadLetterMark {
+  return { ...mark, file: resolve(folder, mark.file) };
 }
 
 /**
@@ -65,6 +118,11 @@ export function cutBack(mark: DeadLetterMark, logger: Logger, command: string): 
     return;
   }
   try {
+    // Under the lock: no retry rewrites or renames it meanwhile.
+    if (!startUnchanged(mark.file, mark)) {
+      logger.warn(changedWarning(mark.file, mark, command));
+      return;
+    }
     truncateSync(mark.file, mark.bytes);
     logger.info(`${mark.file}: removed the dead letters written after the last progress an interrupted ${command} recorded (this run handles their records again)`);
   } catch (err) {
@@ -104,6 +162,8 @@ export class DeadLetterWriter {
   private readonly command: string;
   /** `<file>.lock`, held while the file is open (see writeOut). */
   private lock: HeldLock | undefined;
+  /** Of every byte written to the file so far, for `mark` (DeadLetterMark.sha256). */
+  private readonly digest: Hash = createHash('sha256');
 
   /** Called once, when this writer has created its (empty) file and before any record goes into it. */
   onCreated: ((file: string) => void) | undefined;
@@ -116,7 +176,8 @@ export class DeadLetterWriter {
   /** This writer's own file and its size once everything written so far is on disk (`sync` first); undefined before it has a file. */
   mark(): DeadLetterMark | undefined {
     if (!this.created || this.fd === undefined) return undefined;
-    return { file: this.file, bytes: fstatSync(this.fd).size };
+    const bytes = fstatSync(this.fd).size;
+    return { file: this.file, bytes, ...(bytes > 0 ? { sha256: this.digest.copy().digest('hex') } : {}) };
   }
 
   /**
@@ -235,8 +296,9 @@ export class DeadLetterWriter {
     if (this.pending.length === 0) return;
     if (this.fd === undefined) this.fd = this.open();
     const before = fstatSync(this.fd).size;
+    const text = this.pending.join('');
     try {
-      writeAllSync(this.fd, this.pending.join(''));
+      writeAllSync(this.fd, text);
     } catch (err) {
       // Part may be written (a disk filling up): cut the file back, so that it holds whole records only and a
       // later attempt (close) writes these records once, not after a cut copy of them.
@@ -247,6 +309,7 @@ export class DeadLetterWriter {
       }
       throw withPath(err, this.path);
     }
+    this.digest.update(text);
     this.recordsInFile += this.pending.length;
     this.pending = [];
     this.pendingSize = 0;

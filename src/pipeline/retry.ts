@@ -11,7 +11,7 @@ import { createHttp } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
 import type { Logger } from '../log/logger.js';
 import { removeStaleTemps, writeFileAtomic } from '../state/atomic-write.js';
-import { cutBack, readMark, type DeadLetter, type DeadLetterMark, type DeadLetterWriter } from './dead-letters.js';
+import { changedWarning, cutBack, readMark, resolvedMark, startUnchanged, storedMark, type DeadLetter, type DeadLetterMark, type DeadLetterWriter } from './dead-letters.js';
 
 export interface RetryOptions {
   config: Config;
@@ -251,13 +251,14 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
   // progress, but before that progress was written: this retry handles those lines again and writes their records
   // again. Left in the old file too, a refused event would sit in two files, and retrying both sends it to FME twice
   // (or, if FME takes it now, once more after this retry delivered it). The old file's tail is exactly those records.
-  if (progress.deadLetters) cutBack(progress.deadLetters, logger, 'retry');
+  if (progress.deadLetters) cutBack(resolvedMark(progress.deadLetters, dirname(progressPath)), logger, 'retry');
   // This file may itself be an interrupted run's, with records past that run's recorded progress: cut them first.
   cutBackOthersTail(file, progressPath, logger);
   // The progress names this retry's new file before any record goes into it, so that such a tail is found even
   // when the retry is killed before its first progress write.
   let recordedLines = linesDone;
-  deadLetters.onCreated = (created) => writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: recordedLines, deadLetters: { file: created, bytes: 0 } }));
+  deadLetters.onCreated = (created) =>
+    writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: recordedLines, deadLetters: storedMark({ file: created, bytes: 0 }, dirname(progressPath)) }));
 
   const summary: RetrySummary = {
     file,
@@ -365,7 +366,7 @@ export async function runRetry(opts: RetryOptions): Promise<RetrySummary> {
     // What still fails is on disk before the progress says its lines are done (dead-letters.ts).
     deadLetters.sync();
     const mark = deadLetters.mark();
-    writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: line, ...(mark ? { deadLetters: mark } : {}) }));
+    writeFileAtomic(progressPath, JSON.stringify({ version: 1, linesDone: line, ...(mark ? { deadLetters: storedMark(mark, dirname(progressPath)) } : {}) }));
     recordedLines = line;
     if (stopAfterProgress !== undefined) throw stopAfterProgress;
   };
@@ -507,7 +508,8 @@ function marksOn(file: string, ownProgress: string): DeadLetterMark[] {
     if (resolve(c) === resolve(ownProgress)) continue;
     try {
       const m = readMark((JSON.parse(readFileSync(c, 'utf8')) as { deadLetters?: unknown } | null)?.deadLetters);
-      if (m && resolve(m.file) === target) marks.push(m);
+      // Named relative to the file that holds the mark (storedMark), or absolute by earlier versions.
+      if (m && resolve(dirname(c), m.file) === target) marks.push(m);
     } catch {
       // Unreadable: the run that owns it says so; a mark it may hold cannot be used.
     }
@@ -526,7 +528,8 @@ function marksOn(file: string, ownProgress: string): DeadLetterMark[] {
 function cutBackOthersTail(file: string, ownProgress: string, logger: Logger): void {
   const marks = marksOn(file, ownProgress);
   if (marks.length === 0) return;
-  const bytes = Math.min(...marks.map((m) => m.bytes));
+  const mark = marks.reduce((a, b) => (b.bytes < a.bytes ? b : a));
+  const bytes = mark.bytes;
   let size: number;
   try {
     size = statSync(file).size;
@@ -535,6 +538,11 @@ function cutBackOthersTail(file: string, ownProgress: string, logger: Logger): v
   }
   if (size <= bytes) return;
   try {
+    // A file corrected by hand (README) is the user's now: its end is not the tail a killed run left.
+    if (!startUnchanged(file, mark)) {
+      logger.warn(changedWarning(file, mark, 'run'));
+      return;
+    }
     truncateSync(file, bytes);
   } catch (err) {
     throw withPath(err, file);

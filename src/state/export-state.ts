@@ -6,7 +6,7 @@ import { exportBaseUrl, fmeEventsBaseUrl, type Config } from '../config/types.js
 import { AmpFmeError } from '../errors.js';
 import { withPath } from '../io/file-errors.js';
 import { makeDirs } from '../io/make-dirs.js';
-import { cutBack, readMark, type DeadLetterMark } from '../pipeline/dead-letters.js';
+import { cutBack, readMark, resolvedMark, storedMark, type DeadLetterMark } from '../pipeline/dead-letters.js';
 import type { ExportCheckpoint } from '../pipeline/export-checkpoint.js';
 import type { Logger } from '../log/logger.js';
 import type { SkipPlan } from '../pipeline/export-plan.js';
@@ -165,6 +165,8 @@ export function earlierState(stateDir: string, config: Config): { path: string; 
 export function takeOverState(from: { path: string; scope: string }, path: string, scope: string, retiredAs?: string): ExportState {
   const state = readExportState(from.path, from.scope);
   state.scope = scope;
+  // Its run's dead-letter file stays where it is: named from the new place (a --take-over from another folder).
+  if (state.deadLetters) state.deadLetters = storedMark(resolvedMark(state.deadLetters, dirname(from.path)), dirname(path));
   // Recorded before the rename, so that a run stopped between the two can tell the old file was not renamed.
   if (retiredAs !== undefined) state.takenOver = { from: from.path, at: new Date().toISOString(), digest: fileDigest(from.path) };
   writeStateFile(path, state);
@@ -668,7 +670,7 @@ export class ExportStateStore {
   cutBackDeadLetters(logger: Logger): void {
     const mark = this.state.deadLetters;
     if (!mark) return;
-    cutBack(mark, logger, 'export-events');
+    cutBack(resolvedMark(mark, dirname(this.path)), logger, 'export-events');
     delete this.state.deadLetters;
   }
 
@@ -677,13 +679,13 @@ export class ExportStateStore {
    * record goes into it, so that records a kill leaves there ahead of their batches' progress are found.
    */
   recordDeadLetterFile(file: string): void {
-    this.state.deadLetters = { file, bytes: 0 };
+    this.state.deadLetters = storedMark({ file, bytes: 0 }, dirname(this.path));
     writeStateFile(this.path, this.state);
   }
 
   /** The run's dead-letter file as the progress about to be recorded covers it (see ExportCheckpoint.acknowledge). */
   noteDeadLetters(mark: DeadLetterMark | undefined): void {
-    if (mark) this.state.deadLetters = mark;
+    if (mark) this.state.deadLetters = storedMark(mark, dirname(this.path));
   }
 
   /** Writes are serialised; changes that arrive during a write are folded into the next one. */
