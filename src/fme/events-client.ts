@@ -106,14 +106,15 @@ export class FmeEventsClient {
     const unsent = (lo: number, hi: number): void => {
       for (let i = lo; i < hi; i++) onUnsent(i, error);
     };
-    /** Events [lo, hi) of a request FME refused with `refusal`: sent on their own while the budget lasts. */
-    const part = async (lo: number, hi: number, refusal: RefusedOutcome): Promise<void> => {
+    /** Events [lo, hi) of a request of `refusedSize` events FME refused with `refusal`: sent on their own while the budget lasts. */
+    const part = async (lo: number, hi: number, refusal: RefusedOutcome, refusedSize: number): Promise<void> => {
       if (error === undefined && signal?.aborted) {
         error = new InterruptedError(`stopped (${String(signal.reason)}) while the parts of a batch FME refused were being sent`);
       }
       if (error !== undefined) return unsent(lo, hi);
       if (budget <= 0) {
-        for (let i = lo; i < hi; i++) onRefused(i, refusal, hi - lo);
+        // Not sent on its own: what FME refused is the request it was cut from.
+        for (let i = lo; i < hi; i++) onRefused(i, refusal, refusedSize);
         return;
       }
       budget--;
@@ -134,8 +135,8 @@ export class FmeEventsClient {
         return;
       }
       const mid = (lo + hi) >>> 1;
-      await part(lo, mid, outcome);
-      await part(mid, hi, outcome);
+      await part(lo, mid, outcome, hi - lo);
+      await part(mid, hi, outcome, hi - lo);
     };
     await settle(0, jsons.length, refused);
     return error === undefined ? { delivered } : { delivered, error };

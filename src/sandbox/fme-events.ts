@@ -98,6 +98,17 @@ export function createFmeEventsEmulator(options: FmeEventsEmulatorOptions): FmeE
     return { events: list as FmeEvent[] };
   };
 
+  /** How many events a refused body held (what a test sees of the requests a client split), 0 if it is not JSON. */
+  const eventsIn = (body: Buffer, bulk: boolean): number => {
+    if (!bulk) return 1;
+    try {
+      const parsed: unknown = JSON.parse(body.toString('utf8'));
+      return Array.isArray(parsed) ? parsed.length : 0;
+    } catch {
+      return 0;
+    }
+  };
+
   const store = (list: FmeEvent[]): void => {
     count += list.length;
     if (!countOnly) for (const e of list) events.push(e);
@@ -114,7 +125,7 @@ export function createFmeEventsEmulator(options: FmeEventsEmulatorOptions): FmeE
     const forced = faults.next();
     const body = await readBody(req);
     if (forced && !forced.afterProcessing) {
-      record(forced.status, 0, false);
+      record(forced.status, countOnly ? 0 : eventsIn(body, bulk), false);
       await sendForced(res, forced);
       return true;
     }

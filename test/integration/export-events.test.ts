@@ -470,6 +470,9 @@ describe('export-events pipeline against the emulators', () => {
     expect(alone.length).toBeGreaterThan(0);
     expect(inPart.length).toBeGreaterThan(0);
     expect(alone.length + inPart.length).toBe(200);
+    // The part each names is a request FME did refuse (not a half of one that was never sent on its own).
+    const refusedSizes = new Set(requests.map((r) => r.events));
+    for (const l of inPart) expect(refusedSizes.has(Number(/a part of (\d+) events/.exec(l.detail)?.[1]))).toBe(true);
     // The run finished (no error: the CLI exits 3 for its dead letters) and says so.
     expect(summary).toMatchObject({ eventsRead: 200, fmeEventsSent: 0 });
     expect([dl.count, dl.retriableCount, dl.counts()]).toEqual([200, 200, { fme_rejected: 200 }]);
