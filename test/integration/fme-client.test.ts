@@ -204,7 +204,7 @@ describe('FME answers that mean a wrong fme.eventsBaseUrl', () => {
     expect((err as FatalRemoteError).status).toBe(status);
     expect((err as Error).message).toContain(`HTTP ${status}`);
     expect((err as Error).message).toContain('check fme.eventsBaseUrl');
-    expect(emu.requests).toEqual([{ status, events: 0, stored: false }]);
+    expect(emu.requests).toEqual([{ status, events: 2, stored: false }]); // the batch of 2, once, not stored
     expect(emu.count).toBe(0);
     expect(logger.lines.filter((l) => /retrying/.test(l.message))).toEqual([]);
   });
