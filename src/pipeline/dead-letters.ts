@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, statSync, truncateSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { redact } from '../http/redact.js';
 import { withPath } from '../io/file-errors.js';
@@ -286,6 +286,14 @@ export class DeadLetterWriter {
         this.onCreated?.(candidate);
       } catch (err) {
         closeSync(fd);
+        // Not named where the run records its progress (that write failed): records put in it later (close, on the
+        // way out) would sit there with nothing to cut them back, and the next run, which handles their lines again,
+        // would write them a second time: a refused event in two files, sent twice by retrying both. Removed, the
+        // next attempt creates it again and names it first, or says its records could not be written.
+        rmSync(candidate, { force: true });
+        this.created = false;
+        this.lock?.release();
+        this.lock = undefined;
         throw err;
       }
       return fd;
