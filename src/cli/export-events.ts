@@ -300,6 +300,16 @@ async function exportEvents(ctx: CommandContext, flags: ExportEventsFlags): Prom
           progress.update('sent', p.fmeEventsSent);
         },
       });
+      if (checkpoint && store) {
+        // Nothing past the last recorded mark: the mark is dropped (ExportStateStore.settleDeadLetters).
+        // Best effort: if this write fails, the mark stays, as before, and the run has still done what it says.
+        try {
+          ctx.deadLetters.sync();
+          await store.settleDeadLetters(ctx.deadLetters.mark());
+        } catch {
+          // finish() syncs the dead letters again and says if they cannot be written.
+        }
+      }
       const full = { command: 'export-events', ...summary, ...(skipped ? { skippedHours: skipped } : {}) };
       return await ctx.finish(full, summaryLines(full, ctx.deadLetters.count));
     } catch (err) {

@@ -683,6 +683,21 @@ export class ExportStateStore {
     writeStateFile(this.path, this.state);
   }
 
+  /**
+   * A run that ended without being stopped, its dead-letter file on disk as `mark` says (synced): when nothing went into
+   * it past the mark recorded, there is no tail a later cut-back could need, and the mark is dropped. Kept, it would
+   * make a payload corrected by hand afterwards (the README's advice before a retry) look like a killed run's file changed
+   * since: the retry, or cron's next run, warned that records "may be handled again" when nothing was interrupted.
+   */
+  async settleDeadLetters(mark: DeadLetterMark | undefined): Promise<void> {
+    const recorded = this.state.deadLetters;
+    if (!recorded || !mark) return;
+    const now = storedMark(mark, dirname(this.path));
+    if (now.file !== recorded.file || now.bytes !== recorded.bytes) return;
+    delete this.state.deadLetters;
+    await this.persist();
+  }
+
   /** The run's dead-letter file as the progress about to be recorded covers it (see ExportCheckpoint.acknowledge). */
   noteDeadLetters(mark: DeadLetterMark | undefined): void {
     if (mark) this.state.deadLetters = storedMark(mark, dirname(this.path));
