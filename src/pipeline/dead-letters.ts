@@ -47,7 +47,7 @@ export function readMark(value: unknown): DeadLetterMark | undefined {
 }
 
 /** Whether the first `mark.bytes` bytes of `file` are still those the run that recorded `mark` wrote (see DeadLetterMark.sha256). */
-export function startUnchanged(file: string, mark: DeadLetterMark): boolean {
+function startUnchanged(file: string, mark: DeadLetterMark): boolean {
   if (mark.sha256 === undefined || mark.bytes === 0) return true;
   const hash = createHash('sha256');
   const fd = openSync(file, 'r');
@@ -67,7 +67,7 @@ export function startUnchanged(file: string, mark: DeadLetterMark): boolean {
 }
 
 /** The warning for a file changed since the run that recorded `mark` wrote it: left whole (see DeadLetterMark.sha256). */
-export function changedWarning(file: string, mark: DeadLetterMark, command: string): string {
+function changedWarning(file: string, mark: DeadLetterMark, command: string): string {
   return (
     `${file} was changed since the ${command} that wrote it recorded its first ${mark.bytes} bytes (edited by hand?): it is not cut back to them. ` +
     `If that ${command} was killed, records after them may also be handled again by the next run of it`
@@ -90,6 +90,31 @@ export function resolvedMark(mark: DeadLetterMark, folder: string): DeadLetterMa
   return { ...mark, file: resolve(folder, mark.file) };
 }
 
+/** The bytes of `mark.file` past `mark.bytes` (0 when none, or when the file is gone: retried and renamed, or removed by hand). */
+function tailBytes(mark: DeadLetterMark): number {
+  try {
+    return Math.max(0, statSync(mark.file).size - mark.bytes);
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Cuts `mark.file` back to `mark.bytes`, for a caller that holds `<mark.file>.lock` (no retry rewrites or renames it
+ * meanwhile). A file whose start changed since the mark was taken (DeadLetterMark.sha256) is left whole, with a
+ * warning: its end is not a killed run's tail. Returns the bytes cut; throws what truncating throws.
+ */
+export function cutTail(mark: DeadLetterMark, logger: Logger, command: string): number {
+  const tail = tailBytes(mark);
+  if (tail === 0) return 0;
+  if (!startUnchanged(mark.file, mark)) {
+    logger.warn(changedWarning(mark.file, mark, command));
+    return 0;
+  }
+  truncateSync(mark.file, mark.bytes);
+  return tail;
+}
+
 /**
  * Cuts an interrupted run's dead-letter file back to the size its recorded progress covers. A run killed (kill -9,
  * power cut) after dead letters went into its file but before the progress that covers them was written leaves them
@@ -98,13 +123,7 @@ export function resolvedMark(mark: DeadLetterMark, folder: string): DeadLetterMa
  * file's tail past the mark is exactly those records. `command`: the command going on (retry, export-events).
  */
 export function cutBack(mark: DeadLetterMark, logger: Logger, command: string): void {
-  let size: number;
-  try {
-    size = statSync(mark.file).size;
-  } catch {
-    return; // gone (retried and renamed, or removed by hand): nothing to cut
-  }
-  if (size <= mark.bytes) return;
+  if (tailBytes(mark) === 0) return;
   const cannot = (why: string): void =>
     logger.warn(
       `could not cut back ${mark.file} to the ${mark.bytes} bytes the progress of an interrupted ${command} covers (${why}): this run handles the records after them again, ` +
@@ -118,13 +137,9 @@ export function cutBack(mark: DeadLetterMark, logger: Logger, command: string): 
     return;
   }
   try {
-    // Under the lock: no retry rewrites or renames it meanwhile.
-    if (!startUnchanged(mark.file, mark)) {
-      logger.warn(changedWarning(mark.file, mark, command));
-      return;
+    if (cutTail(mark, logger, command) > 0) {
+      logger.info(`${mark.file}: removed the dead letters written after the last progress an interrupted ${command} recorded (this run handles their records again)`);
     }
-    truncateSync(mark.file, mark.bytes);
-    logger.info(`${mark.file}: removed the dead letters written after the last progress an interrupted ${command} recorded (this run handles their records again)`);
   } catch (err) {
     cannot((err as Error).message);
   } finally {

@@ -1,4 +1,4 @@
-import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, truncateSync, type Stats } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, type Stats } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { IdentifyClient, IDENTIFY_LIMITS, identifyItem } from '../amplitude/identify-client.js';
@@ -11,7 +11,7 @@ import { createHttp } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
 import type { Logger } from '../log/logger.js';
 import { removeStaleTemps, writeFileAtomic } from '../state/atomic-write.js';
-import { changedWarning, cutBack, readMark, resolvedMark, startUnchanged, storedMark, type DeadLetter, type DeadLetterMark, type DeadLetterWriter } from './dead-letters.js';
+import { cutBack, cutTail, readMark, resolvedMark, storedMark, type DeadLetter, type DeadLetterMark, type DeadLetterWriter } from './dead-letters.js';
 
 export interface RetryOptions {
   config: Config;
@@ -528,27 +528,17 @@ function marksOn(file: string, ownProgress: string): DeadLetterMark[] {
 function cutBackOthersTail(file: string, ownProgress: string, logger: Logger): void {
   const marks = marksOn(file, ownProgress);
   if (marks.length === 0) return;
-  const mark = marks.reduce((a, b) => (b.bytes < a.bytes ? b : a));
-  const bytes = mark.bytes;
-  let size: number;
+  // A file corrected by hand (README) is the user's now: cutTail leaves it whole, its end not a killed run's tail.
+  const mark = { ...marks.reduce((a, b) => (b.bytes < a.bytes ? b : a)), file };
+  let cut: number;
   try {
-    size = statSync(file).size;
+    cut = cutTail(mark, logger, 'run');
   } catch (err) {
     throw withPath(err, file);
   }
-  if (size <= bytes) return;
-  try {
-    // A file corrected by hand (README) is the user's now: its end is not the tail a killed run left.
-    if (!startUnchanged(file, mark)) {
-      logger.warn(changedWarning(file, mark, 'run'));
-      return;
-    }
-    truncateSync(file, bytes);
-  } catch (err) {
-    throw withPath(err, file);
-  }
+  if (cut === 0) return;
   logger.info(
-    `${file}: removed the dead letters written after the last progress the interrupted run that wrote this file recorded (${size - bytes} bytes): ` +
+    `${file}: removed the dead letters written after the last progress the interrupted run that wrote this file recorded (${cut} bytes): ` +
       'the next run of that command handles their records again, so they are not re-sent here',
   );
 }
