@@ -54,12 +54,16 @@ interface HeldId {
   round: number;
 }
 
+/** How many of an id's held items are still waiting (from `head` on). */
+function waiting(e: HeldId): number {
+  return e.items.length - e.head;
+}
+
 /** Items held back after a 429 (or paced, HTTP V2), to be sent again when their timer fires. */
 interface Held {
   lane: Lane;
   /** By id, in the order the ids were first held. */
   ids: Map<string, HeldId>;
-  count: number;
   bytes: number;
   /** When the timer fires: the earliest due. */
   due: number;
@@ -239,7 +243,7 @@ export class ImpressionLanes {
     for (const lane of this.lanes) lane.pending = undefined;
     for (const h of this.held) {
       clearTimeout(h.timer);
-      this.droppedHeld += h.count;
+      for (const e of h.ids.values()) this.droppedHeld += waiting(e);
       this.release(h);
     }
   }
@@ -317,13 +321,12 @@ export class ImpressionLanes {
     // fires, the ids due go, capped per id again, and the others wait on (`fire`).
     const joinable = this.o.ingestion?.pacesPerId === true ? lane.pending : undefined;
     let settle!: () => void;
-    const h: Held = joinable ?? { lane, ids: new Map(), count: 0, bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };
+    const h: Held = joinable ?? { lane, ids: new Map(), bytes: 0, settle: () => settle(), due: Number.POSITIVE_INFINITY, timer: undefined };
     let first = Number.POSITIVE_INFINITY;
     for (const [id, e] of ids) {
-      const n = e.items.length - e.head;
+      const n = waiting(e);
       this.heldBytes += e.bytes;
       h.bytes += e.bytes;
-      h.count += n;
       lane.heldIds.set(id, (lane.heldIds.get(id) ?? 0) + n);
       const held = h.ids.get(id);
       if (held === undefined) h.ids.set(id, e);
@@ -381,14 +384,13 @@ export class ImpressionLanes {
     const going = new Map<string, HeldId>();
     const later = new Map<string, HeldId>();
     let bytes = 0;
-    let count = 0;
     for (const [id, e] of h.ids) {
       if (!isDue(id, e)) {
         later.set(id, e);
         continue;
       }
       if (Number.isFinite(cap)) lane.sending.add(id);
-      if (e.items.length - e.head <= cap) {
+      if (waiting(e) <= cap) {
         going.set(id, e);
       } else {
         // The first `cap` go; the rest wait for a pace after they are sent. Not throttled themselves, they have
@@ -406,16 +408,12 @@ export class ImpressionLanes {
         later.set(id, e);
       }
     }
-    for (const e of going.values()) {
-      bytes += e.bytes;
-      count += e.items.length - e.head;
-    }
+    for (const e of going.values()) bytes += e.bytes;
     // The rest leave this group's counts; `holdUntil` counts them again in the lane's next group.
     this.heldBytes -= h.bytes - bytes;
-    for (const [id, e] of later) this.unholdId(lane, id, e.items.length - e.head);
+    for (const [id, e] of later) this.unholdId(lane, id, waiting(e));
     h.ids = going;
     h.bytes = bytes;
-    h.count = count;
     this.holdUntil(lane, later);
     this.resend(h);
   }
@@ -434,7 +432,7 @@ export class ImpressionLanes {
   private release(h: Held, keepBytes = false): void {
     if (!this.held.delete(h)) return;
     if (h.lane.pending === h) h.lane.pending = undefined;
-    for (const [id, e] of h.ids) this.unholdId(h.lane, id, e.items.length - e.head);
+    for (const [id, e] of h.ids) this.unholdId(h.lane, id, waiting(e));
     if (!keepBytes) this.heldBytes -= h.bytes;
     h.settle();
     this.wake();
