@@ -1,5 +1,6 @@
 import { InvalidHourError, parseHourArg } from '../amplitude/hours.js';
 import type { ConfigProblem } from '../errors.js';
+import { redact } from '../http/redact.js';
 import { defaultConfig } from './defaults.js';
 import { MAX_EXPORT_IDENTITIES, type Config } from './types.js';
 
@@ -44,9 +45,9 @@ const str =
     return v;
   };
 
-/** A URL as messages may show it: a user name or password in it (`https://user:pass@proxy`) masked. */
+/** A URL as messages may show it: a user name or password in it (`https://user:pass@proxy`) masked, as in all output. */
 function describeUrl(v: unknown): string {
-  return describe(typeof v === 'string' ? v.replace(/^([a-z][-+.a-z0-9]*:\/\/)[^/?#]*@/i, '$1***@') : v);
+  return describe(typeof v === 'string' ? redact(v) : v);
 }
 
 const url =

@@ -21,8 +21,11 @@ export function registerSecret(value: string | undefined): void {
   forms = [...new Set([...forms, ...formsOf(value)])].sort((a, b) => b.length - a.length);
 }
 
-/** The user information of a URL in text (`https://user:password@proxy`): a proxy's credentials, short ones too. */
-const URL_USERINFO = /\b([a-z][-+.a-z0-9]*:\/\/)[^\s/?#@"'<>]*@/gi;
+/**
+ * The user information of a URL in text (`https://user:password@proxy`): a proxy's credentials, short ones too. Up to
+ * the last `@` before the host, as URL parsers read it: a password with a raw `@` in it is masked whole.
+ */
+const URL_USERINFO = /\b([a-z][-+.a-z0-9]*:\/\/)[^\s/?#"'<>]*@/gi;
 
 export function redact(text: string): string {
   let out = text;

@@ -57,6 +57,8 @@ describe('redact and URLs with credentials', () => {
   it('masks the user information of any URL, a short password too, and leaves other @s alone', () => {
     expect(redact('POST http://bob:pw1@proxy.local:3128/batch failed')).toBe('POST http://***@proxy.local:3128/batch failed');
     expect(redact('"https://token@eu.proxy/api"')).toBe('"https://***@eu.proxy/api"');
+    // A raw @ in the password: the host is after the last one, as URL parsers read it; no part of the password shows.
+    expect(redact('POST https://bob:p@ss@proxy.local/batch and mail ops@example.com')).toBe('POST https://***@proxy.local/batch and mail ops@example.com');
     expect(redact('mail ops@example.com; see https://example.com/a?who=ops@example.com')).toBe('mail ops@example.com; see https://example.com/a?who=ops@example.com');
   });
 });
