@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Got, Request, Response } from 'got';
 import yauzl from 'yauzl';
 import { AmpFmeError, FatalRemoteError, RetriableRemoteError } from '../errors.js';
-import { asNetworkError, asServerMismatchError, bodySnippet } from '../http/client.js';
+import { asNetworkError, asTransportError, bodySnippet } from '../http/client.js';
 import { withPath } from '../io/file-errors.js';
 import { dropCutWord, registerSecret } from '../http/redact.js';
 import { parseHttpDate, parseRetryAfter, withRetry, type RetryPolicy } from '../http/retry.js';
@@ -310,7 +310,7 @@ export class ExportClient {
       return archive;
     } catch (err) {
       if (signal?.aborted) throw signal.reason ?? err;
-      throw asServerMismatchError(err, what, this.opts.baseUrl) ?? asNetworkError(err, what) ?? err;
+      throw asTransportError(err, what, this.opts.baseUrl);
     } finally {
       // got does not destroy its streams when they end (autoDestroy is off), and only destroy() takes their listener
       // off the run's stop signal: one left per request kept every request alive and, past ten, made Node print a

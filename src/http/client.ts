@@ -83,8 +83,7 @@ const TLS_CERT_CODES = new Set([
 ]);
 
 /** `https://host:port` of a URL, for messages (never its user information, path or query). */
-function originOf(url: string | undefined): string {
-  if (url === undefined) return 'the server';
+function originOf(url: string): string {
   try {
     return new URL(url).origin;
   } catch {
@@ -97,7 +96,7 @@ function originOf(url: string | undefined): string {
  * undefined. Without this, a certificate Node does not trust (self-signed, a TLS-inspecting proxy's) or an answer that
  * is not HTTP at all (a wrong port) fell through every check and stopped the run as "a bug in amp-fme", stack and all.
  */
-export function asServerMismatchError(err: unknown, what: string, url?: string): FatalRemoteError | undefined {
+function asServerMismatchError(err: unknown, what: string, url: string): FatalRemoteError | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return undefined;
   const reason = (err as Error).message;
@@ -139,4 +138,13 @@ export function bodySnippet(body: unknown, max = 300): string {
   const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : JSON.stringify(body);
   const one = redact((text ?? '').replace(/\s+/g, ' ').trim());
   return one.length > max ? `${one.slice(0, max)}…` : one;
+}
+
+/**
+ * What a request that failed without an answer throws: a server amp-fme cannot talk to (fatal, asServerMismatchError,
+ * told apart first: some of its codes look like network errors), a network error (retriable, asNetworkError), or the
+ * error as it came.
+ */
+export function asTransportError(err: unknown, what: string, url: string): unknown {
+  return asServerMismatchError(err, what, url) ?? asNetworkError(err, what) ?? err;
 }

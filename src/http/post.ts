@@ -1,7 +1,7 @@
 import type { Got, Response } from 'got';
 import { RetriableRemoteError } from '../errors.js';
 import type { LogFields, Logger } from '../log/logger.js';
-import { asNetworkError, asServerMismatchError, bodySnippet } from './client.js';
+import { asTransportError, bodySnippet } from './client.js';
 import { parseRetryAfter, withRetry, type RetryPolicy } from './retry.js';
 
 export interface PostWithRetryOptions {
@@ -37,7 +37,7 @@ export function postWithRetry(o: PostWithRetryOptions): Promise<Response<string>
       // Not cancelled on a stop: whether it was stored would be unknown, and FME does not deduplicate.
       res = await o.http.post(o.url, { body: o.body, headers: o.headers, responseType: 'text' });
     } catch (err) {
-      throw asServerMismatchError(err, o.what, o.url) ?? asNetworkError(err, o.what) ?? err;
+      throw asTransportError(err, o.what, o.url);
     }
     if (o.retriable(res.statusCode)) {
       const retryAfterMs = parseRetryAfter(res.headers['retry-after']);
